@@ -1,0 +1,86 @@
+//! The one error type of the library.
+//!
+//! Variants follow DataFusion's split between bad user input, bad data on
+//! disk, I/O and bugs, and always say *where* (file path, column) so that a
+//! user can act on the message without a backtrace.
+
+use std::path::{Path, PathBuf};
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in spectradb.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A source image (JPEG, PNG, WebP, ...) could not be decoded.
+    #[error("{path}: cannot decode image: {reason}")]
+    ImageDecode { path: String, reason: String },
+
+    /// A source image is larger than the configured limit (decompression bomb guard).
+    #[error("{path}: image is {width}x{height} pixels, over the limit of {limit} pixels")]
+    ImageTooLarge {
+        path: String,
+        width: u64,
+        height: u64,
+        limit: u64,
+    },
+
+    /// A table file or a band inside it is not what the format promises.
+    #[error("{path}: corrupt image table file: {reason}")]
+    CorruptFile { path: String, reason: String },
+
+    /// The caller asked for something that cannot be done (bad option, bad scale, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// An I/O error on a named file.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An error from the Parquet library on a named file.
+    #[error("{}: parquet: {source}", path.display())]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+
+    /// An error from Arrow while assembling batches.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+
+    /// A bug in spectradb: please report it.
+    #[error("internal error (this is a bug in spectradb): {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    /// Wraps a Parquet error with the path it happened on.
+    pub fn parquet(path: impl AsRef<Path>, source: parquet::errors::ParquetError) -> Self {
+        Error::Parquet {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    /// A corrupt-file error for `path`.
+    pub fn corrupt(path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
+        Error::CorruptFile {
+            path: path.as_ref().display().to_string(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! spectradb (work in progress; crate docs are written in full below).
+pub mod codec;
+pub mod error;
+pub use error::{Error, Result};
