@@ -2,3 +2,5 @@
 pub mod codec;
 pub mod error;
 pub use error::{Error, Result};
+pub mod source;
+pub mod storage;

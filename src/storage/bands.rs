@@ -1,0 +1,340 @@
+//! The encoding of one band of one image: a Huffman-coded run/size stream.
+//!
+//! A band is the sequence of coefficient `k` over the blocks of a plane in
+//! raster order. Its values are small integers, dense in low bands and
+//! mostly zero in high bands, so each value is coded as JPEG codes AC
+//! coefficients, but along the block sequence: a symbol `(run << 4) | size`
+//! (`run` zeros, then a non-zero value of `size` bits) followed by `size`
+//! raw bits. Two extensions: symbol `(k << 4) | 0` with `k >= 1` is a run of
+//! `16..2^19` zeros (length in `k + 3` extra bits, top bit implied), and
+//! `0x00` means "the rest of the band is zero". Band 0 (DC) first replaces
+//! each value by its difference from a prediction (the mean of the left and
+//! upper neighbour blocks). Each column has its own code (built per file),
+//! so dense and sparse bands each get a code fitted to their statistics.
+
+use super::huffman::{HuffmanCode, HuffmanDecoder, Histogram, MAX_CODE_LEN};
+
+const EOB: u8 = 0x00;
+const LONG_RUN_MIN: usize = 16;
+const LONG_RUN_MAX: usize = (1 << 19) - 1;
+const MAX_SIZE: u32 = 15;
+
+/// Prediction for DC block `b` from already known neighbours.
+#[inline]
+fn dc_prediction(v: &[i16], b: usize, blocks_w: usize) -> i32 {
+    let (x, y) = (b % blocks_w, b / blocks_w);
+    match (x > 0, y > 0) {
+        (true, true) => (v[b - 1] as i32 + v[b - blocks_w] as i32) >> 1,
+        (true, false) => v[b - 1] as i32,
+        (false, true) => v[b - blocks_w] as i32,
+        (false, false) => 0,
+    }
+}
+
+/// Calls `emit(symbol, extra_bits, extra_len)` for every symbol of a band.
+fn symbols(
+    values: &[i16],
+    blocks_w: usize,
+    dc: bool,
+    mut emit: impl FnMut(u8, u32, u32),
+) -> Result<(), String> {
+    let mut run = 0usize;
+    for (b, &v) in values.iter().enumerate() {
+        let v = if dc {
+            v as i32 - dc_prediction(values, b, blocks_w)
+        } else {
+            v as i32
+        };
+        if v == 0 {
+            run += 1;
+            continue;
+        }
+        while run >= LONG_RUN_MIN {
+            let chunk = run.min(LONG_RUN_MAX);
+            let nbits = usize::BITS - chunk.leading_zeros() - 1; // 4..=18
+            emit(((nbits - 3) << 4) as u8, (chunk - (1 << nbits)) as u32, nbits);
+            run -= chunk;
+        }
+        let mag = v.unsigned_abs();
+        let size = u32::BITS - mag.leading_zeros();
+        if size > MAX_SIZE {
+            return Err(format!("coefficient {v} out of the 15-bit range"));
+        }
+        let extra = if v > 0 { v as u32 } else { (v + (1 << size) - 1) as u32 };
+        emit(((run as u32) << 4 | size) as u8, extra, size);
+        run = 0;
+    }
+    if run > 0 {
+        emit(EOB, 0, 0);
+    }
+    Ok(())
+}
+
+/// Adds the symbols of a band to `hist` (first pass of the per-file code).
+pub fn count_symbols(values: &[i16], blocks_w: usize, dc: bool, hist: &mut Histogram) -> Result<(), String> {
+    symbols(values, blocks_w, dc, |s, _, _| hist[s as usize] += 1)
+}
+
+/// Appends the coded band to `out`. Every symbol must have a code.
+pub fn encode_band(
+    values: &[i16],
+    blocks_w: usize,
+    dc: bool,
+    code: &HuffmanCode,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let mut w = BitWriter::new(out);
+    let mut missing = None;
+    symbols(values, blocks_w, dc, |s, extra, n| {
+        let l = code.len(s);
+        if l == 0 {
+            missing = Some(s);
+        }
+        w.put(code.code(s), l);
+        if n > 0 {
+            w.put(extra, n);
+        }
+    })?;
+    w.finish();
+    match missing {
+        Some(s) => Err(format!("symbol {s:#04x} has no code in the column's table")),
+        None => Ok(()),
+    }
+}
+
+/// Decodes a band of `out.len()` values. Errors (corrupt data) are
+/// returned, never panics, whatever the bytes.
+pub fn decode_band(
+    data: &[u8],
+    blocks_w: usize,
+    dc: bool,
+    decoder: &HuffmanDecoder,
+    out: &mut [i16],
+) -> Result<(), String> {
+    out.fill(0);
+    let n = out.len();
+    let mut r = BitReader::new(data);
+    let mut i = 0usize;
+    while i < n {
+        r.refill();
+        let e = decoder.lookup(r.peek(MAX_CODE_LEN));
+        let len = (e >> 8) as u32;
+        if len == 0 {
+            return Err(format!("invalid code at value {i} of {n}"));
+        }
+        r.consume(len);
+        let sym = e as u8;
+        let size = (sym & 15) as u32;
+        let run = (sym >> 4) as usize;
+        if size == 0 {
+            if run == 0 {
+                break; // EOB
+            }
+            let nbits = run as u32 + 3;
+            i += (1usize << nbits) | r.take(nbits) as usize;
+            if i > n {
+                return Err(format!("zero run past the end of the band ({n} values)"));
+            }
+            continue;
+        }
+        i += run;
+        if i >= n {
+            return Err(format!("value past the end of the band ({n} values)"));
+        }
+        let bits = r.take(size) as i32;
+        let v = if bits < (1 << (size - 1)) { bits - (1 << size) + 1 } else { bits };
+        out[i] = v as i16;
+        i += 1;
+    }
+    if r.overran() {
+        return Err(format!("band data ends early ({} bytes)", data.len()));
+    }
+    if dc {
+        for b in 0..n {
+            let v = out[b] as i32 + dc_prediction(out, b, blocks_w);
+            out[b] = i16::try_from(v).map_err(|_| format!("DC value {v} out of range"))?;
+        }
+    }
+    Ok(())
+}
+
+/// MSB-first bit writer.
+struct BitWriter<'a> {
+    out: &'a mut Vec<u8>,
+    acc: u64,
+    nbits: u32,
+}
+
+impl<'a> BitWriter<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        BitWriter { out, acc: 0, nbits: 0 }
+    }
+
+    #[inline]
+    fn put(&mut self, bits: u32, n: u32) {
+        self.acc = (self.acc << n) | (bits as u64 & ((1u64 << n) - 1));
+        self.nbits += n;
+        while self.nbits >= 8 {
+            self.nbits -= 8;
+            self.out.push((self.acc >> self.nbits) as u8);
+        }
+    }
+
+    /// Pads the last byte with zero bits.
+    fn finish(self) {
+        if self.nbits > 0 {
+            self.out.push((self.acc << (8 - self.nbits)) as u8);
+        }
+    }
+}
+
+/// MSB-first bit reader with a 64-bit window; reads past the end as zeros
+/// and remembers that it did, so truncation is detected once at the end.
+struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    acc: u64,
+    nbits: u32,
+    pad_bits: u32,
+}
+
+impl<'a> BitReader<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        BitReader {
+            data,
+            pos: 0,
+            acc: 0,
+            nbits: 0,
+            pad_bits: 0,
+        }
+    }
+
+    /// Makes at least 56 bits available.
+    #[inline(always)]
+    fn refill(&mut self) {
+        if self.nbits >= 32 {
+            return;
+        }
+        if let Some(chunk) = self.data.get(self.pos..self.pos + 8) {
+            let v = u64::from_be_bytes(chunk.try_into().expect("8 bytes"));
+            self.acc |= v >> self.nbits;
+            self.pos += ((63 - self.nbits) >> 3) as usize;
+            self.nbits |= 56;
+        } else {
+            while self.nbits <= 56 {
+                let byte = match self.data.get(self.pos) {
+                    Some(&b) => b,
+                    None => {
+                        self.pad_bits += 8;
+                        0
+                    }
+                };
+                self.pos += 1;
+                self.acc |= (byte as u64) << (56 - self.nbits);
+                self.nbits += 8;
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn peek(&self, n: u32) -> u32 {
+        (self.acc >> (64 - n)) as u32
+    }
+
+    #[inline(always)]
+    fn consume(&mut self, n: u32) {
+        self.acc <<= n;
+        self.nbits -= n;
+    }
+
+    /// Takes `n` (0..=19) bits; the caller refilled beforehand.
+    #[inline(always)]
+    fn take(&mut self, n: u32) -> u32 {
+        if n == 0 {
+            return 0;
+        }
+        let v = self.peek(n);
+        self.consume(n);
+        v
+    }
+
+    /// True when more bits were consumed than the data holds.
+    fn overran(&self) -> bool {
+        self.pad_bits > self.nbits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(values: &[i16], blocks_w: usize, dc: bool) -> usize {
+        let mut hist = [0u64; 256];
+        count_symbols(values, blocks_w, dc, &mut hist).unwrap();
+        let code = HuffmanCode::from_histogram(&hist);
+        let mut bytes = Vec::new();
+        encode_band(values, blocks_w, dc, &code, &mut bytes).unwrap();
+        let mut out = vec![7i16; values.len()];
+        decode_band(&bytes, blocks_w, dc, &code.decoder(), &mut out).unwrap();
+        assert_eq!(out, values);
+        bytes.len()
+    }
+
+    #[test]
+    fn dense_sparse_and_extreme_bands_round_trip() {
+        let dense: Vec<i16> = (0..999).map(|i| ((i * 7919) % 61) as i16 - 30).collect();
+        round_trip(&dense, 37, false);
+        round_trip(&dense, 37, true);
+        let mut sparse = vec![0i16; 100_000];
+        sparse[3] = 1;
+        sparse[40_000] = -2;
+        sparse[99_998] = 5;
+        let n = round_trip(&sparse, 1000, false);
+        assert!(n < 30, "long zero runs cost a few bytes, got {n}");
+        let extremes = [i16::MAX, -i16::MAX, 1, -1, 0, 0, 0, 1024, -1024];
+        round_trip(&extremes, 3, false);
+        assert_eq!(round_trip(&[0; 4096], 64, false), 1, "all-zero band is one EOB");
+        round_trip(&[], 1, false);
+        let mut smooth_dc: Vec<i16> = (0..64 * 64).map(|i| (i / 64 + i % 64) as i16).collect();
+        let dc_bytes = round_trip(&smooth_dc, 64, true);
+        let raw_bytes = round_trip(&smooth_dc, 64, false);
+        assert!(dc_bytes * 3 < raw_bytes, "prediction pays off: {dc_bytes} vs {raw_bytes}");
+        smooth_dc[5] = i16::MIN + 1;
+        round_trip(&smooth_dc, 64, false);
+    }
+
+    #[test]
+    fn corrupt_or_truncated_data_is_an_error_not_a_panic() {
+        let values: Vec<i16> = (0..500).map(|i| ((i * 31) % 9) as i16 - 4).collect();
+        let mut hist = [0u64; 256];
+        count_symbols(&values, 10, true, &mut hist).unwrap();
+        let code = HuffmanCode::from_histogram(&hist);
+        let dec = code.decoder();
+        let mut bytes = Vec::new();
+        encode_band(&values, 10, true, &code, &mut bytes).unwrap();
+        let mut out = vec![0i16; 500];
+        assert!(decode_band(&bytes[..bytes.len() / 2], 10, true, &dec, &mut out).is_err());
+        assert!(decode_band(&[], 10, true, &dec, &mut out).is_err());
+        // Random garbage: any result is fine as long as it does not panic.
+        let mut x = 12345u32;
+        for len in 0..200 {
+            let junk: Vec<u8> = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (x >> 16) as u8
+                })
+                .collect();
+            let _ = decode_band(&junk, 10, true, &dec, &mut out);
+            let _ = decode_band(&junk, 10, false, &dec, &mut out);
+        }
+    }
+
+    #[test]
+    fn symbols_without_code_are_reported() {
+        let mut hist = [0u64; 256];
+        hist[EOB as usize] = 1;
+        let code = HuffmanCode::from_histogram(&hist);
+        let mut bytes = Vec::new();
+        assert!(encode_band(&[3, 0], 2, false, &code, &mut bytes).is_err());
+    }
+}

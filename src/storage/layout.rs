@@ -1,0 +1,81 @@
+//! Column names, the Arrow schema of an image table file and its metadata keys.
+//! docs/format.md is the prose version of this file.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema};
+
+use crate::codec::{Chroma, CHANNEL_NAMES};
+
+/// Version of the file layout written by this build (file metadata
+/// `spectradb.format_version`). Readers refuse versions they do not know.
+pub const FORMAT_VERSION: u32 = 1;
+
+pub const META_FORMAT_VERSION: &str = "spectradb.format_version";
+pub const META_CHROMA: &str = "spectradb.chroma";
+pub const META_QUALITY: &str = "spectradb.quality";
+/// Per band column, the Huffman code its values are written with.
+pub const META_BAND_CODES: &str = "spectradb.band_codes";
+
+pub const COL_ID: &str = "id";
+pub const COL_URI: &str = "uri";
+pub const COL_WIDTH: &str = "width";
+pub const COL_HEIGHT: &str = "height";
+/// Quantization tables of the image: 64 little-endian u16 per plane, zigzag order.
+pub const COL_QUANT: &str = "image.quant";
+
+/// Name of the column holding band `k` of `plane` (`image.y.0` .. `image.cr.63`).
+pub fn band_column(plane: usize, k: usize) -> String {
+    format!("image.{}.{k}", CHANNEL_NAMES[plane])
+}
+
+/// Inverse of [`band_column`].
+pub fn parse_band_column(name: &str) -> Option<(usize, usize)> {
+    let rest = name.strip_prefix("image.")?;
+    let (chan, k) = rest.split_once('.')?;
+    let plane = CHANNEL_NAMES.iter().position(|&c| c == chan)?;
+    let k: usize = k.parse().ok()?;
+    (k < 64).then_some((plane, k))
+}
+
+/// True for the columns that are part of the image itself.
+pub fn is_image_column(name: &str) -> bool {
+    name == COL_QUANT || parse_band_column(name).is_some()
+}
+
+/// The schema of an image table file: plain columns, user columns, then the image.
+pub fn file_schema(chroma: Chroma, user_fields: &[Arc<Field>]) -> Schema {
+    let mut fields: Vec<Arc<Field>> = vec![
+        Arc::new(Field::new(COL_ID, DataType::UInt64, false)),
+        Arc::new(Field::new(COL_URI, DataType::Utf8, false)),
+        Arc::new(Field::new(COL_WIDTH, DataType::UInt32, false)),
+        Arc::new(Field::new(COL_HEIGHT, DataType::UInt32, false)),
+    ];
+    fields.extend(user_fields.iter().cloned());
+    fields.push(Arc::new(Field::new(COL_QUANT, DataType::Binary, false)));
+    for plane in 0..chroma.planes() {
+        for k in 0..64 {
+            fields.push(Arc::new(Field::new(band_column(plane, k), DataType::Binary, false)));
+        }
+    }
+    Schema::new(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn band_names_round_trip() {
+        for p in 0..3 {
+            for k in 0..64 {
+                assert_eq!(parse_band_column(&band_column(p, k)), Some((p, k)));
+            }
+        }
+        assert_eq!(parse_band_column("image.y.64"), None);
+        assert_eq!(parse_band_column("image.q.1"), None);
+        assert_eq!(parse_band_column("uri"), None);
+        assert_eq!(file_schema(Chroma::Gray, &[]).fields().len(), 5 + 64);
+        assert_eq!(file_schema(Chroma::Yuv420, &[]).fields().len(), 5 + 192);
+    }
+}

@@ -1,0 +1,16 @@
+//! Image tables on disk: one Parquet column per (channel, band).
+//!
+//! - [`layout`]: column names, schema, metadata keys, format version
+//! - [`huffman`]: length-limited canonical Huffman codes
+//! - [`bands`]: the coded form of one band of one image
+//! - [`writer`]: images -> a Parquet file with per-file band codes
+//! - [`reader`]: a Parquet file -> images, reading only the selected bands
+
+pub mod bands;
+pub mod huffman;
+pub mod layout;
+pub mod reader;
+pub mod writer;
+
+pub use reader::{BandSelection, ImageBatch, ImageFileReader, ImageScan};
+pub use writer::{write_image_file, ImageRow, WriteOptions, WriteStats};

@@ -1,0 +1,380 @@
+//! Reads image table files, touching only the band columns asked for.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow_array::{Array, BinaryArray, RecordBatch, UInt32Array};
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+use parquet::file::reader::{ChunkReader, Length};
+
+use super::bands::decode_band;
+use super::huffman::HuffmanDecoder;
+use super::layout::*;
+use super::writer::parse_band_codes;
+use crate::codec::quant::scale_band_mask;
+use crate::codec::{Chroma, CoefPlane, CoefficientImage, QuantTable};
+use crate::error::{Error, Result};
+
+/// Largest width or height a stored image may claim (JPEG's own limit is 65,535).
+pub const MAX_DIMENSION: u32 = 65_535;
+
+/// Which bands to read, per plane, as bit masks (bit `k` = zigzag band `k`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct BandSelection {
+    pub masks: [u64; 3],
+}
+
+impl BandSelection {
+    /// No band: a scan of plain columns only.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Every band of every plane.
+    pub fn all() -> Self {
+        BandSelection { masks: [u64::MAX; 3] }
+    }
+
+    /// The `s x s` corner of every plane: what a decode at scale `s/8` needs.
+    pub fn for_scale(s: usize) -> Self {
+        BandSelection {
+            masks: [scale_band_mask(s); 3],
+        }
+    }
+
+    /// Only luma bands of this selection.
+    pub fn luma_only(self) -> Self {
+        BandSelection {
+            masks: [self.masks[0], 0, 0],
+        }
+    }
+
+    pub fn contains(&self, plane: usize, k: usize) -> bool {
+        self.masks[plane] >> k & 1 == 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.masks.iter().all(|&m| m == 0)
+    }
+}
+
+/// A file handle that counts the bytes the Parquet reader pulls from it.
+#[derive(Clone)]
+struct CountingFile {
+    file: Arc<File>,
+    len: u64,
+    read: Arc<AtomicU64>,
+}
+
+/// Counts what the Parquet reader consumes, not what the buffer prefetches.
+struct CountingRead {
+    inner: BufReader<File>,
+    read: Arc<AtomicU64>,
+}
+
+impl Read for CountingRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl Length for CountingFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl ChunkReader for CountingFile {
+    type T = CountingRead;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        let mut file = self.file.try_clone()?;
+        file.seek(SeekFrom::Start(start))?;
+        Ok(CountingRead {
+            inner: BufReader::new(file),
+            read: self.read.clone(),
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let mut r = self.get_read(start)?;
+        let mut buf = vec![0u8; length];
+        r.read_exact(&mut buf)?;
+        Ok(buf.into())
+    }
+}
+
+/// An open image table file.
+pub struct ImageFileReader {
+    path: PathBuf,
+    input: CountingFile,
+    metadata: ArrowReaderMetadata,
+    chroma: Chroma,
+    quality: u8,
+    /// Decoders of the band columns, indexed `plane * 64 + k`.
+    decoders: Vec<Option<Arc<HuffmanDecoder>>>,
+}
+
+impl ImageFileReader {
+    /// Opens a file and checks its format version and layout.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        let input = CountingFile {
+            file: Arc::new(file),
+            len,
+            read: Arc::new(AtomicU64::new(0)),
+        };
+        let metadata =
+            ArrowReaderMetadata::load(&input, ArrowReaderOptions::default()).map_err(|e| Error::parquet(&path, e))?;
+        let kv = |key: &str| {
+            metadata
+                .metadata()
+                .file_metadata()
+                .key_value_metadata()
+                .and_then(|kvs| kvs.iter().find(|kv| kv.key == key))
+                .and_then(|kv| kv.value.clone())
+        };
+        let version = kv(META_FORMAT_VERSION)
+            .ok_or_else(|| Error::corrupt(&path, "not a spectradb image table file (no format version)"))?;
+        match version.parse::<u32>() {
+            Ok(v) if v == FORMAT_VERSION => {}
+            Ok(v) if v > FORMAT_VERSION => {
+                return Err(Error::corrupt(
+                    &path,
+                    format!("written by a newer spectradb (format version {v}, this build reads {FORMAT_VERSION}): upgrade spectradb"),
+                ))
+            }
+            _ => return Err(Error::corrupt(&path, format!("unknown format version '{version}'"))),
+        }
+        let chroma = Chroma::parse(&kv(META_CHROMA).unwrap_or_default())
+            .map_err(|e| Error::corrupt(&path, format!("chroma metadata: {e}")))?;
+        let quality = kv(META_QUALITY).and_then(|q| q.parse().ok()).unwrap_or(0);
+        let codes = parse_band_codes(&kv(META_BAND_CODES).unwrap_or_default()).map_err(|e| Error::corrupt(&path, e))?;
+        let schema = metadata.schema().clone();
+        let mut decoders = vec![None; 3 * 64];
+        for plane in 0..chroma.planes() {
+            for k in 0..64 {
+                let name = band_column(plane, k);
+                if schema.index_of(&name).is_err() {
+                    return Err(Error::corrupt(&path, format!("column {name} is missing")));
+                }
+                let code = codes
+                    .get(&name)
+                    .ok_or_else(|| Error::corrupt(&path, format!("no code table for column {name}")))?;
+                decoders[plane * 64 + k] = Some(Arc::new(code.decoder()));
+            }
+        }
+        for col in [COL_ID, COL_URI, COL_WIDTH, COL_HEIGHT, COL_QUANT] {
+            if schema.index_of(col).is_err() {
+                return Err(Error::corrupt(&path, format!("column {col} is missing")));
+            }
+        }
+        Ok(ImageFileReader {
+            path,
+            input,
+            metadata,
+            chroma,
+            quality,
+            decoders,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The Arrow schema of the file (plain, user and band columns).
+    pub fn schema(&self) -> SchemaRef {
+        self.metadata.schema().clone()
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.metadata.metadata().file_metadata().num_rows() as usize
+    }
+
+    pub fn chroma(&self) -> Chroma {
+        self.chroma
+    }
+
+    /// Quality the pixel path used when the file was written.
+    pub fn quality(&self) -> u8 {
+        self.quality
+    }
+
+    /// Bytes read from the file so far, footer included.
+    pub fn bytes_read(&self) -> u64 {
+        self.input.read.load(Ordering::Relaxed)
+    }
+
+    /// Starts a scan of the named plain columns plus the selected bands
+    /// (which bring `width`, `height` and `image.quant` along).
+    pub fn scan(&self, columns: &[&str], bands: &BandSelection, batch_size: usize) -> Result<ImageScan> {
+        let schema = self.schema();
+        let mut names: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+        if !bands.is_empty() {
+            for c in [COL_WIDTH, COL_HEIGHT, COL_QUANT] {
+                names.push(c.to_string());
+            }
+            for plane in 0..self.chroma.planes() {
+                for k in 0..64 {
+                    if bands.contains(plane, k) {
+                        names.push(band_column(plane, k));
+                    }
+                }
+            }
+        }
+        let mut indices = Vec::with_capacity(names.len());
+        for n in &names {
+            let i = schema.index_of(n).map_err(|_| {
+                Error::InvalidArgument(format!("{}: no column named '{n}'", self.path.display()))
+            })?;
+            indices.push(i);
+        }
+        indices.sort_unstable();
+        indices.dedup();
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(self.input.clone(), self.metadata.clone());
+        let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(batch_size.max(1))
+            .build()
+            .map_err(|e| Error::parquet(&self.path, e))?;
+        let mut band_cols = Vec::new();
+        for plane in 0..self.chroma.planes() {
+            for k in 0..64 {
+                if bands.contains(plane, k) {
+                    let dec = self.decoders[plane * 64 + k].clone().expect("checked at open");
+                    band_cols.push((plane, k, dec));
+                }
+            }
+        }
+        Ok(ImageScan {
+            reader,
+            path: self.path.clone(),
+            chroma: self.chroma,
+            bands: Arc::new(band_cols),
+        })
+    }
+}
+
+/// An iterator of [`ImageBatch`]es.
+pub struct ImageScan {
+    reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    path: PathBuf,
+    chroma: Chroma,
+    bands: Arc<Vec<(usize, usize, Arc<HuffmanDecoder>)>>,
+}
+
+impl Iterator for ImageScan {
+    type Item = Result<ImageBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let batch = self.reader.next()?;
+        Some(
+            batch
+                .map_err(|e| Error::Arrow(e))
+                .and_then(|batch| ImageBatch::new(batch, self.path.clone(), self.chroma, self.bands.clone())),
+        )
+    }
+}
+
+/// A record batch of a scan, able to decode the images of its rows.
+pub struct ImageBatch {
+    pub batch: RecordBatch,
+    path: PathBuf,
+    chroma: Chroma,
+    bands: Arc<Vec<(usize, usize, Arc<HuffmanDecoder>)>>,
+    band_arrays: Vec<BinaryArray>,
+}
+
+impl ImageBatch {
+    fn new(
+        batch: RecordBatch,
+        path: PathBuf,
+        chroma: Chroma,
+        bands: Arc<Vec<(usize, usize, Arc<HuffmanDecoder>)>>,
+    ) -> Result<Self> {
+        let mut band_arrays = Vec::with_capacity(bands.len());
+        for (plane, k, _) in bands.iter() {
+            let name = band_column(*plane, *k);
+            band_arrays.push(binary_column(&batch, &name, &path)?);
+        }
+        Ok(ImageBatch {
+            batch,
+            path,
+            chroma,
+            bands,
+            band_arrays,
+        })
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    /// Decodes the selected bands of `row` (other bands are `None`).
+    pub fn image(&self, row: usize) -> Result<CoefficientImage> {
+        let corrupt = |what: String| Error::corrupt(&self.path, format!("row {row}: {what}"));
+        let dim = |name: &str| -> Result<u32> {
+            let a = self
+                .batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<UInt32Array>())
+                .ok_or_else(|| corrupt(format!("column {name} missing or not u32")))?;
+            let v = a.value(row);
+            if v == 0 || v > MAX_DIMENSION {
+                return Err(corrupt(format!("{name} {v} out of range 1..={MAX_DIMENSION}")));
+            }
+            Ok(v)
+        };
+        let (width, height) = (dim(COL_WIDTH)?, dim(COL_HEIGHT)?);
+        let quant_col = binary_column(&self.batch, COL_QUANT, &self.path)?;
+        let qbytes = quant_col.value(row);
+        let np = self.chroma.planes();
+        if qbytes.len() != np * 128 {
+            return Err(corrupt(format!("{COL_QUANT} holds {} bytes, expected {}", qbytes.len(), np * 128)));
+        }
+        let quant: Vec<QuantTable> = qbytes
+            .chunks_exact(128)
+            .map(|t| std::array::from_fn(|i| u16::from_le_bytes([t[2 * i], t[2 * i + 1]])))
+            .collect();
+        let mut planes: Vec<CoefPlane> = (0..np)
+            .map(|p| {
+                let (w, h) = self.chroma.plane_dims(p, width, height);
+                CoefPlane::empty(w, h)
+            })
+            .collect();
+        for ((plane, k, dec), arr) in self.bands.iter().zip(&self.band_arrays) {
+            let p = &mut planes[*plane];
+            let mut values = vec![0i16; p.blocks()];
+            decode_band(arr.value(row), p.blocks_w(), *k == 0, dec, &mut values)
+                .map_err(|e| corrupt(format!("{}: {e}", band_column(*plane, *k))))?;
+            p.bands[*k] = Some(values);
+        }
+        Ok(CoefficientImage {
+            width,
+            height,
+            chroma: self.chroma,
+            quant,
+            planes,
+        })
+    }
+}
+
+fn binary_column(batch: &RecordBatch, name: &str, path: &Path) -> Result<BinaryArray> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
+        .cloned()
+        .ok_or_else(|| Error::corrupt(path, format!("column {name} missing or not binary")))
+}

@@ -1,0 +1,228 @@
+//! Writes image table files: plain columns, then one Binary column per band.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::builder::BinaryBuilder;
+use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow_schema::Field;
+use base64::Engine;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use super::bands::{count_symbols, encode_band};
+use super::huffman::HuffmanCode;
+use super::layout::*;
+use crate::codec::{Chroma, CoefficientImage};
+use crate::error::{Error, Result};
+
+/// Table-level settings recorded in every file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOptions {
+    pub chroma: Chroma,
+    /// Quality the pixel path quantizes with (JPEG sources keep their own tables).
+    pub quality: u8,
+    /// Rows per Parquet row group.
+    pub row_group_size: usize,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            chroma: Chroma::Yuv420,
+            quality: 90,
+            row_group_size: 1024,
+        }
+    }
+}
+
+/// One image to write.
+#[derive(Debug, Clone)]
+pub struct ImageRow {
+    pub id: u64,
+    pub uri: String,
+    pub image: CoefficientImage,
+}
+
+/// What a write produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteStats {
+    pub rows: usize,
+    /// Size of the file on disk.
+    pub file_bytes: u64,
+}
+
+/// Writes `rows` (with `user_columns`, one array per extra column, aligned
+/// with `rows`) to a new Parquet file at `path`.
+///
+/// Band codes are fitted to this file's images, so every file carries the
+/// codes of its own columns in its metadata.
+pub fn write_image_file(
+    path: &Path,
+    opts: &WriteOptions,
+    rows: &[ImageRow],
+    user_columns: &[(Arc<Field>, ArrayRef)],
+) -> Result<WriteStats> {
+    let chroma = opts.chroma;
+    for (f, a) in user_columns {
+        if a.len() != rows.len() {
+            return Err(Error::InvalidArgument(format!(
+                "user column '{}' has {} values for {} images",
+                f.name(),
+                a.len(),
+                rows.len()
+            )));
+        }
+        if is_image_column(f.name()) || [COL_ID, COL_URI, COL_WIDTH, COL_HEIGHT].contains(&f.name().as_str()) {
+            return Err(Error::InvalidArgument(format!(
+                "user column '{}' clashes with a built-in column",
+                f.name()
+            )));
+        }
+    }
+    for r in rows {
+        check_complete(r, chroma)?;
+    }
+    let codes = fit_codes(rows, chroma)?;
+    let user_fields: Vec<Arc<Field>> = user_columns.iter().map(|(f, _)| f.clone()).collect();
+    let schema = Arc::new(file_schema(chroma, &user_fields));
+
+    let mut meta = vec![
+        KeyValue::new(META_FORMAT_VERSION.to_string(), FORMAT_VERSION.to_string()),
+        KeyValue::new(META_CHROMA.to_string(), chroma.name().to_string()),
+        KeyValue::new(META_QUALITY.to_string(), opts.quality.to_string()),
+    ];
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    let code_list: Vec<String> = codes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{}={}", band_column(i / 64, i % 64), b64.encode(c.to_bytes())))
+        .collect();
+    meta.push(KeyValue::new(META_BAND_CODES.to_string(), code_list.join(";")));
+
+    let mut props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(opts.row_group_size.max(1)))
+        .set_compression(Compression::UNCOMPRESSED)
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::None)
+        .set_key_value_metadata(Some(meta));
+    for name in [COL_ID, COL_WIDTH, COL_HEIGHT] {
+        props = props.set_column_statistics_enabled(ColumnPath::new(vec![name.into()]), EnabledStatistics::Chunk);
+    }
+    // Most images of a table share their quantization tables.
+    props = props.set_column_dictionary_enabled(ColumnPath::new(vec![COL_QUANT.into()]), true);
+    for f in &user_fields {
+        let col = ColumnPath::new(vec![f.name().clone()]);
+        props = props
+            .set_column_dictionary_enabled(col.clone(), true)
+            .set_column_statistics_enabled(col, EnabledStatistics::Chunk);
+    }
+
+    let file = File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut writer =
+        ArrowWriter::try_new(file, schema.clone(), Some(props.build())).map_err(|e| Error::parquet(path, e))?;
+    let step = opts.row_group_size.max(1);
+    for start in (0..rows.len()).step_by(step) {
+        let end = (start + step).min(rows.len());
+        let chunk = &rows[start..end];
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from_iter_values(chunk.iter().map(|r| r.id))),
+            Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| r.uri.as_str()))),
+            Arc::new(UInt32Array::from_iter_values(chunk.iter().map(|r| r.image.width))),
+            Arc::new(UInt32Array::from_iter_values(chunk.iter().map(|r| r.image.height))),
+        ];
+        columns.extend(user_columns.iter().map(|(_, a)| a.slice(start, end - start)));
+        let mut quant = BinaryBuilder::new();
+        for r in chunk {
+            let bytes: Vec<u8> = r.image.quant.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
+            quant.append_value(bytes);
+        }
+        columns.push(Arc::new(quant.finish()));
+        let mut blob = Vec::new();
+        for (col, code) in codes.iter().enumerate() {
+            let (plane, k) = (col / 64, col % 64);
+            let mut b = BinaryBuilder::with_capacity(chunk.len(), 0);
+            for r in chunk {
+                let p = &r.image.planes[plane];
+                blob.clear();
+                let band = p.band(k).expect("checked complete");
+                encode_band(band, p.blocks_w(), k == 0, code, &mut blob)
+                    .map_err(|e| Error::InvalidArgument(format!("{}: {}: {e}", r.uri, band_column(plane, k))))?;
+                b.append_value(&blob);
+            }
+            columns.push(Arc::new(b.finish()));
+        }
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        writer.write(&batch).map_err(|e| Error::parquet(path, e))?;
+    }
+    let file = writer.into_inner().map_err(|e| Error::parquet(path, e))?;
+    file.sync_all().map_err(|e| Error::io(path, e))?;
+    let file_bytes = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    Ok(WriteStats {
+        rows: rows.len(),
+        file_bytes,
+    })
+}
+
+/// Every plane of the table's layout present, with all 64 bands of the right length.
+fn check_complete(r: &ImageRow, chroma: Chroma) -> Result<()> {
+    let img = &r.image;
+    let bad = |why: String| Err(Error::InvalidArgument(format!("{}: {why}", r.uri)));
+    if img.chroma != chroma || img.planes.len() != chroma.planes() || img.quant.len() != chroma.planes() {
+        return bad(format!(
+            "image has chroma {} but the table stores {}",
+            img.chroma.name(),
+            chroma.name()
+        ));
+    }
+    for (p, plane) in img.planes.iter().enumerate() {
+        if (plane.width, plane.height) != chroma.plane_dims(p, img.width, img.height) {
+            return bad(format!("plane {p} has the wrong size"));
+        }
+        for k in 0..64 {
+            match plane.band(k) {
+                Some(b) if b.len() == plane.blocks() => {}
+                _ => return bad(format!("{} is missing or has the wrong length", band_column(p, k))),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One Huffman code per band column, fitted to the symbols of all rows.
+fn fit_codes(rows: &[ImageRow], chroma: Chroma) -> Result<Vec<HuffmanCode>> {
+    let ncols = chroma.planes() * 64;
+    let mut hists = vec![[0u64; 256]; ncols];
+    for r in rows {
+        for (col, hist) in hists.iter_mut().enumerate() {
+            let p = &r.image.planes[col / 64];
+            let band = p.band(col % 64).expect("checked complete");
+            count_symbols(band, p.blocks_w(), col % 64 == 0, hist).map_err(|e| {
+                Error::InvalidArgument(format!("{}: {}: {e}", r.uri, band_column(col / 64, col % 64)))
+            })?;
+        }
+    }
+    Ok(hists.iter().map(HuffmanCode::from_histogram).collect())
+}
+
+/// Parses the `spectradb.band_codes` metadata value into codes by column name.
+pub(crate) fn parse_band_codes(value: &str) -> std::result::Result<HashMap<String, HuffmanCode>, String> {
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    let mut out = HashMap::new();
+    for entry in value.split(';').filter(|e| !e.is_empty()) {
+        let (name, code) = entry
+            .split_once('=')
+            .ok_or_else(|| format!("malformed band code entry '{entry}'"))?;
+        let bytes = b64
+            .decode(code)
+            .map_err(|e| format!("band code of {name}: {e}"))?;
+        let code = HuffmanCode::from_bytes(&bytes).map_err(|e| format!("band code of {name}: {e}"))?;
+        out.insert(name.to_string(), code);
+    }
+    Ok(out)
+}
