@@ -1,6 +1,63 @@
-//! spectradb (work in progress; crate docs are written in full below).
+//! # spectradb
+//!
+//! An embedded SQL database for image AI. Images are stored as Parquet
+//! columns of DCT frequency coefficients, one column per frequency band as
+//! JPEG computes them, so that a query reads and decodes only the bands its
+//! models need. This crate is being built issue by issue; today it holds
+//! the frequency codec and the band-column storage that everything else
+//! stands on.
+//!
+//! # Layout
+//!
+//! - [`codec`]: pure maths, no I/O: colour, 8x8 DCT, quantization, zigzag,
+//!   DCT-domain scaled decode, model-ready tensors
+//! - [`source`]: image files (JPEG, PNG, WebP) to coefficients; sequential
+//!   JPEGs are taken over coefficient for coefficient
+//! - [`storage`]: image table files: one Parquet column per band, a
+//!   Huffman code per column, a reader that touches only the bands asked for
+//! - [`error`]: the one error type
+//!
+//! # Data flow
+//!
+//! ```text
+//!  ingest:  file bytes ──source──▶ CoefficientImage ──storage::writer──▶ part.parquet
+//!           (JPEG: coefficients as stored; else pixels ─codec::encode─▶ coefficients)
+//!
+//!  read:    part.parquet ──storage::reader (BandSelection = s x s corner)──▶ CoefficientImage
+//!             ──codec::decode (s x s IDCT, s/8 size)──▶ planes ──codec::tensor (resize,
+//!             colour, normalise)──▶ f32 tensor for a model
+//! ```
+//!
+//! # Example
+//!
+//! ```
+//! use spectradb::codec::encode::{encode_rgb, EncodeOptions};
+//! use spectradb::codec::tensor::{to_tensor, TensorSpec};
+//! use spectradb::storage::{write_image_file, BandSelection, ImageFileReader, ImageRow, WriteOptions};
+//!
+//! # fn main() -> spectradb::Result<()> {
+//! let (w, h) = (64, 48);
+//! let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i % 251) as u8).collect();
+//! let image = encode_rgb(&rgb, w, h, EncodeOptions::default());
+//! let dir = std::env::temp_dir().join(format!("spectradb-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! let path = dir.join("t.parquet");
+//! let row = ImageRow { id: 1, uri: "mem://0".into(), image };
+//! write_image_file(&path, &WriteOptions::default(), &[row], &[])?;
+//!
+//! // A 24x24 tensor needs only the 4x4 low bands of each block (scale 4/8).
+//! let reader = ImageFileReader::open(&path)?;
+//! let batch = reader.scan(&["id"], &BandSelection::for_scale(4), 64)?.next().unwrap()?;
+//! let tensor = to_tensor(&batch.image(0)?, &TensorSpec::imagenet(24))?;
+//! assert_eq!(tensor.len(), 3 * 24 * 24);
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! # Ok(())
+//! # }
+//! ```
+
 pub mod codec;
 pub mod error;
-pub use error::{Error, Result};
 pub mod source;
 pub mod storage;
+
+pub use error::{Error, Result};

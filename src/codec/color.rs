@@ -33,10 +33,18 @@ mod tests {
 
     #[test]
     fn round_trip_is_exact_after_rounding() {
-        for &(r, g, b) in &[(0.0, 0.0, 0.0), (255.0, 255.0, 255.0), (12.0, 200.0, 77.0), (255.0, 0.0, 0.0)] {
+        for &(r, g, b) in &[
+            (0.0, 0.0, 0.0),
+            (255.0, 255.0, 255.0),
+            (12.0, 200.0, 77.0),
+            (255.0, 0.0, 0.0),
+        ] {
             let (y, cb, cr) = rgb_to_ycbcr(r, g, b);
             let (r2, g2, b2) = ycbcr_to_rgb(y, cb, cr);
-            assert_eq!((to_u8(r2), to_u8(g2), to_u8(b2)), (r as u8, g as u8, b as u8));
+            assert_eq!(
+                (to_u8(r2), to_u8(g2), to_u8(b2)),
+                (r as u8, g as u8, b as u8)
+            );
         }
         let (y, cb, cr) = rgb_to_ycbcr(128.0, 128.0, 128.0);
         assert!((y - 128.0).abs() < 1e-3 && (cb - 128.0).abs() < 1e-3 && (cr - 128.0).abs() < 1e-3);

@@ -153,7 +153,12 @@ mod tests {
         let mut out = [0f32; 64];
         inv.inverse(&block, &mut out);
         for i in 0..64 {
-            assert!((out[i] - orig[i]).abs() < 1e-3, "{i}: {} vs {}", out[i], orig[i]);
+            assert!(
+                (out[i] - orig[i]).abs() < 1e-3,
+                "{i}: {} vs {}",
+                out[i],
+                orig[i]
+            );
         }
     }
 

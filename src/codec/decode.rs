@@ -43,7 +43,10 @@ pub fn decode_plane(plane: &CoefPlane, q: &QuantTable, s: usize, channel: usize)
     let mut taps: Vec<(&[i16], f32)> = Vec::with_capacity(s * s);
     for v in 0..s {
         for u in 0..s {
-            let k = ZIGZAG.iter().position(|&p| p == v * 8 + u).expect("zigzag covers 64");
+            let k = ZIGZAG
+                .iter()
+                .position(|&p| p == v * 8 + u)
+                .expect("zigzag covers 64");
             let band = plane.band(k).ok_or_else(|| {
                 Error::InvalidArgument(format!(
                     "decoding at scale {s}/8 needs band image.{}.{k}, which was not read",

@@ -25,7 +25,11 @@ impl Default for EncodeOptions {
 /// Encodes interleaved 8-bit RGB (`width * height * 3` bytes).
 pub fn encode_rgb(rgb: &[u8], width: u32, height: u32, opts: EncodeOptions) -> CoefficientImage {
     let n = width as usize * height as usize;
-    assert_eq!(rgb.len(), n * 3, "RGB buffer size does not match dimensions");
+    assert_eq!(
+        rgb.len(),
+        n * 3,
+        "RGB buffer size does not match dimensions"
+    );
     let mut y = vec![0f32; n];
     let mut cb = vec![0f32; n];
     let mut cr = vec![0f32; n];

@@ -115,7 +115,13 @@ pub fn to_tensor_into(
     let (tw, th) = (spec.width, spec.height);
     for (c, (plane, q)) in img.planes.iter().zip(&img.quant).enumerate() {
         let decoded = decode_plane(plane, q, s, c)?;
-        resize_plane(&decoded, tw, th, &mut scratch.resizer, &mut scratch.planes[c])?;
+        resize_plane(
+            &decoded,
+            tw,
+            th,
+            &mut scratch.resizer,
+            &mut scratch.planes[c],
+        )?;
     }
     let n = tw as usize * th as usize;
     let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * spec.std[c]));
@@ -152,7 +158,13 @@ pub fn to_tensor_into(
 
 /// Resizes an 8-bit plane to `w x h` into `dst` (bilinear convolution, which
 /// averages over the footprint when shrinking).
-fn resize_plane(src: &Plane, w: u32, h: u32, resizer: &mut Resizer, dst: &mut Vec<u8>) -> Result<()> {
+fn resize_plane(
+    src: &Plane,
+    w: u32,
+    h: u32,
+    resizer: &mut Resizer,
+    dst: &mut Vec<u8>,
+) -> Result<()> {
     dst.clear();
     if src.width == w && src.height == h {
         dst.extend_from_slice(&src.data);
@@ -198,7 +210,14 @@ mod tests {
                 assert!((got - want).abs() < 0.05, "channel {c}: {got} vs {want}");
             }
         }
-        let hwc = to_tensor(&img, &TensorSpec { layout: Layout::Hwc, ..spec }).unwrap();
+        let hwc = to_tensor(
+            &img,
+            &TensorSpec {
+                layout: Layout::Hwc,
+                ..spec
+            },
+        )
+        .unwrap();
         assert!((hwc[0] - t[0]).abs() < 1e-6 && (hwc[1] - t[n]).abs() < 1e-6);
     }
 
@@ -206,9 +225,24 @@ mod tests {
     fn gray_images_fill_three_channels() {
         let (w, h) = (32, 32);
         let g = vec![77u8; 32 * 32];
-        let img = encode_gray(&g, w, h, EncodeOptions { quality: 90, chroma: Chroma::Gray });
+        let img = encode_gray(
+            &g,
+            w,
+            h,
+            EncodeOptions {
+                quality: 90,
+                chroma: Chroma::Gray,
+            },
+        );
         let t = to_tensor(&img, &TensorSpec::imagenet(8)).unwrap();
         assert_eq!(t.len(), 8 * 8 * 3);
-        assert!(to_tensor(&img, &TensorSpec { width: 0, ..TensorSpec::imagenet(8) }).is_err());
+        assert!(to_tensor(
+            &img,
+            &TensorSpec {
+                width: 0,
+                ..TensorSpec::imagenet(8)
+            }
+        )
+        .is_err());
     }
 }

@@ -117,7 +117,15 @@ pub fn read_coefficients(data: &[u8], max_pixels: u64) -> R<JpegCoefficients> {
                 let Some((_, _, comps)) = frame.as_mut() else {
                     return invalid("scan before frame header");
                 };
-                pos = decode_scan(data, pos, seg, comps, &dc_tables, &ac_tables, restart_interval)?;
+                pos = decode_scan(
+                    data,
+                    pos,
+                    seg,
+                    comps,
+                    &dc_tables,
+                    &ac_tables,
+                    restart_interval,
+                )?;
             }
             _ => {} // APPn, COM and others carry nothing we need
         }
@@ -220,7 +228,10 @@ fn parse_frame(seg: &[u8], max_pixels: u64) -> R<(u32, u32, Vec<Component>)> {
         let c = &seg[6 + 3 * i..9 + 3 * i];
         let (h, v, tq) = ((c[1] >> 4) as usize, (c[1] & 15) as usize, c[2] as usize);
         if !(1..=4).contains(&h) || !(1..=4).contains(&v) || tq > 3 {
-            return invalid(format!("bad sampling factors or table in component {}", c[0]));
+            return invalid(format!(
+                "bad sampling factors or table in component {}",
+                c[0]
+            ));
         }
         comps.push((c[0], h, v, tq));
     }
@@ -282,7 +293,11 @@ fn parse_dqt(mut seg: &[u8], qts: &mut [Option<QuantTable>; 4]) -> R<()> {
     Ok(())
 }
 
-fn parse_dht(mut seg: &[u8], dc: &mut [Option<Huffman>; 4], ac: &mut [Option<Huffman>; 4]) -> R<()> {
+fn parse_dht(
+    mut seg: &[u8],
+    dc: &mut [Option<Huffman>; 4],
+    ac: &mut [Option<Huffman>; 4],
+) -> R<()> {
     while !seg.is_empty() {
         if seg.len() < 17 {
             return invalid("bad DHT segment");
@@ -365,7 +380,11 @@ impl Huffman {
             code = (code << 1) | b.take(1) as i32;
             if code <= self.maxcode[l] {
                 let i = (self.valptr[l] + code - self.mincode[l]) as usize;
-                return self.vals.get(i).copied().ok_or(JpegError::Invalid("bad Huffman code".into()));
+                return self
+                    .vals
+                    .get(i)
+                    .copied()
+                    .ok_or(JpegError::Invalid("bad Huffman code".into()));
             }
         }
         invalid("bad Huffman code")
@@ -445,7 +464,10 @@ impl<'a> Bits<'a> {
         self.nbits = 0;
         self.pad = 0;
         self.at_marker = false;
-        while self.pos < self.data.len() && self.data[self.pos] == 0xFF && self.data.get(self.pos + 1) == Some(&0xFF) {
+        while self.pos < self.data.len()
+            && self.data[self.pos] == 0xFF
+            && self.data.get(self.pos + 1) == Some(&0xFF)
+        {
             self.pos += 1;
         }
         match self.data.get(self.pos..self.pos + 2) {
@@ -481,7 +503,9 @@ fn decode_scan(
     ac_tables: &[Option<Huffman>; 4],
     restart_interval: usize,
 ) -> R<usize> {
-    let ns = *hdr.first().ok_or(JpegError::Invalid("empty scan header".into()))? as usize;
+    let ns = *hdr
+        .first()
+        .ok_or(JpegError::Invalid("empty scan header".into()))? as usize;
     if ns == 0 || ns > 4 || hdr.len() < 1 + 2 * ns + 3 {
         return invalid("bad scan header");
     }
@@ -500,7 +524,9 @@ fn decode_scan(
         let dc = dc_tables.get(td).and_then(|t| t.as_ref());
         let ac = ac_tables.get(ta).and_then(|t| t.as_ref());
         let (Some(dc), Some(ac)) = (dc, ac) else {
-            return invalid(format!("scan uses an undefined Huffman table (component {id})"));
+            return invalid(format!(
+                "scan uses an undefined Huffman table (component {id})"
+            ));
         };
         members.push((ci, dc, ac));
     }
@@ -533,7 +559,11 @@ fn decode_scan(
             }
             units += 1;
             for (m, &(ci, dc, ac)) in members.iter().enumerate() {
-                let (h, v) = if ns == 1 { (1, 1) } else { (comps[ci].h, comps[ci].v) };
+                let (h, v) = if ns == 1 {
+                    (1, 1)
+                } else {
+                    (comps[ci].h, comps[ci].v)
+                };
                 for by in 0..v {
                     for bx in 0..h {
                         decode_block(&mut bits, dc, ac, &mut preds[m], &mut block)?;
@@ -566,7 +596,13 @@ fn check_overrun(bits: &Bits) -> R<()> {
 }
 
 #[inline]
-fn decode_block(bits: &mut Bits, dc: &Huffman, ac: &Huffman, pred: &mut i32, block: &mut [i16; 64]) -> R<()> {
+fn decode_block(
+    bits: &mut Bits,
+    dc: &Huffman,
+    ac: &Huffman,
+    pred: &mut i32,
+    block: &mut [i16; 64],
+) -> R<()> {
     block.fill(0);
     let t = dc.decode(bits)? as u32;
     if t > 15 {
@@ -574,7 +610,8 @@ fn decode_block(bits: &mut Bits, dc: &Huffman, ac: &Huffman, pred: &mut i32, blo
     }
     let diff = extend(bits.take(t), t);
     *pred += diff;
-    block[0] = i16::try_from(*pred).map_err(|_| JpegError::Invalid("DC value out of range".into()))?;
+    block[0] =
+        i16::try_from(*pred).map_err(|_| JpegError::Invalid("DC value out of range".into()))?;
     let mut k = 1;
     while k < 64 {
         let rs = ac.decode(bits)? as u32;

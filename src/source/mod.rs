@@ -54,7 +54,11 @@ pub fn load_file(path: &Path, opts: &SourceOptions) -> Result<(CoefficientImage,
 }
 
 /// Converts an in-memory file; `name` is used in error messages.
-pub fn load_bytes(name: &str, bytes: &[u8], opts: &SourceOptions) -> Result<(CoefficientImage, SourcePath)> {
+pub fn load_bytes(
+    name: &str,
+    bytes: &[u8],
+    opts: &SourceOptions,
+) -> Result<(CoefficientImage, SourcePath)> {
     let decode_err = |reason: String| Error::ImageDecode {
         path: name.to_string(),
         reason,
@@ -62,8 +66,9 @@ pub fn load_bytes(name: &str, bytes: &[u8], opts: &SourceOptions) -> Result<(Coe
     if bytes.is_empty() {
         return Err(decode_err("the file is empty".into()));
     }
-    let format = image::guess_format(bytes)
-        .map_err(|_| decode_err("not a recognised image format (expected JPEG, PNG or WebP)".into()))?;
+    let format = image::guess_format(bytes).map_err(|_| {
+        decode_err("not a recognised image format (expected JPEG, PNG or WebP)".into())
+    })?;
     if format == ImageFormat::Jpeg && opts.jpeg_passthrough {
         match read_coefficients(bytes, opts.max_pixels) {
             Ok(j) => {
@@ -79,7 +84,9 @@ pub fn load_bytes(name: &str, bytes: &[u8], opts: &SourceOptions) -> Result<(Coe
                 }
             }
             Err(JpegError::Invalid(reason)) => return Err(decode_err(reason)),
-            Err(JpegError::TooLarge { width, height }) => return Err(too_large(name, width, height, opts)),
+            Err(JpegError::TooLarge { width, height }) => {
+                return Err(too_large(name, width, height, opts))
+            }
             Err(JpegError::Unsupported(_)) => {}
         }
     }
@@ -116,13 +123,19 @@ fn decode_jpeg_pixels(name: &str, bytes: &[u8], opts: &SourceOptions) -> Result<
         .set_max_height(u16::MAX as usize);
     let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
     decoder.decode_headers().map_err(decode_err)?;
-    let (w, h) = decoder.dimensions().ok_or_else(|| Error::Internal("JPEG headers decoded without dimensions".into()))?;
+    let (w, h) = decoder
+        .dimensions()
+        .ok_or_else(|| Error::Internal("JPEG headers decoded without dimensions".into()))?;
     let (w, h) = (w as u32, h as u32);
     if w as u64 * h as u64 > opts.max_pixels {
         return Err(too_large(name, w, h, opts));
     }
     let grey = decoder.input_colorspace() == Some(ColorSpace::Luma);
-    let out = if grey { ColorSpace::Luma } else { ColorSpace::RGB };
+    let out = if grey {
+        ColorSpace::Luma
+    } else {
+        ColorSpace::RGB
+    };
     decoder.set_options(options.jpeg_set_out_colorspace(out));
     let pixels = decoder.decode().map_err(decode_err)?;
     let orientation = decoder
@@ -148,7 +161,12 @@ fn encode_dynamic(img: &DynamicImage, grey: bool, opts: &SourceOptions) -> Coeff
     }
 }
 
-fn decode_pixels(name: &str, bytes: &[u8], format: ImageFormat, opts: &SourceOptions) -> Result<CoefficientImage> {
+fn decode_pixels(
+    name: &str,
+    bytes: &[u8],
+    format: ImageFormat,
+    opts: &SourceOptions,
+) -> Result<CoefficientImage> {
     let decode_err = |e: image::ImageError| Error::ImageDecode {
         path: name.to_string(),
         reason: e.to_string(),
@@ -173,6 +191,9 @@ fn decode_pixels(name: &str, bytes: &[u8], format: ImageFormat, opts: &SourceOpt
     let color = decoder.color_type();
     let mut img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
     img.apply_orientation(orientation);
-    let grey = matches!(color, ColorType::L8 | ColorType::La8 | ColorType::L16 | ColorType::La16);
+    let grey = matches!(
+        color,
+        ColorType::L8 | ColorType::La8 | ColorType::L16 | ColorType::La16
+    );
     Ok(encode_dynamic(&img, grey, opts))
 }

@@ -12,7 +12,7 @@
 //! upper neighbour blocks). Each column has its own code (built per file),
 //! so dense and sparse bands each get a code fitted to their statistics.
 
-use super::huffman::{HuffmanCode, HuffmanDecoder, Histogram, MAX_CODE_LEN};
+use super::huffman::{Histogram, HuffmanCode, HuffmanDecoder, MAX_CODE_LEN};
 
 const EOB: u8 = 0x00;
 const LONG_RUN_MIN: usize = 16;
@@ -52,7 +52,11 @@ fn symbols(
         while run >= LONG_RUN_MIN {
             let chunk = run.min(LONG_RUN_MAX);
             let nbits = usize::BITS - chunk.leading_zeros() - 1; // 4..=18
-            emit(((nbits - 3) << 4) as u8, (chunk - (1 << nbits)) as u32, nbits);
+            emit(
+                ((nbits - 3) << 4) as u8,
+                (chunk - (1 << nbits)) as u32,
+                nbits,
+            );
             run -= chunk;
         }
         let mag = v.unsigned_abs();
@@ -60,7 +64,11 @@ fn symbols(
         if size > MAX_SIZE {
             return Err(format!("coefficient {v} out of the 15-bit range"));
         }
-        let extra = if v > 0 { v as u32 } else { (v + (1 << size) - 1) as u32 };
+        let extra = if v > 0 {
+            v as u32
+        } else {
+            (v + (1 << size) - 1) as u32
+        };
         emit(((run as u32) << 4 | size) as u8, extra, size);
         run = 0;
     }
@@ -71,7 +79,12 @@ fn symbols(
 }
 
 /// Adds the symbols of a band to `hist` (first pass of the per-file code).
-pub fn count_symbols(values: &[i16], blocks_w: usize, dc: bool, hist: &mut Histogram) -> Result<(), String> {
+pub fn count_symbols(
+    values: &[i16],
+    blocks_w: usize,
+    dc: bool,
+    hist: &mut Histogram,
+) -> Result<(), String> {
     symbols(values, blocks_w, dc, |s, _, _| hist[s as usize] += 1)
 }
 
@@ -142,7 +155,11 @@ pub fn decode_band(
             return Err(format!("value past the end of the band ({n} values)"));
         }
         let bits = r.take(size) as i32;
-        let v = if bits < (1 << (size - 1)) { bits - (1 << size) + 1 } else { bits };
+        let v = if bits < (1 << (size - 1)) {
+            bits - (1 << size) + 1
+        } else {
+            bits
+        };
         out[i] = v as i16;
         i += 1;
     }
@@ -167,7 +184,11 @@ struct BitWriter<'a> {
 
 impl<'a> BitWriter<'a> {
     fn new(out: &'a mut Vec<u8>) -> Self {
-        BitWriter { out, acc: 0, nbits: 0 }
+        BitWriter {
+            out,
+            acc: 0,
+            nbits: 0,
+        }
     }
 
     #[inline]
@@ -293,12 +314,19 @@ mod tests {
         assert!(n < 30, "long zero runs cost a few bytes, got {n}");
         let extremes = [i16::MAX, -i16::MAX, 1, -1, 0, 0, 0, 1024, -1024];
         round_trip(&extremes, 3, false);
-        assert_eq!(round_trip(&[0; 4096], 64, false), 1, "all-zero band is one EOB");
+        assert_eq!(
+            round_trip(&[0; 4096], 64, false),
+            1,
+            "all-zero band is one EOB"
+        );
         round_trip(&[], 1, false);
         let mut smooth_dc: Vec<i16> = (0..64 * 64).map(|i| (i / 64 + i % 64) as i16).collect();
         let dc_bytes = round_trip(&smooth_dc, 64, true);
         let raw_bytes = round_trip(&smooth_dc, 64, false);
-        assert!(dc_bytes * 3 < raw_bytes, "prediction pays off: {dc_bytes} vs {raw_bytes}");
+        assert!(
+            dc_bytes * 3 < raw_bytes,
+            "prediction pays off: {dc_bytes} vs {raw_bytes}"
+        );
         smooth_dc[5] = i16::MIN + 1;
         round_trip(&smooth_dc, 64, false);
     }

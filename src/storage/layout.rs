@@ -55,7 +55,11 @@ pub fn file_schema(chroma: Chroma, user_fields: &[Arc<Field>]) -> Schema {
     fields.push(Arc::new(Field::new(COL_QUANT, DataType::Binary, false)));
     for plane in 0..chroma.planes() {
         for k in 0..64 {
-            fields.push(Arc::new(Field::new(band_column(plane, k), DataType::Binary, false)));
+            fields.push(Arc::new(Field::new(
+                band_column(plane, k),
+                DataType::Binary,
+                false,
+            )));
         }
     }
     Schema::new(fields)

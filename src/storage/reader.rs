@@ -9,7 +9,9 @@ use std::sync::Arc;
 use arrow_array::{Array, BinaryArray, RecordBatch, UInt32Array};
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::ProjectionMask;
 use parquet::file::reader::{ChunkReader, Length};
 
@@ -38,7 +40,9 @@ impl BandSelection {
 
     /// Every band of every plane.
     pub fn all() -> Self {
-        BandSelection { masks: [u64::MAX; 3] }
+        BandSelection {
+            masks: [u64::MAX; 3],
+        }
     }
 
     /// The `s x s` corner of every plane: what a decode at scale `s/8` needs.
@@ -134,8 +138,8 @@ impl ImageFileReader {
             len,
             read: Arc::new(AtomicU64::new(0)),
         };
-        let metadata =
-            ArrowReaderMetadata::load(&input, ArrowReaderOptions::default()).map_err(|e| Error::parquet(&path, e))?;
+        let metadata = ArrowReaderMetadata::load(&input, ArrowReaderOptions::default())
+            .map_err(|e| Error::parquet(&path, e))?;
         let kv = |key: &str| {
             metadata
                 .metadata()
@@ -144,8 +148,12 @@ impl ImageFileReader {
                 .and_then(|kvs| kvs.iter().find(|kv| kv.key == key))
                 .and_then(|kv| kv.value.clone())
         };
-        let version = kv(META_FORMAT_VERSION)
-            .ok_or_else(|| Error::corrupt(&path, "not a spectradb image table file (no format version)"))?;
+        let version = kv(META_FORMAT_VERSION).ok_or_else(|| {
+            Error::corrupt(
+                &path,
+                "not a spectradb image table file (no format version)",
+            )
+        })?;
         match version.parse::<u32>() {
             Ok(v) if v == FORMAT_VERSION => {}
             Ok(v) if v > FORMAT_VERSION => {
@@ -159,7 +167,8 @@ impl ImageFileReader {
         let chroma = Chroma::parse(&kv(META_CHROMA).unwrap_or_default())
             .map_err(|e| Error::corrupt(&path, format!("chroma metadata: {e}")))?;
         let quality = kv(META_QUALITY).and_then(|q| q.parse().ok()).unwrap_or(0);
-        let codes = parse_band_codes(&kv(META_BAND_CODES).unwrap_or_default()).map_err(|e| Error::corrupt(&path, e))?;
+        let codes = parse_band_codes(&kv(META_BAND_CODES).unwrap_or_default())
+            .map_err(|e| Error::corrupt(&path, e))?;
         let schema = metadata.schema().clone();
         let mut decoders = vec![None; 3 * 64];
         for plane in 0..chroma.planes() {
@@ -168,9 +177,9 @@ impl ImageFileReader {
                 if schema.index_of(&name).is_err() {
                     return Err(Error::corrupt(&path, format!("column {name} is missing")));
                 }
-                let code = codes
-                    .get(&name)
-                    .ok_or_else(|| Error::corrupt(&path, format!("no code table for column {name}")))?;
+                let code = codes.get(&name).ok_or_else(|| {
+                    Error::corrupt(&path, format!("no code table for column {name}"))
+                })?;
                 decoders[plane * 64 + k] = Some(Arc::new(code.decoder()));
             }
         }
@@ -211,6 +220,22 @@ impl ImageFileReader {
         self.quality
     }
 
+    /// On-disk bytes of each column (all row groups), in schema order.
+    pub fn column_bytes(&self) -> Vec<(String, u64)> {
+        let meta = self.metadata.metadata();
+        let schema = meta.file_metadata().schema_descr();
+        (0..schema.num_columns())
+            .map(|c| {
+                let bytes = meta
+                    .row_groups()
+                    .iter()
+                    .map(|rg| rg.column(c).compressed_size() as u64)
+                    .sum();
+                (schema.column(c).name().to_string(), bytes)
+            })
+            .collect()
+    }
+
     /// Bytes read from the file so far, footer included.
     pub fn bytes_read(&self) -> u64 {
         self.input.read.load(Ordering::Relaxed)
@@ -218,7 +243,12 @@ impl ImageFileReader {
 
     /// Starts a scan of the named plain columns plus the selected bands
     /// (which bring `width`, `height` and `image.quant` along).
-    pub fn scan(&self, columns: &[&str], bands: &BandSelection, batch_size: usize) -> Result<ImageScan> {
+    pub fn scan(
+        &self,
+        columns: &[&str],
+        bands: &BandSelection,
+        batch_size: usize,
+    ) -> Result<ImageScan> {
         let schema = self.schema();
         let mut names: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
         if !bands.is_empty() {
@@ -242,7 +272,10 @@ impl ImageFileReader {
         }
         indices.sort_unstable();
         indices.dedup();
-        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(self.input.clone(), self.metadata.clone());
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            self.input.clone(),
+            self.metadata.clone(),
+        );
         let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
         let reader = builder
             .with_projection(mask)
@@ -253,7 +286,9 @@ impl ImageFileReader {
         for plane in 0..self.chroma.planes() {
             for k in 0..64 {
                 if bands.contains(plane, k) {
-                    let dec = self.decoders[plane * 64 + k].clone().expect("checked at open");
+                    let dec = self.decoders[plane * 64 + k]
+                        .clone()
+                        .expect("checked at open");
                     band_cols.push((plane, k, dec));
                 }
             }
@@ -280,11 +315,9 @@ impl Iterator for ImageScan {
 
     fn next(&mut self) -> Option<Self::Item> {
         let batch = self.reader.next()?;
-        Some(
-            batch
-                .map_err(|e| Error::Arrow(e))
-                .and_then(|batch| ImageBatch::new(batch, self.path.clone(), self.chroma, self.bands.clone())),
-        )
+        Some(batch.map_err(Error::Arrow).and_then(|batch| {
+            ImageBatch::new(batch, self.path.clone(), self.chroma, self.bands.clone())
+        }))
     }
 }
 
@@ -333,7 +366,9 @@ impl ImageBatch {
                 .ok_or_else(|| corrupt(format!("column {name} missing or not u32")))?;
             let v = a.value(row);
             if v == 0 || v > MAX_DIMENSION {
-                return Err(corrupt(format!("{name} {v} out of range 1..={MAX_DIMENSION}")));
+                return Err(corrupt(format!(
+                    "{name} {v} out of range 1..={MAX_DIMENSION}"
+                )));
             }
             Ok(v)
         };
@@ -342,7 +377,11 @@ impl ImageBatch {
         let qbytes = quant_col.value(row);
         let np = self.chroma.planes();
         if qbytes.len() != np * 128 {
-            return Err(corrupt(format!("{COL_QUANT} holds {} bytes, expected {}", qbytes.len(), np * 128)));
+            return Err(corrupt(format!(
+                "{COL_QUANT} holds {} bytes, expected {}",
+                qbytes.len(),
+                np * 128
+            )));
         }
         let quant: Vec<QuantTable> = qbytes
             .chunks_exact(128)

@@ -78,7 +78,9 @@ pub fn write_image_file(
                 rows.len()
             )));
         }
-        if is_image_column(f.name()) || [COL_ID, COL_URI, COL_WIDTH, COL_HEIGHT].contains(&f.name().as_str()) {
+        if is_image_column(f.name())
+            || [COL_ID, COL_URI, COL_WIDTH, COL_HEIGHT].contains(&f.name().as_str())
+        {
             return Err(Error::InvalidArgument(format!(
                 "user column '{}' clashes with a built-in column",
                 f.name()
@@ -101,9 +103,18 @@ pub fn write_image_file(
     let code_list: Vec<String> = codes
         .iter()
         .enumerate()
-        .map(|(i, c)| format!("{}={}", band_column(i / 64, i % 64), b64.encode(c.to_bytes())))
+        .map(|(i, c)| {
+            format!(
+                "{}={}",
+                band_column(i / 64, i % 64),
+                b64.encode(c.to_bytes())
+            )
+        })
         .collect();
-    meta.push(KeyValue::new(META_BAND_CODES.to_string(), code_list.join(";")));
+    meta.push(KeyValue::new(
+        META_BAND_CODES.to_string(),
+        code_list.join(";"),
+    ));
 
     let mut props = WriterProperties::builder()
         .set_max_row_group_row_count(Some(opts.row_group_size.max(1)))
@@ -112,7 +123,10 @@ pub fn write_image_file(
         .set_statistics_enabled(EnabledStatistics::None)
         .set_key_value_metadata(Some(meta));
     for name in [COL_ID, COL_WIDTH, COL_HEIGHT] {
-        props = props.set_column_statistics_enabled(ColumnPath::new(vec![name.into()]), EnabledStatistics::Chunk);
+        props = props.set_column_statistics_enabled(
+            ColumnPath::new(vec![name.into()]),
+            EnabledStatistics::Chunk,
+        );
     }
     // Most images of a table share their quantization tables.
     props = props.set_column_dictionary_enabled(ColumnPath::new(vec![COL_QUANT.into()]), true);
@@ -124,22 +138,38 @@ pub fn write_image_file(
     }
 
     let file = File::create(path).map_err(|e| Error::io(path, e))?;
-    let mut writer =
-        ArrowWriter::try_new(file, schema.clone(), Some(props.build())).map_err(|e| Error::parquet(path, e))?;
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props.build()))
+        .map_err(|e| Error::parquet(path, e))?;
     let step = opts.row_group_size.max(1);
     for start in (0..rows.len()).step_by(step) {
         let end = (start + step).min(rows.len());
         let chunk = &rows[start..end];
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(UInt64Array::from_iter_values(chunk.iter().map(|r| r.id))),
-            Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| r.uri.as_str()))),
-            Arc::new(UInt32Array::from_iter_values(chunk.iter().map(|r| r.image.width))),
-            Arc::new(UInt32Array::from_iter_values(chunk.iter().map(|r| r.image.height))),
+            Arc::new(StringArray::from_iter_values(
+                chunk.iter().map(|r| r.uri.as_str()),
+            )),
+            Arc::new(UInt32Array::from_iter_values(
+                chunk.iter().map(|r| r.image.width),
+            )),
+            Arc::new(UInt32Array::from_iter_values(
+                chunk.iter().map(|r| r.image.height),
+            )),
         ];
-        columns.extend(user_columns.iter().map(|(_, a)| a.slice(start, end - start)));
+        columns.extend(
+            user_columns
+                .iter()
+                .map(|(_, a)| a.slice(start, end - start)),
+        );
         let mut quant = BinaryBuilder::new();
         for r in chunk {
-            let bytes: Vec<u8> = r.image.quant.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
+            let bytes: Vec<u8> = r
+                .image
+                .quant
+                .iter()
+                .flatten()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
             quant.append_value(bytes);
         }
         columns.push(Arc::new(quant.finish()));
@@ -151,8 +181,9 @@ pub fn write_image_file(
                 let p = &r.image.planes[plane];
                 blob.clear();
                 let band = p.band(k).expect("checked complete");
-                encode_band(band, p.blocks_w(), k == 0, code, &mut blob)
-                    .map_err(|e| Error::InvalidArgument(format!("{}: {}: {e}", r.uri, band_column(plane, k))))?;
+                encode_band(band, p.blocks_w(), k == 0, code, &mut blob).map_err(|e| {
+                    Error::InvalidArgument(format!("{}: {}: {e}", r.uri, band_column(plane, k)))
+                })?;
                 b.append_value(&blob);
             }
             columns.push(Arc::new(b.finish()));
@@ -173,7 +204,10 @@ pub fn write_image_file(
 fn check_complete(r: &ImageRow, chroma: Chroma) -> Result<()> {
     let img = &r.image;
     let bad = |why: String| Err(Error::InvalidArgument(format!("{}: {why}", r.uri)));
-    if img.chroma != chroma || img.planes.len() != chroma.planes() || img.quant.len() != chroma.planes() {
+    if img.chroma != chroma
+        || img.planes.len() != chroma.planes()
+        || img.quant.len() != chroma.planes()
+    {
         return bad(format!(
             "image has chroma {} but the table stores {}",
             img.chroma.name(),
@@ -187,7 +221,12 @@ fn check_complete(r: &ImageRow, chroma: Chroma) -> Result<()> {
         for k in 0..64 {
             match plane.band(k) {
                 Some(b) if b.len() == plane.blocks() => {}
-                _ => return bad(format!("{} is missing or has the wrong length", band_column(p, k))),
+                _ => {
+                    return bad(format!(
+                        "{} is missing or has the wrong length",
+                        band_column(p, k)
+                    ))
+                }
             }
         }
     }
@@ -203,7 +242,11 @@ fn fit_codes(rows: &[ImageRow], chroma: Chroma) -> Result<Vec<HuffmanCode>> {
             let p = &r.image.planes[col / 64];
             let band = p.band(col % 64).expect("checked complete");
             count_symbols(band, p.blocks_w(), col % 64 == 0, hist).map_err(|e| {
-                Error::InvalidArgument(format!("{}: {}: {e}", r.uri, band_column(col / 64, col % 64)))
+                Error::InvalidArgument(format!(
+                    "{}: {}: {e}",
+                    r.uri,
+                    band_column(col / 64, col % 64)
+                ))
             })?;
         }
     }
@@ -211,7 +254,9 @@ fn fit_codes(rows: &[ImageRow], chroma: Chroma) -> Result<Vec<HuffmanCode>> {
 }
 
 /// Parses the `spectradb.band_codes` metadata value into codes by column name.
-pub(crate) fn parse_band_codes(value: &str) -> std::result::Result<HashMap<String, HuffmanCode>, String> {
+pub(crate) fn parse_band_codes(
+    value: &str,
+) -> std::result::Result<HashMap<String, HuffmanCode>, String> {
     let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
     let mut out = HashMap::new();
     for entry in value.split(';').filter(|e| !e.is_empty()) {
@@ -221,7 +266,8 @@ pub(crate) fn parse_band_codes(value: &str) -> std::result::Result<HashMap<Strin
         let bytes = b64
             .decode(code)
             .map_err(|e| format!("band code of {name}: {e}"))?;
-        let code = HuffmanCode::from_bytes(&bytes).map_err(|e| format!("band code of {name}: {e}"))?;
+        let code =
+            HuffmanCode::from_bytes(&bytes).map_err(|e| format!("band code of {name}: {e}"))?;
         out.insert(name.to_string(), code);
     }
     Ok(out)

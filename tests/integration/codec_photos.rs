@@ -8,7 +8,9 @@ use spectradb::codec::decode::{decode_planes, decode_rgb, psnr};
 use spectradb::codec::encode::{encode_rgb, EncodeOptions};
 use spectradb::codec::{Chroma, CoefficientImage};
 use spectradb::source::{load_file, SourceOptions, SourcePath};
-use spectradb::storage::{write_image_file, BandSelection, ImageFileReader, ImageRow, WriteOptions};
+use spectradb::storage::{
+    write_image_file, BandSelection, ImageFileReader, ImageRow, WriteOptions,
+};
 
 use super::common::{decoded_rgb, photos};
 
@@ -65,8 +67,14 @@ fn quality_90_round_trip_psnr_on_real_photos() {
     let mut worst_444 = f64::INFINITY;
     let mut mean_444 = 0.0;
     for chroma in [Chroma::Yuv444, Chroma::Yuv420] {
-        let opts = EncodeOptions { quality: 90, chroma };
-        let images = sources.iter().map(|(w, h, rgb)| encode_rgb(rgb, *w, *h, opts)).collect();
+        let opts = EncodeOptions {
+            quality: 90,
+            chroma,
+        };
+        let images = sources
+            .iter()
+            .map(|(w, h, rgb)| encode_rgb(rgb, *w, *h, opts))
+            .collect();
         let back = through_file(images, chroma);
         let mut sum = 0.0;
         for ((path, (w, h, rgb)), img) in paths.iter().zip(&sources).zip(&back) {
@@ -86,8 +94,14 @@ fn quality_90_round_trip_psnr_on_real_photos() {
         report += &format!("{:>4} mean {mean:.2} dB\n", chroma.name());
     }
     println!("{report}");
-    assert!(mean_444 >= 38.0, "4:4:4 q90 mean PSNR below 38 dB:\n{report}");
-    assert!(worst_444 >= 35.0, "a 4:4:4 q90 round trip fell below 35 dB:\n{report}");
+    assert!(
+        mean_444 >= 38.0,
+        "4:4:4 q90 mean PSNR below 38 dB:\n{report}"
+    );
+    assert!(
+        worst_444 >= 35.0,
+        "a 4:4:4 q90 round trip fell below 35 dB:\n{report}"
+    );
 }
 
 fn name(p: &Path) -> String {
@@ -133,8 +147,14 @@ fn scaled_decode_matches_full_decode_plus_area_downscale() {
     }
     println!("{report}worst per s: {:?}", &worst[1..]);
     assert!(worst[1] >= 45.0, "s=1 must equal block means:\n{report}");
-    assert!(worst[2] >= 30.0 && worst[4] >= 30.0, "s=2/4 stray from the area downscale:\n{report}");
-    assert!([3, 5, 6, 7].iter().all(|&s| worst[s] >= 25.0), "a scaled decode strays from the area downscale:\n{report}");
+    assert!(
+        worst[2] >= 30.0 && worst[4] >= 30.0,
+        "s=2/4 stray from the area downscale:\n{report}"
+    );
+    assert!(
+        [3, 5, 6, 7].iter().all(|&s| worst[s] >= 25.0),
+        "a scaled decode strays from the area downscale:\n{report}"
+    );
 }
 
 /// The top-left `w x h` samples of a plane `stride` samples wide.
@@ -155,8 +175,16 @@ fn jpeg_passthrough_matches_a_jpeg_decoder() {
     let mut images = Vec::new();
     let mut sources = Vec::new();
     // The sequential (non-progressive) JPEGs among the fixtures.
-    let sequential = ["opencv_aero1.jpg", "opencv_apple.jpg", "opencv_home.jpg", "opencv_messi5.jpg"];
-    for path in photos("dev").into_iter().filter(|p| sequential.iter().any(|s| p.ends_with(s))) {
+    let sequential = [
+        "opencv_aero1.jpg",
+        "opencv_apple.jpg",
+        "opencv_home.jpg",
+        "opencv_messi5.jpg",
+    ];
+    for path in photos("dev")
+        .into_iter()
+        .filter(|p| sequential.iter().any(|s| p.ends_with(s)))
+    {
         let (img, how) = load_file(&path, &opts).unwrap();
         assert_eq!(how, SourcePath::JpegCoefficients, "{}", path.display());
         images.push(img);
@@ -167,6 +195,9 @@ fn jpeg_passthrough_matches_a_jpeg_decoder() {
         let out = decode_rgb(img, 8).unwrap();
         assert_eq!((out.width, out.height), (*w, *h));
         let p = psnr(rgb, &out.data);
-        assert!(p > 40.0, "passthrough decode differs from the JPEG decoder: {p:.2} dB");
+        assert!(
+            p > 40.0,
+            "passthrough decode differs from the JPEG decoder: {p:.2} dB"
+        );
     }
 }

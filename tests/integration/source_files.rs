@@ -29,7 +29,10 @@ fn every_jpeg_variant_ingests_or_is_refused_clearly() {
                 }
                 Err(e) => {
                     let msg = e.to_string();
-                    assert!(msg.contains(&path.display().to_string()), "error must name the file: {msg}");
+                    assert!(
+                        msg.contains(&path.display().to_string()),
+                        "error must name the file: {msg}"
+                    );
                     report += &format!("{} refused: {msg}\n", chroma.name());
                 }
             }
@@ -45,12 +48,28 @@ fn sequential_jpegs_take_the_coefficient_path_and_others_fall_back() {
     let opts = SourceOptions::default();
     let dir = data_dir().join("photos/jpeg-variants");
     let how = |f: &str| load_file(&dir.join(f), &opts).unwrap().1;
-    assert_eq!(how("flower.png.im_q85_420.jpg"), SourcePath::JpegCoefficients);
-    assert_eq!(how("flower_small.q85_420_non_interleaved.jpg"), SourcePath::JpegCoefficients);
-    assert_eq!(how("flower.png.im_q85_420_R13B.jpg"), SourcePath::JpegCoefficients);
-    assert_eq!(how("flower.png.im_q85_gray.jpg"), SourcePath::JpegCoefficients);
+    assert_eq!(
+        how("flower.png.im_q85_420.jpg"),
+        SourcePath::JpegCoefficients
+    );
+    assert_eq!(
+        how("flower_small.q85_420_non_interleaved.jpg"),
+        SourcePath::JpegCoefficients
+    );
+    assert_eq!(
+        how("flower.png.im_q85_420_R13B.jpg"),
+        SourcePath::JpegCoefficients
+    );
+    assert_eq!(
+        how("flower.png.im_q85_gray.jpg"),
+        SourcePath::JpegCoefficients
+    );
     assert_eq!(how("flower.png.im_q85_420_progr.jpg"), SourcePath::Pixels);
-    assert_eq!(how("flower.png.im_q85_444.jpg"), SourcePath::Pixels, "444 into a 420 table is resampled");
+    assert_eq!(
+        how("flower.png.im_q85_444.jpg"),
+        SourcePath::Pixels,
+        "444 into a 420 table is resampled"
+    );
     assert_eq!(how("flower.png.im_q85_rgb.jpg"), SourcePath::Pixels);
 }
 
@@ -69,13 +88,25 @@ fn expect_decode_error(name: &str, bytes: &[u8], needle: &str) {
 #[test]
 fn bad_input_gets_a_typed_error_naming_the_file() {
     // Sequential JPEGs take the coefficient path, progressive ones zune-jpeg's.
-    let jpeg = std::fs::read(data_dir().join("photos/jpeg-variants/flower_small.q85_420_non_interleaved.jpg")).unwrap();
+    let jpeg = std::fs::read(
+        data_dir().join("photos/jpeg-variants/flower_small.q85_420_non_interleaved.jpg"),
+    )
+    .unwrap();
     expect_decode_error("half.jpg", &jpeg[..jpeg.len() / 2], "truncated");
     expect_decode_error("tiny.jpg", &jpeg[..300], "truncated");
-    let progressive = std::fs::read(data_dir().join("photos/imagenet-labeled/imagenet_00_243.jpg")).unwrap();
-    expect_decode_error("half_progressive.jpg", &progressive[..progressive.len() / 2], "");
+    let progressive =
+        std::fs::read(data_dir().join("photos/imagenet-labeled/imagenet_00_243.jpg")).unwrap();
+    expect_decode_error(
+        "half_progressive.jpg",
+        &progressive[..progressive.len() / 2],
+        "",
+    );
     expect_decode_error("empty.jpg", &[], "empty");
-    expect_decode_error("notes.txt", b"this is not an image at all", "not a recognised image format");
+    expect_decode_error(
+        "notes.txt",
+        b"this is not an image at all",
+        "not a recognised image format",
+    );
     let png = std::fs::read(data_dir().join("photos/dev/skimage_chelsea.png")).unwrap();
     match load_bytes("half.png", &png[..png.len() / 2], &SourceOptions::default()) {
         Err(e) => assert!(e.to_string().contains("half.png"), "{e}"),
@@ -123,7 +154,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         c ^= b as u32;
         for _ in 0..8 {
-            c = if c & 1 == 1 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
+            c = if c & 1 == 1 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
         }
     }
     !c

@@ -6,7 +6,9 @@ use arrow_array::{ArrayRef, StringArray};
 use arrow_schema::{DataType, Field};
 use spectradb::codec::tensor::{to_tensor, TensorSpec};
 use spectradb::source::{load_file, SourceOptions};
-use spectradb::storage::{write_image_file, BandSelection, ImageFileReader, ImageRow, WriteOptions};
+use spectradb::storage::{
+    write_image_file, BandSelection, ImageFileReader, ImageRow, WriteOptions,
+};
 use spectradb::Error;
 
 use super::common::photos;
@@ -17,7 +19,15 @@ fn write_labelled(path: &std::path::Path) -> usize {
     let mut labels = Vec::new();
     for (i, p) in photos("imagenet-labeled").into_iter().enumerate() {
         let (image, _) = load_file(&p, &opts).unwrap();
-        labels.push(p.file_stem().unwrap().to_string_lossy().rsplit('_').next().unwrap().to_string());
+        labels.push(
+            p.file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .rsplit('_')
+                .next()
+                .unwrap()
+                .to_string(),
+        );
         rows.push(ImageRow {
             id: i as u64,
             uri: p.display().to_string(),
@@ -58,10 +68,16 @@ fn scans_read_only_the_selected_bands() {
     let eighth = count(&["id"], BandSelection::for_scale(1));
     let all = count(&["id"], BandSelection::all());
     println!("file {file_len} B: plain {plain}, s=1 {eighth}, s=4 {quarter}, all {all}");
-    assert!(plain * 50 < file_len, "plain columns must not touch bands: {plain} of {file_len}");
+    assert!(
+        plain * 50 < file_len,
+        "plain columns must not touch bands: {plain} of {file_len}"
+    );
     assert!(eighth < quarter && quarter < all);
     assert!(all <= file_len);
-    assert!(quarter * 10 < all * 8, "the 4x4 corner is a fraction of the file: {quarter} vs {all}");
+    assert!(
+        quarter * 10 < all * 8,
+        "the 4x4 corner is a fraction of the file: {quarter} vs {all}"
+    );
 }
 
 #[test]
@@ -81,13 +97,29 @@ fn tensors_from_partial_reads_match_full_reads() {
         .map(|img| to_tensor(&img, &spec).unwrap())
         .unwrap();
     let full = to_tensor(
-        &r.scan(&[], &BandSelection::all(), 64).unwrap().next().unwrap().unwrap().image(3).unwrap(),
+        &r.scan(&[], &BandSelection::all(), 64)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .image(3)
+            .unwrap(),
         &spec,
     )
     .unwrap();
-    assert_eq!(partial, full, "a 224 tensor of a 512 photo needs only the 4x4 corner");
+    assert_eq!(
+        partial, full,
+        "a 224 tensor of a 512 photo needs only the 4x4 corner"
+    );
     // Asking for more than was read is an error that names the band.
-    let img = r.scan(&[], &BandSelection::for_scale(2), 64).unwrap().next().unwrap().unwrap().image(0).unwrap();
+    let img = r
+        .scan(&[], &BandSelection::for_scale(2), 64)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .image(0)
+        .unwrap();
     let err = to_tensor(&img, &spec).unwrap_err().to_string();
     assert!(err.contains("image.y."), "{err}");
 }
@@ -118,7 +150,10 @@ fn corrupt_and_foreign_files_are_errors_naming_the_file() {
             for b in r.scan(&[], &BandSelection::all(), 4).unwrap() {
                 match b {
                     Err(e) => {
-                        assert!(e.to_string().contains("bad.parquet") || matches!(e, Error::Arrow(_)), "{e}");
+                        assert!(
+                            e.to_string().contains("bad.parquet") || matches!(e, Error::Arrow(_)),
+                            "{e}"
+                        );
                         failures += 1;
                     }
                     Ok(b) => {
@@ -133,7 +168,10 @@ fn corrupt_and_foreign_files_are_errors_naming_the_file() {
             }
         }
     }
-    assert!(failures > 0, "64 flipped bytes inside band data must be noticed");
+    assert!(
+        failures > 0,
+        "64 flipped bytes inside band data must be noticed"
+    );
 
     // A truncated file and a Parquet file that is not an image table.
     std::fs::write(&bad, &std::fs::read(&path).unwrap()[..1000]).unwrap();
@@ -141,10 +179,25 @@ fn corrupt_and_foreign_files_are_errors_naming_the_file() {
     assert!(e.to_string().contains("bad.parquet"), "{e}");
 
     let plain = dir.path().join("plain.parquet");
-    let batch = arrow_array::RecordBatch::try_from_iter([("x", Arc::new(StringArray::from(vec!["a"])) as ArrayRef)]).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&plain).unwrap(), batch.schema(), None).unwrap();
+    let batch = arrow_array::RecordBatch::try_from_iter([(
+        "x",
+        Arc::new(StringArray::from(vec!["a"])) as ArrayRef,
+    )])
+    .unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&plain).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
-    let e = ImageFileReader::open(&plain).err().expect("foreign file").to_string();
-    assert!(e.contains("plain.parquet") && e.contains("not a spectradb image table"), "{e}");
+    let e = ImageFileReader::open(&plain)
+        .err()
+        .expect("foreign file")
+        .to_string();
+    assert!(
+        e.contains("plain.parquet") && e.contains("not a spectradb image table"),
+        "{e}"
+    );
 }
