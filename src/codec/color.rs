@@ -21,10 +21,17 @@ pub fn ycbcr_to_rgb(y: f32, cb: f32, cr: f32) -> (f32, f32, f32) {
     )
 }
 
-/// Rounds and clamps a sample to a byte.
+/// Rounds and clamps a sample to a byte. (Adding 0.5 and truncating
+/// avoids a libm `roundf` call per pixel; both round halves up for v >= 0.)
 #[inline]
 pub fn to_u8(v: f32) -> u8 {
-    v.round().clamp(0.0, 255.0) as u8
+    (v.clamp(0.0, 255.0) + 0.5) as u8
+}
+
+/// Rounds half away from zero like `f32::round`, without the libm call.
+#[inline]
+pub fn round_i32(v: f32) -> i32 {
+    (v + 0.5f32.copysign(v)) as i32
 }
 
 #[cfg(test)]

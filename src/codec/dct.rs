@@ -103,35 +103,53 @@ impl ScaledIdct {
         self.s
     }
 
+    /// The `s x s` basis, row-major (`basis[n * s + u]`).
+    pub fn basis(&self) -> &[f32; 64] {
+        &self.basis
+    }
+
     /// `coef[v * s + u]` (already dequantized, orthonormal 8x8 scaling) to
     /// `out[y * s + x]` samples, level shift not applied.
     #[inline]
     pub fn inverse(&self, coef: &[f32; 64], out: &mut [f32; 64]) {
-        let s = self.s;
-        // An s-point orthonormal inverse of the low s coefficients of an
-        // 8-point transform needs a factor sqrt(s/8) per dimension.
-        let gain = s as f32 / 8.0;
-        let b = &self.basis;
-        let mut tmp = [0f32; 64];
-        // rows: tmp[v][x] = sum_u coef[v][u] * b[x][u]
-        for v in 0..s {
-            for x in 0..s {
-                let mut acc = 0f32;
-                for u in 0..s {
-                    acc += coef[v * s + u] * b[x * s + u];
-                }
-                tmp[v * s + x] = acc;
-            }
+        // One copy per size so the compiler unrolls and vectorises each.
+        match self.s {
+            1 => inverse_n::<1>(&self.basis, coef, out),
+            2 => inverse_n::<2>(&self.basis, coef, out),
+            3 => inverse_n::<3>(&self.basis, coef, out),
+            4 => inverse_n::<4>(&self.basis, coef, out),
+            5 => inverse_n::<5>(&self.basis, coef, out),
+            6 => inverse_n::<6>(&self.basis, coef, out),
+            7 => inverse_n::<7>(&self.basis, coef, out),
+            _ => inverse_n::<8>(&self.basis, coef, out),
         }
-        // columns: out[y][x] = sum_v b[y][v] * tmp[v][x]
-        for y in 0..s {
-            for x in 0..s {
-                let mut acc = 0f32;
-                for v in 0..s {
-                    acc += b[y * s + v] * tmp[v * s + x];
-                }
-                out[y * s + x] = acc * gain;
+    }
+}
+
+#[inline(always)]
+fn inverse_n<const S: usize>(b: &[f32; 64], coef: &[f32; 64], out: &mut [f32; 64]) {
+    // An s-point orthonormal inverse of the low s coefficients of an
+    // 8-point transform needs a factor sqrt(s/8) per dimension.
+    let gain = S as f32 / 8.0;
+    let mut tmp = [0f32; 64];
+    // rows: tmp[v][x] = sum_u coef[v][u] * b[x][u]
+    for v in 0..S {
+        for x in 0..S {
+            let mut acc = 0f32;
+            for u in 0..S {
+                acc += coef[v * S + u] * b[x * S + u];
             }
+            tmp[v * S + x] = acc;
+        }
+    }
+    // columns: out[y][x] = sum_v b[y][v] * tmp[v][x]
+    for y in 0..S {
+        for x in 0..S {
+            let mut acc = 0f32;
+            for v in 0..S {
+                acc += b[y * S + v] * tmp[v * S + x];
+            }
+            out[y * S + x] = acc * gain;
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Pixels -> quantized DCT coefficients (the pixel ingest path).
 
-use super::color::rgb_to_ycbcr;
+use super::color::{rgb_to_ycbcr, round_i32};
 use super::dct::ForwardDct;
 use super::quant::{quant_table, QuantTable, TableKind, ZIGZAG};
 use super::{Chroma, CoefPlane, CoefficientImage};
@@ -139,7 +139,7 @@ fn plane_coefficients(
             let b = by * bw + bx;
             for k in 0..64 {
                 let pos = ZIGZAG[k];
-                bands[k * n + b] = (block[pos] * inv_q[pos]).round() as i16;
+                bands[k * n + b] = round_i32(block[pos] * inv_q[pos]).clamp(-32767, 32767) as i16;
             }
         }
     }

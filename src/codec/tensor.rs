@@ -4,12 +4,12 @@
 //! (never upsampling when the stored image is large enough), decodes the
 //! planes at that scale, resizes each plane to the requested size (chroma
 //! upsampling is folded into that resize), then converts to RGB and
-//! normalises in one pass.
+//! normalises in one pass. Resizing is a separable triangle filter widened
+//! when shrinking (antialiased bilinear, as fast_image_resize's `Bilinear`
+//! convolution), written here in f32 so it works on planes and feeds the
+//! colour conversion without a trip through bytes: measured about 2x faster
+//! than three fast_image_resize calls on this path.
 
-use fast_image_resize::images::{Image, ImageRef};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-
-use super::color::ycbcr_to_rgb;
 use super::decode::{decode_plane, Plane};
 use super::{scaled_dims, CoefficientImage};
 use crate::error::{Error, Result};
@@ -71,8 +71,166 @@ pub fn choose_scale(width: u32, height: u32, target_w: u32, target_h: u32) -> us
 /// Reusable buffers for [`to_tensor_into`], so a scan allocates once.
 #[derive(Default)]
 pub struct TensorScratch {
-    resizer: Resizer,
-    planes: [Vec<u8>; 3],
+    /// Resampling taps by (source length, target length).
+    taps: Vec<((usize, usize), Taps)>,
+    tmp: Vec<f32>,
+    planes: [Vec<f32>; 3],
+}
+
+impl TensorScratch {
+    fn taps(&mut self, src: usize, dst: usize) -> usize {
+        if let Some(i) = self.taps.iter().position(|(k, _)| *k == (src, dst)) {
+            return i;
+        }
+        self.taps.push(((src, dst), Taps::new(src, dst)));
+        self.taps.len() - 1
+    }
+}
+
+/// Separable resampling weights: output `i` is the sum over `t < k` of
+/// `weights[i * k + t] * src[start[i] + t]`.
+struct Taps {
+    k: usize,
+    start: Vec<usize>,
+    weights: Vec<f32>,
+}
+
+impl Taps {
+    /// Triangle filter of radius `max(1, src/dst)` source pixels centred on
+    /// each output pixel, edges clamped, weights normalised.
+    fn new(src: usize, dst: usize) -> Self {
+        let scale = src as f64 / dst as f64;
+        let radius = scale.max(1.0);
+        let mut rows: Vec<(usize, Vec<f64>)> = Vec::with_capacity(dst);
+        for i in 0..dst {
+            let centre = (i as f64 + 0.5) * scale - 0.5;
+            let lo = (centre - radius).ceil() as i64;
+            let hi = (centre + radius).floor() as i64;
+            let first = lo.clamp(0, src as i64 - 1) as usize;
+            let last = hi.clamp(0, src as i64 - 1) as usize;
+            let mut w = vec![0f64; last - first + 1];
+            for j in lo..=hi {
+                let weight = (1.0 - (j as f64 - centre).abs() / radius).max(0.0);
+                let idx = j.clamp(first as i64, last as i64) as usize;
+                w[idx - first] += weight;
+            }
+            let sum: f64 = w.iter().sum();
+            w.iter_mut().for_each(|v| *v /= sum);
+            rows.push((first, w));
+        }
+        let k = rows.iter().map(|(_, w)| w.len()).max().unwrap_or(1);
+        let mut start = Vec::with_capacity(dst);
+        let mut weights = vec![0f32; dst * k];
+        for (i, (first, w)) in rows.into_iter().enumerate() {
+            // Shift windows at the right edge left so all k taps stay inside.
+            let s = first.min(src - k.min(src));
+            for (t, v) in w.iter().enumerate() {
+                weights[i * k + first - s + t] = *v as f32;
+            }
+            start.push(s);
+        }
+        Taps { k, start, weights }
+    }
+}
+
+/// Runs [`resample`] compiled for AVX2 when the CPU has it.
+fn resample_dispatch(
+    src: &Plane,
+    w: usize,
+    h: usize,
+    vt: &Taps,
+    ht: &Taps,
+    tmp: &mut Vec<f32>,
+    out: &mut Vec<f32>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, the only feature the copy assumes.
+        unsafe { resample_avx2(src, w, h, vt, ht, tmp, out) };
+        return;
+    }
+    resample(src, w, h, vt, ht, tmp, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn resample_avx2(
+    src: &Plane,
+    w: usize,
+    h: usize,
+    vt: &Taps,
+    ht: &Taps,
+    tmp: &mut Vec<f32>,
+    out: &mut Vec<f32>,
+) {
+    resample(src, w, h, vt, ht, tmp, out)
+}
+
+/// Resamples an 8-bit plane to `w x h` floats: vertical pass (vectorises
+/// over whole rows), then horizontal.
+#[inline(always)]
+fn resample(
+    src: &Plane,
+    w: usize,
+    h: usize,
+    vt: &Taps,
+    ht: &Taps,
+    tmp: &mut Vec<f32>,
+    out: &mut Vec<f32>,
+) {
+    let sw = src.width as usize;
+    tmp.clear();
+    tmp.resize(sw * h, 0.0);
+    for (y, row) in tmp.chunks_exact_mut(sw).enumerate() {
+        let s0 = vt.start[y];
+        for t in 0..vt.k {
+            let wgt = vt.weights[y * vt.k + t];
+            if wgt == 0.0 {
+                continue;
+            }
+            let srow = &src.data[(s0 + t) * sw..(s0 + t + 1) * sw];
+            for (d, &v) in row.iter_mut().zip(srow) {
+                *d += wgt * v as f32;
+            }
+        }
+    }
+    out.clear();
+    out.resize(w * h, 0.0);
+    match ht.k {
+        1 => horizontal::<1>(out, tmp, w, sw, ht),
+        2 => horizontal::<2>(out, tmp, w, sw, ht),
+        3 => horizontal::<3>(out, tmp, w, sw, ht),
+        4 => horizontal::<4>(out, tmp, w, sw, ht),
+        5 => horizontal::<5>(out, tmp, w, sw, ht),
+        _ => horizontal_any(out, tmp, w, sw, ht),
+    }
+}
+
+/// The horizontal pass with the tap count known at compile time (unrolled).
+#[inline(always)]
+fn horizontal<const K: usize>(out: &mut [f32], tmp: &[f32], w: usize, sw: usize, ht: &Taps) {
+    let weights: &[[f32; K]] = ht.weights.as_chunks::<K>().0;
+    for (orow, trow) in out.chunks_exact_mut(w).zip(tmp.chunks_exact(sw)) {
+        for ((o, &s0), wts) in orow.iter_mut().zip(&ht.start).zip(weights) {
+            let win: &[f32; K] = trow[s0..s0 + K].try_into().expect("K taps");
+            let mut acc = 0f32;
+            for t in 0..K {
+                acc += wts[t] * win[t];
+            }
+            *o = acc;
+        }
+    }
+}
+
+fn horizontal_any(out: &mut [f32], tmp: &[f32], w: usize, sw: usize, ht: &Taps) {
+    let k = ht.k;
+    for (orow, trow) in out.chunks_exact_mut(w).zip(tmp.chunks_exact(sw)) {
+        for (x, o) in orow.iter_mut().enumerate() {
+            let s0 = ht.start[x];
+            let wts = &ht.weights[x * k..x * k + k];
+            *o = wts.iter().zip(&trow[s0..s0 + k]).map(|(a, b)| a * b).sum();
+        }
+    }
 }
 
 impl TensorScratch {
@@ -112,73 +270,68 @@ pub fn to_tensor_into(
         )));
     }
     let s = choose_scale(img.width, img.height, spec.width, spec.height);
-    let (tw, th) = (spec.width, spec.height);
+    let (tw, th) = (spec.width as usize, spec.height as usize);
     for (c, (plane, q)) in img.planes.iter().zip(&img.quant).enumerate() {
         let decoded = decode_plane(plane, q, s, c)?;
-        resize_plane(
+        let vt = scratch.taps(decoded.height as usize, th);
+        let ht = scratch.taps(decoded.width as usize, tw);
+        let mut out = std::mem::take(&mut scratch.planes[c]);
+        resample_dispatch(
             &decoded,
             tw,
             th,
-            &mut scratch.resizer,
-            &mut scratch.planes[c],
-        )?;
+            &scratch.taps[vt].1,
+            &scratch.taps[ht].1,
+            &mut scratch.tmp,
+            &mut out,
+        );
+        scratch.planes[c] = out;
     }
-    let n = tw as usize * th as usize;
+    let n = tw * th;
     let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * spec.std[c]));
     let bias: [f32; 3] = std::array::from_fn(|c| -spec.mean[c] / spec.std[c]);
+    let norm = |v: f32, c: usize| v.clamp(0.0, 255.0) * scale[c] + bias[c];
     let [yp, cbp, crp] = &scratch.planes;
     let gray = img.planes.len() == 1;
-    for i in 0..n {
-        let y = yp[i] as f32;
-        let (r, g, b) = if gray {
-            (y, y, y)
-        } else {
-            ycbcr_to_rgb(y, cbp[i] as f32, crp[i] as f32)
-        };
-        let rgb = [
-            r.clamp(0.0, 255.0),
-            g.clamp(0.0, 255.0),
-            b.clamp(0.0, 255.0),
-        ];
-        match spec.layout {
-            Layout::Chw => {
-                for c in 0..3 {
-                    out[c * n + i] = rgb[c] * scale[c] + bias[c];
+    match spec.layout {
+        Layout::Chw => {
+            let (r_out, rest) = out.split_at_mut(n);
+            let (g_out, b_out) = rest.split_at_mut(n);
+            if gray {
+                for i in 0..n {
+                    r_out[i] = norm(yp[i], 0);
+                    g_out[i] = norm(yp[i], 1);
+                    b_out[i] = norm(yp[i], 2);
+                }
+            } else {
+                for i in 0..n {
+                    let (y, cb, cr) = (yp[i], cbp[i] - 128.0, crp[i] - 128.0);
+                    r_out[i] = norm(y + 1.402 * cr, 0);
+                    g_out[i] = norm(y - 0.344_136 * cb - 0.714_136 * cr, 1);
+                    b_out[i] = norm(y + 1.772 * cb, 2);
                 }
             }
-            Layout::Hwc => {
-                for c in 0..3 {
-                    out[i * 3 + c] = rgb[c] * scale[c] + bias[c];
-                }
+        }
+        Layout::Hwc => {
+            for (i, px) in out.chunks_exact_mut(3).enumerate() {
+                let y = yp[i];
+                let (r, g, b) = if gray {
+                    (y, y, y)
+                } else {
+                    let (cb, cr) = (cbp[i] - 128.0, crp[i] - 128.0);
+                    (
+                        y + 1.402 * cr,
+                        y - 0.344_136 * cb - 0.714_136 * cr,
+                        y + 1.772 * cb,
+                    )
+                };
+                px[0] = norm(r, 0);
+                px[1] = norm(g, 1);
+                px[2] = norm(b, 2);
             }
         }
     }
     Ok(s)
-}
-
-/// Resizes an 8-bit plane to `w x h` into `dst` (bilinear convolution, which
-/// averages over the footprint when shrinking).
-fn resize_plane(
-    src: &Plane,
-    w: u32,
-    h: u32,
-    resizer: &mut Resizer,
-    dst: &mut Vec<u8>,
-) -> Result<()> {
-    dst.clear();
-    if src.width == w && src.height == h {
-        dst.extend_from_slice(&src.data);
-        return Ok(());
-    }
-    dst.resize(w as usize * h as usize, 0);
-    let src_img = ImageRef::new(src.width, src.height, &src.data, PixelType::U8)
-        .map_err(|e| Error::Internal(format!("resize source: {e}")))?;
-    let mut dst_img = Image::from_slice_u8(w, h, dst, PixelType::U8)
-        .map_err(|e| Error::Internal(format!("resize target: {e}")))?;
-    let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-    resizer
-        .resize(&src_img, &mut dst_img, &opts)
-        .map_err(|e| Error::Internal(format!("resize: {e}")))
 }
 
 #[cfg(test)]
@@ -219,6 +372,49 @@ mod tests {
         )
         .unwrap();
         assert!((hwc[0] - t[0]).abs() < 1e-6 && (hwc[1] - t[n]).abs() < 1e-6);
+    }
+
+    /// The in-house resampler against fast_image_resize's Bilinear
+    /// convolution, on a textured plane, shrinking and enlarging.
+    #[test]
+    fn resampling_matches_fast_image_resize() {
+        use fast_image_resize::images::{Image, ImageRef};
+        use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+        let (sw, sh) = (97u32, 80u32);
+        let data: Vec<u8> = (0..sw * sh)
+            .map(|i| {
+                (128.0 + 100.0 * ((i % sw) as f32 * 0.3).sin() * ((i / sw) as f32 * 0.2).cos())
+                    as u8
+            })
+            .collect();
+        let plane = Plane {
+            width: sw,
+            height: sh,
+            data,
+        };
+        for (w, h) in [(56usize, 49usize), (150, 131), (97, 80)] {
+            let (mut tmp, mut ours) = (Vec::new(), Vec::new());
+            let (vt, ht) = (Taps::new(sh as usize, h), Taps::new(sw as usize, w));
+            resample_dispatch(&plane, w, h, &vt, &ht, &mut tmp, &mut ours);
+            let mut portable = Vec::new();
+            resample(&plane, w, h, &vt, &ht, &mut tmp, &mut portable);
+            assert_eq!(
+                ours, portable,
+                "the AVX2 build computes the same as the portable one"
+            );
+            let src = ImageRef::new(sw, sh, &plane.data, PixelType::U8).unwrap();
+            let mut dst = Image::new(w as u32, h as u32, PixelType::U8);
+            let opts =
+                ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+            Resizer::new().resize(&src, &mut dst, &opts).unwrap();
+            let mean_diff: f32 = ours
+                .iter()
+                .zip(dst.buffer())
+                .map(|(a, &b)| (a - b as f32).abs())
+                .sum::<f32>()
+                / ours.len() as f32;
+            assert!(mean_diff < 1.0, "{w}x{h}: mean difference {mean_diff}");
+        }
     }
 
     #[test]
