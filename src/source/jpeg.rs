@@ -166,13 +166,17 @@ pub fn read_coefficients(data: &[u8], max_pixels: u64) -> R<JpegCoefficients> {
         quant.push(q);
         let mut plane = CoefPlane::empty(c.pw, c.ph);
         debug_assert_eq!((plane.blocks_w(), plane.blocks_h()), (c.bw, c.bh));
-        for k in 0..64 {
-            let mut band = Vec::with_capacity(c.bw * c.bh);
-            for by in 0..c.bh {
-                let row = &c.coefs[by * c.bw_pad * 64..];
-                band.extend((0..c.bw).map(|bx| row[bx * 64 + k]));
+        // Block-major to band-major, a row of blocks at a time so the
+        // source stays in cache while its 64 bands are picked out.
+        let mut bands: Vec<Vec<i16>> = (0..64).map(|_| Vec::with_capacity(c.bw * c.bh)).collect();
+        for by in 0..c.bh {
+            let row = &c.coefs[by * c.bw_pad * 64..(by * c.bw_pad + c.bw) * 64];
+            for (k, band) in bands.iter_mut().enumerate() {
+                band.extend(row.chunks_exact(64).map(|block| block[k]));
             }
-            plane.bands[k] = Some(band);
+        }
+        for (slot, band) in plane.bands.iter_mut().zip(bands) {
+            *slot = Some(band);
         }
         planes.push(plane);
     }

@@ -39,12 +39,28 @@ fn symbols(
     mut emit: impl FnMut(u8, u32, u32),
 ) -> Result<(), String> {
     let mut run = 0usize;
-    for (b, &v) in values.iter().enumerate() {
+    let n = values.len();
+    let mut b = 0;
+    while b < n {
+        // High bands are mostly zero: step over eight zeros at a time.
+        if !dc {
+            while let Some(chunk) = values.get(b..b + 8) {
+                if chunk.iter().any(|&v| v != 0) {
+                    break;
+                }
+                run += 8;
+                b += 8;
+            }
+            if b >= n {
+                break;
+            }
+        }
         let v = if dc {
-            v as i32 - dc_prediction(values, b, blocks_w)
+            values[b] as i32 - dc_prediction(values, b, blocks_w)
         } else {
-            v as i32
+            values[b] as i32
         };
+        b += 1;
         if v == 0 {
             run += 1;
             continue;
@@ -103,10 +119,8 @@ pub fn encode_band(
         if l == 0 {
             missing = Some(s);
         }
-        w.put(code.code(s), l);
-        if n > 0 {
-            w.put(extra, n);
-        }
+        // Code and extra bits in one write: at most 12 + 18 bits.
+        w.put((code.code(s) << n) | extra, l + n);
     })?;
     w.finish();
     match missing {
@@ -191,18 +205,24 @@ impl<'a> BitWriter<'a> {
         }
     }
 
+    /// Appends the low `n` (<= 32) bits of `bits`; flushes whole 32-bit words.
     #[inline]
     fn put(&mut self, bits: u32, n: u32) {
         self.acc = (self.acc << n) | (bits as u64 & ((1u64 << n) - 1));
         self.nbits += n;
+        if self.nbits >= 32 {
+            self.nbits -= 32;
+            let word = (self.acc >> self.nbits) as u32;
+            self.out.extend_from_slice(&word.to_be_bytes());
+        }
+    }
+
+    /// Writes the remaining bits, the last byte padded with zero bits.
+    fn finish(mut self) {
         while self.nbits >= 8 {
             self.nbits -= 8;
             self.out.push((self.acc >> self.nbits) as u8);
         }
-    }
-
-    /// Pads the last byte with zero bits.
-    fn finish(self) {
         if self.nbits > 0 {
             self.out.push((self.acc << (8 - self.nbits)) as u8);
         }
