@@ -119,6 +119,9 @@ unsafe fn blocks_to_pixels_avx2<const S: usize>(
 }
 
 /// Dequantize + s x s inverse DCT + level shift + clamp for every block.
+// Lane loops index several per-lane arrays with the same `l`; iterators
+// would hide the lane structure the vectoriser needs.
+#[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn blocks_to_pixels<const S: usize>(
     taps: &[(&[i16], f32)],
@@ -177,7 +180,7 @@ fn blocks_to_pixels<const S: usize>(
                     let p = &mut px[y * S + x];
                     for l in 0..LANES {
                         // +0.5 rounds; clamped first, so the casts are exact.
-                        p[l] = (acc[l] + 128.5).max(0.0).min(255.0) as i32 as u8;
+                        p[l] = (acc[l] + 128.5).clamp(0.0, 255.0) as i32 as u8;
                     }
                 }
             }

@@ -556,7 +556,7 @@ fn decode_scan(
     let mut units = 0usize;
     for uy in 0..units_y {
         for ux in 0..units_x {
-            if restart_interval > 0 && units > 0 && units % restart_interval == 0 {
+            if restart_interval > 0 && units > 0 && units.is_multiple_of(restart_interval) {
                 check_overrun(&bits)?;
                 bits.restart()?;
                 preds = [0; 4];
