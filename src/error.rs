@@ -30,6 +30,10 @@ pub enum Error {
     #[error("{path}: corrupt image table file: {reason}")]
     CorruptFile { path: String, reason: String },
 
+    /// Another process is the database's writer.
+    #[error("{path}: database is locked by {holder}")]
+    Locked { path: String, holder: String },
+
     /// The caller asked for something that cannot be done (bad option, bad scale, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -1,5 +1,6 @@
 //! Image tables on disk: one Parquet column per (channel, band).
 //!
+//! - [`catalog`]: the database directory: catalog, atomic publish, writer lock
 //! - [`layout`]: column names, schema, metadata keys, format version
 //! - [`huffman`]: length-limited canonical Huffman codes
 //! - [`bands`]: the coded form of one band of one image
@@ -7,6 +8,7 @@
 //! - [`reader`]: a Parquet file -> images, reading only the selected bands
 
 pub mod bands;
+pub mod catalog;
 pub mod huffman;
 pub mod layout;
 pub mod reader;

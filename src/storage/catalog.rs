@@ -1,0 +1,339 @@
+//! The catalog of a database directory: which tables exist and which
+//! Parquet files hold their rows, published by atomic replace.
+//!
+//! A database is a directory:
+//!
+//! ```text
+//! <db>/catalog.json            the published catalog (this module)
+//! <db>/LOCK                    held (flock) by the one writer; holds its pid
+//! <db>/tables/<table>/*.parquet  data files, written before they are published
+//! ```
+//!
+//! A writer writes its data files first and publishes a new catalog last
+//! (write a temporary file, fsync, rename over `catalog.json`, fsync the
+//! directory), so a crash at any point leaves the last published catalog
+//! intact, and rows of an unpublished write invisible. Files a crashed
+//! writer left behind are removed when the next writer takes the lock.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Version of the catalog layout written by this build.
+pub const CATALOG_FORMAT: u32 = 1;
+pub const CATALOG_FILE: &str = "catalog.json";
+pub const LOCK_FILE: &str = "LOCK";
+pub const TABLES_DIR: &str = "tables";
+
+/// The published state of a database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub format_version: u32,
+    /// Bumped by every commit.
+    pub version: u64,
+    pub tables: BTreeMap<String, TableEntry>,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Catalog {
+            format_version: CATALOG_FORMAT,
+            version: 0,
+            tables: BTreeMap::new(),
+        }
+    }
+}
+
+/// One image table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableEntry {
+    /// `420`, `444` or `gray`.
+    pub chroma: String,
+    pub quality: u8,
+    /// Next row id to hand out (ids are never reused).
+    pub next_id: u64,
+    /// Catalog version of the last commit that changed this table.
+    pub version: u64,
+    pub files: Vec<DataFile>,
+}
+
+/// A published data file, relative to the database directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFile {
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// A database directory.
+#[derive(Debug, Clone)]
+pub struct DatabaseDir {
+    root: PathBuf,
+}
+
+/// Proof that this process is the database's one writer; released on drop.
+#[derive(Debug)]
+pub struct WriteLock {
+    _file: File,
+}
+
+impl DatabaseDir {
+    /// Opens (creating when missing) a database directory.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        fs::create_dir_all(root.join(TABLES_DIR)).map_err(|e| Error::io(&root, e))?;
+        let dir = DatabaseDir { root };
+        dir.read_catalog()?; // refuse unreadable or newer catalogs up front
+        Ok(dir)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The last published catalog (an empty one for a new database).
+    pub fn read_catalog(&self) -> Result<Catalog> {
+        let path = self.root.join(CATALOG_FILE);
+        let mut text = String::new();
+        match File::open(&path) {
+            Ok(mut f) => f
+                .read_to_string(&mut text)
+                .map_err(|e| Error::io(&path, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Catalog::default()),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            format_version: u32,
+        }
+        let v: VersionOnly = serde_json::from_str(&text)
+            .map_err(|e| Error::corrupt(&path, format!("not a spectradb catalog: {e}")))?;
+        if v.format_version > CATALOG_FORMAT {
+            return Err(Error::corrupt(
+                &path,
+                format!(
+                    "written by a newer spectradb (catalog format {}, this build reads up to {CATALOG_FORMAT}): upgrade spectradb to open it",
+                    v.format_version
+                ),
+            ));
+        }
+        serde_json::from_str(&text).map_err(|e| Error::corrupt(&path, format!("catalog: {e}")))
+    }
+
+    /// Becomes the one writer, or says who is.
+    pub fn lock_for_write(&self) -> Result<WriteLock> {
+        let path = self.root.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let who = if holder.is_empty() {
+                    "another process".to_string()
+                } else {
+                    format!("pid {holder}")
+                };
+                return Err(Error::Locked {
+                    path: self.root.display().to_string(),
+                    holder: who,
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
+        file.set_len(0).map_err(|e| Error::io(&path, e))?;
+        write!(file, "{}", std::process::id()).map_err(|e| Error::io(&path, e))?;
+        file.sync_all().map_err(|e| Error::io(&path, e))?;
+        let lock = WriteLock { _file: file };
+        self.remove_unpublished(&lock)?;
+        Ok(lock)
+    }
+
+    /// A fresh path for a new data file of `table`: (relative, absolute).
+    pub fn new_data_file(&self, table: &str, _lock: &WriteLock) -> Result<(String, PathBuf)> {
+        let dir = self.root.join(TABLES_DIR).join(table);
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let name = format!("part-{nanos:x}-{}.parquet", std::process::id());
+        let rel = format!("{TABLES_DIR}/{table}/{name}");
+        Ok((rel, dir.join(name)))
+    }
+
+    /// Publishes `catalog` atomically: temp file, fsync, rename, fsync dir.
+    pub fn publish(&self, catalog: &Catalog, _lock: &WriteLock) -> Result<()> {
+        let path = self.root.join(CATALOG_FILE);
+        let tmp = self
+            .root
+            .join(format!("{CATALOG_FILE}.tmp-{}", std::process::id()));
+        let text = serde_json::to_string_pretty(catalog)
+            .map_err(|e| Error::Internal(format!("catalog to JSON: {e}")))?;
+        let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(text.as_bytes())
+            .map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        sync_dir(&self.root)
+    }
+
+    /// Removes what a crashed writer left: temporary catalogs and data
+    /// files that no published table lists. Needs the write lock, so it
+    /// never touches the files of a writer still at work.
+    fn remove_unpublished(&self, _lock: &WriteLock) -> Result<()> {
+        let catalog = self.read_catalog()?;
+        let published: std::collections::HashSet<&str> = catalog
+            .tables
+            .values()
+            .flat_map(|t| t.files.iter().map(|f| f.path.as_str()))
+            .collect();
+        for entry in fs::read_dir(&self.root).map_err(|e| Error::io(&self.root, e))? {
+            let p = entry.map_err(|e| Error::io(&self.root, e))?.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with(&format!("{CATALOG_FILE}.tmp-")) {
+                fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            }
+        }
+        let tables = self.root.join(TABLES_DIR);
+        for table in fs::read_dir(&tables).map_err(|e| Error::io(&tables, e))? {
+            let dir = table.map_err(|e| Error::io(&tables, e))?.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            let tname = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_string();
+            for file in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+                let p = file.map_err(|e| Error::io(&dir, e))?.path();
+                let fname = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let rel = format!("{TABLES_DIR}/{tname}/{fname}");
+                if !published.contains(rel.as_str()) {
+                    fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// fsync a directory so a rename in it is durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(files: &[&str]) -> TableEntry {
+        TableEntry {
+            chroma: "420".into(),
+            quality: 90,
+            next_id: 3,
+            version: 1,
+            files: files
+                .iter()
+                .map(|p| DataFile {
+                    path: p.to_string(),
+                    rows: 3,
+                    bytes: 10,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn publish_then_reopen_sees_the_same_catalog() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = DatabaseDir::open(dir.path().join("new.db")).unwrap();
+        assert_eq!(db.read_catalog().unwrap(), Catalog::default());
+        let lock = db.lock_for_write().unwrap();
+        let (rel, abs) = db.new_data_file("photos", &lock).unwrap();
+        fs::write(&abs, b"data").unwrap();
+        let mut c = Catalog::default();
+        c.version = 1;
+        c.tables.insert("photos".into(), table(&[&rel]));
+        db.publish(&c, &lock).unwrap();
+        drop(lock);
+        let again = DatabaseDir::open(db.root()).unwrap();
+        assert_eq!(again.read_catalog().unwrap(), c);
+        // Taking the lock again must keep published files.
+        let _lock = again.lock_for_write().unwrap();
+        assert!(abs.exists());
+    }
+
+    #[test]
+    fn a_crashed_writers_leftovers_are_removed_and_the_published_version_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = DatabaseDir::open(dir.path()).unwrap();
+        let lock = db.lock_for_write().unwrap();
+        let (kept, kept_abs) = db.new_data_file("t", &lock).unwrap();
+        fs::write(&kept_abs, b"published").unwrap();
+        let mut c = Catalog::default();
+        c.tables.insert("t".into(), table(&[&kept]));
+        db.publish(&c, &lock).unwrap();
+        // A write that never published: its data file and a half-written catalog.
+        let (_, orphan) = db.new_data_file("t", &lock).unwrap();
+        fs::write(&orphan, b"unpublished").unwrap();
+        fs::write(dir.path().join("catalog.json.tmp-999"), b"{ half").unwrap();
+        drop(lock);
+
+        let db = DatabaseDir::open(dir.path()).unwrap();
+        assert_eq!(db.read_catalog().unwrap(), c);
+        let _lock = db.lock_for_write().unwrap();
+        assert!(kept_abs.exists());
+        assert!(!orphan.exists());
+        assert!(!dir.path().join("catalog.json.tmp-999").exists());
+    }
+
+    #[test]
+    fn a_second_writer_is_told_who_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = DatabaseDir::open(dir.path()).unwrap();
+        let _first = db.lock_for_write().unwrap();
+        let err = db.lock_for_write().unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("locked by pid {}", std::process::id())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn newer_or_damaged_catalogs_are_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join(CATALOG_FILE),
+            r#"{"format_version": 7, "future": true}"#,
+        )
+        .unwrap();
+        let err = DatabaseDir::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("catalog format 7") && err.contains("upgrade"),
+            "{err}"
+        );
+        fs::write(dir.path().join(CATALOG_FILE), "not json").unwrap();
+        let err = DatabaseDir::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("catalog.json") && err.contains("not a spectradb catalog"),
+            "{err}"
+        );
+    }
+}
