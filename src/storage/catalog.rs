@@ -268,8 +268,10 @@ mod tests {
         let lock = db.lock_for_write().unwrap();
         let (rel, abs) = db.new_data_file("photos", &lock).unwrap();
         fs::write(&abs, b"data").unwrap();
-        let mut c = Catalog::default();
-        c.version = 1;
+        let mut c = Catalog {
+            version: 1,
+            ..Default::default()
+        };
         c.tables.insert("photos".into(), table(&[&rel]));
         db.publish(&c, &lock).unwrap();
         drop(lock);
