@@ -14,7 +14,10 @@
 //! - [`source`]: image files (JPEG, PNG, WebP) to coefficients; sequential
 //!   JPEGs are taken over coefficient for coefficient
 //! - [`storage`]: image table files: one Parquet column per band, a
-//!   Huffman code per column, a reader that touches only the bands asked for
+//!   Huffman code per column, a reader that touches only the bands asked for;
+//!   the database directory's catalog (atomic publish, one-writer lock)
+//! - [`ingest`]: files -> data files of a table -> a published catalog
+//!   version, decoding on all cores, all or nothing
 //! - [`error`]: the one error type
 //!
 //! # Data flow
@@ -57,6 +60,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod ingest;
 pub mod source;
 pub mod storage;
 

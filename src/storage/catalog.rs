@@ -37,6 +37,9 @@ pub struct Catalog {
     /// Bumped by every commit.
     pub version: u64,
     pub tables: BTreeMap<String, TableEntry>,
+    /// Files an ingest with `on_error = 'skip'` left out, and why.
+    #[serde(default)]
+    pub ingest_errors: Vec<IngestError>,
 }
 
 impl Default for Catalog {
@@ -45,8 +48,19 @@ impl Default for Catalog {
             format_version: CATALOG_FORMAT,
             version: 0,
             tables: BTreeMap::new(),
+            ingest_errors: Vec::new(),
         }
     }
+}
+
+/// A source file an ingest skipped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestError {
+    pub table: String,
+    /// Catalog version of the ingest that skipped it.
+    pub version: u64,
+    pub uri: String,
+    pub reason: String,
 }
 
 /// One image table.

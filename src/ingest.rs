@@ -1,0 +1,318 @@
+//! Ingest: source files -> data files of an image table -> a published
+//! catalog version. Decoding runs on all cores; the catalog is published
+//! once, after every data file is on disk, so an ingest is all or nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow_array::{ArrayRef, StringArray};
+use arrow_schema::{DataType, Field};
+
+use crate::codec::Chroma;
+use crate::error::{Error, Result};
+use crate::source::{load_file, SourceOptions};
+use crate::storage::catalog::{DataFile, DatabaseDir, IngestError, TableEntry, WriteLock};
+use crate::storage::{write_image_file, ImageRow, WriteOptions};
+
+/// Where the `label` column comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Label {
+    /// No label column.
+    None,
+    /// The name of the folder holding each file.
+    ParentDir,
+    /// A CSV file of `file,label` lines (file name or path as given).
+    Csv(PathBuf),
+}
+
+/// What to do with a file that cannot be ingested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Stop, name the file and commit nothing.
+    Fail,
+    /// Commit the rest and record the file and reason.
+    Skip,
+}
+
+/// Options of one ingest.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub source: SourceOptions,
+    pub label: Label,
+    pub on_error: OnError,
+    /// Decoding threads; 0 = one per core.
+    pub threads: usize,
+    /// Images per data file (and per decoding round, bounding memory).
+    pub images_per_file: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            source: SourceOptions::default(),
+            label: Label::None,
+            on_error: OnError::Fail,
+            threads: 0,
+            images_per_file: 256,
+        }
+    }
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestReport {
+    pub ingested: u64,
+    pub skipped: Vec<IngestError>,
+    /// The catalog version it published.
+    pub version: u64,
+}
+
+/// Expands a glob (`photos/**/*.jpg`) or a directory (all files below it)
+/// into a sorted list of files.
+pub fn expand_sources(pattern: &str) -> Result<Vec<PathBuf>> {
+    let path = Path::new(pattern);
+    let pattern = if path.is_dir() {
+        format!("{}/**/*", pattern.trim_end_matches('/'))
+    } else {
+        pattern.to_string()
+    };
+    let paths = glob::glob(&pattern)
+        .map_err(|e| Error::InvalidArgument(format!("bad file pattern '{pattern}': {e}")))?;
+    let mut files = Vec::new();
+    for p in paths {
+        let p = p.map_err(|e| Error::io(e.path(), std::io::Error::other(e.to_string())))?;
+        if p.is_file() {
+            files.push(p);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "no files match '{pattern}'"
+        )));
+    }
+    Ok(files)
+}
+
+/// Ingests `files` into `table` (created when `create`, else appended to)
+/// and publishes a new catalog version. `progress` is called after each
+/// file with its size in bytes.
+pub fn ingest(
+    db: &DatabaseDir,
+    lock: &WriteLock,
+    table: &str,
+    create: bool,
+    files: &[PathBuf],
+    opts: &IngestOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<IngestReport> {
+    let mut catalog = db.read_catalog()?;
+    let mut entry = match (catalog.tables.get(table), create) {
+        (Some(_), true) => {
+            return Err(Error::InvalidArgument(format!(
+                "table '{table}' already exists"
+            )))
+        }
+        (None, false) => return Err(Error::InvalidArgument(format!("no table named '{table}'"))),
+        (Some(t), false) => t.clone(),
+        (None, true) => TableEntry {
+            chroma: opts.source.encode.chroma.name().to_string(),
+            quality: opts.source.encode.quality,
+            next_id: 0,
+            version: 0,
+            files: Vec::new(),
+        },
+    };
+    // Appends use the table's own layout, whatever the options say.
+    let mut source = opts.source;
+    source.encode.chroma = Chroma::parse(&entry.chroma)?;
+    source.encode.quality = entry.quality;
+    let labels = match &opts.label {
+        Label::Csv(path) => Some(read_label_csv(path)?),
+        _ => None,
+    };
+    let version = catalog.version + 1;
+    let mut written: Vec<DataFile> = Vec::new();
+    let mut skipped = Vec::new();
+    let result = (|| -> Result<()> {
+        for chunk in files.chunks(opts.images_per_file.max(1)) {
+            let decoded = decode_parallel(chunk, &source, opts.threads, progress);
+            let mut rows = Vec::with_capacity(chunk.len());
+            let mut label_values = Vec::with_capacity(chunk.len());
+            for (path, image) in chunk.iter().zip(decoded) {
+                let uri = path.display().to_string();
+                match image {
+                    Ok(image) => {
+                        label_values.push(label_for(path, &opts.label, labels.as_ref()));
+                        rows.push(ImageRow {
+                            id: entry.next_id,
+                            uri,
+                            image,
+                        });
+                        entry.next_id += 1;
+                    }
+                    Err(e) if opts.on_error == OnError::Skip => skipped.push(IngestError {
+                        table: table.to_string(),
+                        version,
+                        uri,
+                        reason: e.to_string(),
+                    }),
+                    Err(e) => return Err(e),
+                }
+            }
+            if rows.is_empty() {
+                continue;
+            }
+            let user: Vec<(Arc<Field>, ArrayRef)> = if opts.label == Label::None {
+                Vec::new()
+            } else {
+                vec![(
+                    Arc::new(Field::new("label", DataType::Utf8, true)),
+                    Arc::new(StringArray::from(label_values)) as ArrayRef,
+                )]
+            };
+            let (rel, abs) = db.new_data_file(table, lock)?;
+            let write = WriteOptions {
+                chroma: source.encode.chroma,
+                quality: source.encode.quality,
+                ..Default::default()
+            };
+            let stats = write_image_file(&abs, &write, &rows, &user)?;
+            written.push(DataFile {
+                path: rel,
+                rows: stats.rows as u64,
+                bytes: stats.file_bytes,
+            });
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        // Nothing was published: take the files back now (a crash here is
+        // handled by the next writer's cleanup).
+        for f in &written {
+            let _ = std::fs::remove_file(db.root().join(&f.path));
+        }
+        return Err(e);
+    }
+    let ingested = written.iter().map(|f| f.rows).sum();
+    entry.files.extend(written);
+    entry.version = version;
+    catalog.tables.insert(table.to_string(), entry);
+    catalog.ingest_errors.extend(skipped.iter().cloned());
+    catalog.version = version;
+    db.publish(&catalog, lock)?;
+    Ok(IngestReport {
+        ingested,
+        skipped,
+        version,
+    })
+}
+
+/// Decodes files on `threads` threads (0 = all cores), results in input order.
+fn decode_parallel(
+    files: &[PathBuf],
+    source: &SourceOptions,
+    threads: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Vec<Result<crate::codec::CoefficientImage>> {
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+    .min(files.len().max(1));
+    let next = AtomicUsize::new(0);
+    let slots: Mutex<Vec<Option<Result<crate::codec::CoefficientImage>>>> =
+        Mutex::new((0..files.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(path) = files.get(i) else { break };
+                let result = load_file(path, source).map(|(img, _)| img);
+                progress(std::fs::metadata(path).map_or(0, |m| m.len()));
+                slots.lock().expect("no panics while holding the lock")[i] = Some(result);
+            });
+        }
+    });
+    slots
+        .into_inner()
+        .expect("threads joined")
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| Err(Error::Internal("a decoding thread skipped a file".into())))
+        })
+        .collect()
+}
+
+fn label_for(path: &Path, label: &Label, csv: Option<&Vec<(String, String)>>) -> Option<String> {
+    match label {
+        Label::None => None,
+        Label::ParentDir => path
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned()),
+        Label::Csv(_) => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let full = path.display().to_string();
+            csv?.iter()
+                .find(|(f, _)| *f == name || *f == full)
+                .map(|(_, l)| l.clone())
+        }
+    }
+}
+
+/// `file,label` lines; a first line `file,label` is a header.
+fn read_label_csv(path: &Path) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || (n == 0 && line.eq_ignore_ascii_case("file,label")) {
+            continue;
+        }
+        let (f, l) = line.split_once(',').ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{}:{}: expected 'file,label', got '{line}'",
+                path.display(),
+                n + 1
+            ))
+        })?;
+        out.push((f.trim().to_string(), l.trim().to_string()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_csv_parses_and_reports_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("labels.csv");
+        std::fs::write(&p, "file,label\na.jpg, cat\nb.jpg,dog\n").unwrap();
+        let v = read_label_csv(&p).unwrap();
+        assert_eq!(
+            v,
+            vec![
+                ("a.jpg".into(), "cat".into()),
+                ("b.jpg".into(), "dog".into())
+            ]
+        );
+        assert_eq!(
+            label_for(Path::new("x/a.jpg"), &Label::Csv(p.clone()), Some(&v)),
+            Some("cat".into())
+        );
+        assert_eq!(
+            label_for(Path::new("x/zebra/c.jpg"), &Label::ParentDir, None),
+            Some("zebra".into())
+        );
+        std::fs::write(&p, "a.jpg cat\n").unwrap();
+        let err = read_label_csv(&p).unwrap_err().to_string();
+        assert!(err.contains("labels.csv:1"), "{err}");
+    }
+}
