@@ -3,6 +3,7 @@
 mod integration {
     mod codec_photos;
     pub mod common;
+    mod crash;
     mod ingest_db;
     mod source_files;
     mod storage_files;
