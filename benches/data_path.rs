@@ -37,16 +37,8 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-data/corpus"));
     ensure_corpus(&corpus);
-    let mut jpegs: Vec<PathBuf> = std::fs::read_dir(&corpus)
-        .expect("corpus folder")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("jpg")))
-        .collect();
-    jpegs.sort();
-    let jpeg_bytes: u64 = jpegs
-        .iter()
-        .map(|p| std::fs::metadata(p).unwrap().len())
-        .sum();
+    let jpegs = sorted_files(&corpus, "jpg");
+    let jpeg_bytes = total_bytes(&jpegs);
     println!(
         "corpus: {} JPEGs, {} bytes, in {}",
         jpegs.len(),
@@ -78,18 +70,8 @@ fn main() {
         );
         return;
     }
-    let files: Vec<PathBuf> = {
-        let mut v: Vec<_> = std::fs::read_dir(&table_dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        v.sort();
-        v
-    };
-    let table_bytes: u64 = files
-        .iter()
-        .map(|p| std::fs::metadata(p).unwrap().len())
-        .sum();
+    let files = sorted_files(&table_dir, "parquet");
+    let table_bytes = total_bytes(&files);
 
     // 1 + 3. The 224 tensor: table files vs. JPEG decode + resize.
     let mut zune_out = vec![0f32; spec.len()];
@@ -187,6 +169,24 @@ fn main() {
         per(zune_decode),
         zune_decode.as_secs_f64() / ingest.as_secs_f64()
     );
+}
+
+/// The files of `dir` ending in `.ext`, sorted.
+fn sorted_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("folder exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext)))
+        .collect();
+    v.sort();
+    v
+}
+
+fn total_bytes(files: &[PathBuf]) -> u64 {
+    files
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
 }
 
 fn stored_sizes(files: &[PathBuf]) -> Vec<(u32, u32)> {
