@@ -185,8 +185,21 @@ fn blocks_to_pixels<const S: usize>(
                 }
             }
             let x0 = bx * S;
+            let full = lanes == LANES && x0 + LANES * S <= g.ow;
             for y in 0..rows {
                 let row = &mut data[(y0 + y) * g.ow..(y0 + y + 1) * g.ow];
+                if full {
+                    // Common case: the whole group lies inside the plane, so
+                    // assemble the row segment in a fixed array, copy it once.
+                    let mut line = [0u8; LANES * 8];
+                    for l in 0..LANES {
+                        for x in 0..S {
+                            line[l * S + x] = px[y * S + x][l];
+                        }
+                    }
+                    row[x0..x0 + LANES * S].copy_from_slice(&line[..LANES * S]);
+                    continue;
+                }
                 for l in 0..lanes {
                     let xl = x0 + l * S;
                     let cols = S.min(g.ow - xl);
