@@ -129,8 +129,10 @@ pub fn encode_band(
     }
 }
 
-/// Decodes a band of `out.len()` values. Errors (corrupt data) are
-/// returned, never panics, whatever the bytes.
+/// Decodes a band of `out.len()` values into `out`, which must be
+/// zero-filled (only non-zero values are written: a fresh `vec![0; n]` is
+/// zeroed once, not twice). Errors (corrupt data) are returned, never
+/// panics, whatever the bytes.
 pub fn decode_band(
     data: &[u8],
     blocks_w: usize,
@@ -138,7 +140,10 @@ pub fn decode_band(
     decoder: &HuffmanDecoder,
     out: &mut [i16],
 ) -> Result<(), String> {
-    out.fill(0);
+    debug_assert!(
+        out.iter().all(|&v| v == 0),
+        "decode_band needs a zeroed buffer"
+    );
     let n = out.len();
     let mut r = BitReader::new(data);
     let mut i = 0usize;
@@ -315,7 +320,7 @@ mod tests {
         let code = HuffmanCode::from_histogram(&hist);
         let mut bytes = Vec::new();
         encode_band(values, blocks_w, dc, &code, &mut bytes).unwrap();
-        let mut out = vec![7i16; values.len()];
+        let mut out = vec![0i16; values.len()];
         decode_band(&bytes, blocks_w, dc, &code.decoder(), &mut out).unwrap();
         assert_eq!(out, values);
         bytes.len()
@@ -362,6 +367,7 @@ mod tests {
         encode_band(&values, 10, true, &code, &mut bytes).unwrap();
         let mut out = vec![0i16; 500];
         assert!(decode_band(&bytes[..bytes.len() / 2], 10, true, &dec, &mut out).is_err());
+        out.fill(0);
         assert!(decode_band(&[], 10, true, &dec, &mut out).is_err());
         // Random garbage: any result is fine as long as it does not panic.
         let mut x = 12345u32;
@@ -372,7 +378,9 @@ mod tests {
                     (x >> 16) as u8
                 })
                 .collect();
+            out.fill(0);
             let _ = decode_band(&junk, 10, true, &dec, &mut out);
+            out.fill(0);
             let _ = decode_band(&junk, 10, false, &dec, &mut out);
         }
     }
