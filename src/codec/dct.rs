@@ -99,10 +99,6 @@ impl ScaledIdct {
         ScaledIdct { s, basis }
     }
 
-    pub fn scale(&self) -> usize {
-        self.s
-    }
-
     /// The `s x s` basis, row-major (`basis[n * s + u]`).
     pub fn basis(&self) -> &[f32; 64] {
         &self.basis

@@ -52,13 +52,6 @@ impl BandSelection {
         }
     }
 
-    /// Only luma bands of this selection.
-    pub fn luma_only(self) -> Self {
-        BandSelection {
-            masks: [self.masks[0], 0, 0],
-        }
-    }
-
     pub fn contains(&self, plane: usize, k: usize) -> bool {
         self.masks[plane] >> k & 1 == 1
     }
