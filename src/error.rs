@@ -58,6 +58,14 @@ pub enum Error {
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
 
+    /// A statement spectradb parses itself is malformed (position included).
+    #[error("SQL error: {0}")]
+    Sql(String),
+
+    /// An error from the SQL engine (planning, execution, parsing).
+    #[error("{0}")]
+    DataFusion(Box<datafusion::error::DataFusionError>),
+
     /// A bug in spectradb: please report it.
     #[error("internal error (this is a bug in spectradb): {0}")]
     Internal(String),
@@ -86,5 +94,28 @@ impl Error {
             path: path.as_ref().display().to_string(),
             reason: reason.into(),
         }
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        // Unwrap our own errors that travelled through DataFusion.
+        match e {
+            datafusion::error::DataFusionError::External(inner) => {
+                match inner.downcast::<Error>() {
+                    Ok(ours) => *ours,
+                    Err(other) => Error::DataFusion(Box::new(
+                        datafusion::error::DataFusionError::External(other),
+                    )),
+                }
+            }
+            e => Error::DataFusion(Box::new(e)),
+        }
+    }
+}
+
+impl From<Error> for datafusion::error::DataFusionError {
+    fn from(e: Error) -> Self {
+        datafusion::error::DataFusionError::External(Box::new(e))
     }
 }

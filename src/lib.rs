@@ -59,9 +59,12 @@
 //! ```
 
 pub mod codec;
+pub mod db;
 pub mod error;
 pub mod ingest;
 pub mod source;
+pub mod sql;
 pub mod storage;
 
+pub use db::{BlockingDatabase, Database, IngestMode, IngestProgress};
 pub use error::{Error, Result};

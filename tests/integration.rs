@@ -1,10 +1,13 @@
 //! All integration tests, built into one binary (one link, one run).
 
 mod integration {
+    mod cli;
     mod codec_photos;
     pub mod common;
     mod crash;
+    mod database_api;
     mod ingest_db;
+    mod slt;
     mod source_files;
     mod storage_files;
 }

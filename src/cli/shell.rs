@@ -1,0 +1,305 @@
+//! The SQL shell: statements end with `;`, lines starting with `.` are
+//! shell commands. The same engine runs the interactive REPL, `-c` strings,
+//! piped scripts and `.read` files.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::DataType;
+use rustyline::error::ReadlineError;
+use spectradb::codec::decode::decode_rgb;
+use spectradb::sql::image_value::{decode_image_value, read_image_header};
+use spectradb::sql::statements::split_statements;
+use spectradb::Database;
+
+use super::output::{print_batches, Format};
+
+const HELP: &str = "\
+SQL statements end with ';' and may span lines. Besides DataFusion's SQL:
+  CREATE IMAGE TABLE t FROM '<glob or dir>' [WITH (label = 'parent_dir' | '<file.csv>',
+      quality = 1..100, chroma = '420' | '444' | 'gray', on_error = 'fail' | 'skip')]
+  INSERT INTO t FROM '<glob or dir>' [WITH (label = ..., on_error = ...)]
+  DROP TABLE t;  SHOW TABLES;  SELECT * FROM spectradb_ingest_errors;
+  width(image), height(image), to_png(image [, scale 1..8]), thumbnail(image, max_side)
+
+Shell commands:
+  .tables                 list tables
+  .schema [table]         columns of a table (all tables without an argument)
+  .timer on|off           print how long each statement took
+  .format table|csv|json|ndjson   how results are printed
+  .read FILE              run the statements in FILE
+  .save QUERY DIR         write the images / PNGs a query returns into DIR
+  .help                   this text
+  .quit                   leave (also Ctrl-D)";
+
+pub struct Shell {
+    db: Database,
+    runtime: tokio::runtime::Runtime,
+    pub format: Format,
+    timer: bool,
+    /// Text of an unfinished statement.
+    pending: String,
+}
+
+/// What a line asks the caller to do next.
+#[derive(PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Quit,
+}
+
+impl Shell {
+    pub fn new(db: Database, format: Format) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        Ok(Shell {
+            db,
+            runtime,
+            format,
+            timer: false,
+            pending: String::new(),
+        })
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.trim().is_empty()
+    }
+
+    /// Feeds one line; runs every statement it completes. Stops at the
+    /// first error and returns it.
+    pub fn feed_line(&mut self, line: &str) -> Result<Flow> {
+        if !self.has_pending() && line.trim_start().starts_with('.') {
+            self.pending.clear();
+            return self.dot_command(line.trim());
+        }
+        self.pending.push_str(line);
+        self.pending.push('\n');
+        let (statements, rest) = split_statements(&self.pending);
+        self.pending = rest;
+        for sql in statements {
+            self.execute(&sql)?;
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Runs a whole script (the `-c` text, stdin, `.read`); stops at the
+    /// first error. A final statement without `;` runs too.
+    pub fn run_script(&mut self, text: &str) -> Result<Flow> {
+        for line in text.lines() {
+            if self.feed_line(line)? == Flow::Quit {
+                return Ok(Flow::Quit);
+            }
+        }
+        self.finish_pending()
+    }
+
+    /// Runs a statement left without its `;` at the end of a script.
+    pub fn finish_pending(&mut self) -> Result<Flow> {
+        let rest = std::mem::take(&mut self.pending);
+        if !rest.trim().is_empty() {
+            self.execute(rest.trim())?;
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Drops an unfinished statement (Ctrl-C in the REPL).
+    pub fn clear_pending(&mut self) {
+        self.pending.clear();
+    }
+
+    fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        self.runtime.block_on(collect(&self.db, sql))
+    }
+
+    fn execute(&mut self, sql: &str) -> Result<()> {
+        let start = Instant::now();
+        let batches = self.query(sql).with_context(|| {
+            let one_line = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+            match one_line.char_indices().nth(80) {
+                Some((i, _)) => format!("statement `{} ...`", &one_line[..i]),
+                None => format!("statement `{one_line}`"),
+            }
+        })?;
+        let mut out = std::io::stdout().lock();
+        print_batches(&mut out, &batches, self.format)?;
+        out.flush()?;
+        if self.timer {
+            eprintln!("Run Time: {:.3} s", start.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    fn dot_command(&mut self, line: &str) -> Result<Flow> {
+        let (cmd, arg) = match line.split_once(char::is_whitespace) {
+            Some((c, a)) => (c, a.trim()),
+            None => (line, ""),
+        };
+        match cmd {
+            ".quit" | ".exit" => return Ok(Flow::Quit),
+            ".help" => println!("{HELP}"),
+            ".tables" => self.execute("SHOW TABLES")?,
+            ".schema" => {
+                let tables: Vec<String> = if arg.is_empty() {
+                    let batches = self.query("SHOW TABLES")?;
+                    batches
+                        .iter()
+                        .flat_map(|b| {
+                            let names = b.column(0).as_string::<i32>();
+                            (0..names.len())
+                                .map(|i| names.value(i).to_string())
+                                .collect::<Vec<_>>()
+                        })
+                        .collect()
+                } else {
+                    vec![arg.to_string()]
+                };
+                for t in tables {
+                    println!("{t}:");
+                    self.execute(&format!("DESCRIBE \"{}\"", t.replace('"', "\"\"")))?;
+                }
+            }
+            ".timer" => match arg {
+                "on" => self.timer = true,
+                "off" => self.timer = false,
+                _ => bail!(".timer takes 'on' or 'off'"),
+            },
+            ".format" | ".mode" => self.format = arg.parse()?,
+            ".read" => {
+                if arg.is_empty() {
+                    bail!(".read needs a file name");
+                }
+                let text =
+                    std::fs::read_to_string(arg).with_context(|| format!("reading {arg}"))?;
+                let mut nested = std::mem::take(&mut self.pending);
+                let result = self.run_script(&text);
+                std::mem::swap(&mut nested, &mut self.pending);
+                return result.with_context(|| format!("in {arg}"));
+            }
+            ".save" => {
+                let Some((query, dir)) = arg.rsplit_once(char::is_whitespace) else {
+                    bail!(".save needs a query and a directory: .save SELECT id, thumbnail(image, 128) FROM photos out/");
+                };
+                let batches = self.query(query.trim().trim_end_matches(';'))?;
+                let n = save_images(&batches, Path::new(dir))?;
+                println!("saved {n} files to {dir}");
+            }
+            other => bail!("unknown command '{other}' (try .help)"),
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// The interactive loop with history; errors are printed and the shell
+    /// carries on.
+    pub fn repl(&mut self) -> Result<()> {
+        let mut editor = rustyline::DefaultEditor::new()?;
+        let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".spectradb_history"));
+        if let Some(h) = &history {
+            let _ = editor.load_history(h);
+        }
+        let path = if self.db.is_in_memory() {
+            "an in-memory database".to_string()
+        } else {
+            self.db.path().display().to_string()
+        };
+        println!(
+            "spectradb {} on {path}. Enter .help for help.",
+            env!("CARGO_PKG_VERSION")
+        );
+        loop {
+            let prompt = if self.has_pending() {
+                "        -> "
+            } else {
+                "spectradb> "
+            };
+            match editor.readline(prompt) {
+                Ok(line) => {
+                    if !line.trim().is_empty() {
+                        let _ = editor.add_history_entry(line.as_str());
+                    }
+                    match self.feed_line(&line) {
+                        Ok(Flow::Quit) => break,
+                        Ok(Flow::Continue) => {}
+                        Err(e) => {
+                            self.clear_pending();
+                            eprintln!("Error: {e:#}");
+                        }
+                    }
+                }
+                Err(ReadlineError::Interrupted) => self.clear_pending(),
+                Err(ReadlineError::Eof) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(h) = &history {
+            let _ = editor.save_history(h);
+        }
+        Ok(())
+    }
+}
+
+/// Runs `sql` and collects its result; an empty result keeps its schema
+/// (one empty batch) so that its header can be printed.
+pub async fn collect(db: &Database, sql: &str) -> Result<Vec<RecordBatch>> {
+    let df = db.sql(sql).await?;
+    let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+    let mut batches = df.collect().await?;
+    if batches.is_empty() {
+        batches.push(RecordBatch::new_empty(schema));
+    }
+    Ok(batches)
+}
+
+/// Writes every image value (as PNG at the scale it carries) and every PNG
+/// of `batches` into `dir`, named after the row's `id` (or row number) and
+/// column. Returns the number of files written.
+pub fn save_images(batches: &[RecordBatch], dir: &Path) -> Result<usize> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = 0;
+    let mut row_no = 0usize;
+    for batch in batches {
+        let ids = batch.column_by_name("id").map(|c| {
+            arrow::compute::cast(c, &DataType::Utf8).expect("every id type casts to text")
+        });
+        for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
+            let values: Vec<Option<&[u8]>> = match col.data_type() {
+                DataType::Binary => col.as_binary::<i32>().iter().collect(),
+                DataType::LargeBinary => col.as_binary::<i64>().iter().collect(),
+                _ => continue,
+            };
+            for (i, v) in values.into_iter().enumerate() {
+                let Some(bytes) = v else { continue };
+                let png = if bytes.starts_with(b"\x89PNG") {
+                    bytes.to_vec()
+                } else if let Ok(h) = read_image_header(bytes) {
+                    let rgb = decode_rgb(&decode_image_value(bytes)?, h.max_scale().max(1))?;
+                    let img = image::RgbImage::from_raw(rgb.width, rgb.height, rgb.data)
+                        .context("decoded buffer has the wrong size")?;
+                    let mut png = Vec::new();
+                    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+                    png
+                } else {
+                    continue;
+                };
+                let key = match &ids {
+                    Some(ids) if !ids.is_null(i) => ids.as_string::<i32>().value(i).to_string(),
+                    _ => (row_no + i).to_string(),
+                };
+                let name: String = field
+                    .name()
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect();
+                let path = dir.join(format!("{key}_{}.png", name.trim_matches('_')));
+                std::fs::write(&path, png)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                written += 1;
+            }
+        }
+        row_no += batch.num_rows();
+    }
+    Ok(written)
+}

@@ -1,0 +1,528 @@
+//! The embedded database: a database directory plus a DataFusion session
+//! that sees every image table, the image functions and spectradb's own
+//! statements.
+//!
+//! Every statement starts by comparing the published catalog version with
+//! the one the session was built from and re-registers what changed, so a
+//! statement plans against one consistent catalog version (data files are
+//! immutable, so a table provider holding a version's file list is a
+//! snapshot).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{RecordBatch, StringArray, UInt64Array, UInt8Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+
+use crate::codec::Chroma;
+use crate::error::{Error, Result};
+use crate::ingest::{expand_sources, ingest, IngestOptions, IngestReport, Label, OnError};
+use crate::sql::functions::image_functions;
+use crate::sql::image_table::{ImageTable, ScanStats};
+use crate::sql::statements::{parse_command, Command};
+use crate::storage::catalog::{Catalog, DatabaseDir};
+
+/// Name of the table listing the files ingests skipped.
+pub const INGEST_ERRORS_TABLE: &str = "spectradb_ingest_errors";
+
+/// Whether an ingest creates its table or appends to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestMode {
+    Create,
+    Append,
+}
+
+/// Receives ingest progress (the REPL draws a bar with it).
+pub trait IngestProgress: Send + Sync {
+    /// Called once the source files are known.
+    fn start(&self, table: &str, files: u64, bytes: u64);
+    /// Called after each file with its size in bytes.
+    fn advance(&self, bytes: u64);
+    /// Called when the ingest committed (not called when it failed).
+    fn finish(&self, report: &IngestReport);
+    /// Called when the ingest failed and committed nothing.
+    fn abandon(&self) {}
+}
+
+/// What the session was last built from.
+#[derive(Default)]
+struct Registered {
+    catalog_version: Option<u64>,
+    /// Image table name -> table version registered.
+    tables: BTreeMap<String, u64>,
+}
+
+/// An open spectradb database.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> spectradb::Result<()> {
+/// use spectradb::Database;
+/// let db = Database::in_memory()?;
+/// db.sql("CREATE IMAGE TABLE photos FROM 'tests/data/photos/dev' WITH (on_error = 'skip')").await?;
+/// let batches = db.sql("SELECT count(*) AS n FROM photos").await?.collect().await?;
+/// assert_eq!(batches[0].num_rows(), 1);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Database {
+    ctx: SessionContext,
+    dir: DatabaseDir,
+    /// Holds the directory of an in-memory database until it is dropped.
+    _temp: Option<tempfile::TempDir>,
+    registered: Mutex<Registered>,
+    stats: Arc<ScanStats>,
+    progress: Mutex<Option<Arc<dyn IngestProgress>>>,
+}
+
+impl Database {
+    /// Opens (creating when missing) the database in directory `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::with_dir(DatabaseDir::open(path)?, None)
+    }
+
+    /// A database that lives in a temporary directory, removed on drop.
+    pub fn in_memory() -> Result<Self> {
+        let temp = tempfile::Builder::new()
+            .prefix("spectradb-mem-")
+            .tempdir()
+            .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        Self::with_dir(DatabaseDir::open(temp.path())?, Some(temp))
+    }
+
+    fn with_dir(dir: DatabaseDir, temp: Option<tempfile::TempDir>) -> Result<Self> {
+        let config = SessionConfig::new().with_information_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        for f in image_functions() {
+            ctx.register_udf(f);
+        }
+        let db = Database {
+            ctx,
+            dir,
+            _temp: temp,
+            registered: Mutex::new(Registered::default()),
+            stats: Arc::new(ScanStats::default()),
+            progress: Mutex::new(None),
+        };
+        db.refresh()?;
+        Ok(db)
+    }
+
+    /// The database directory (a temporary one for in-memory databases).
+    pub fn path(&self) -> &Path {
+        self.dir.root()
+    }
+
+    /// True for a database made by [`Database::in_memory`].
+    pub fn is_in_memory(&self) -> bool {
+        self._temp.is_some()
+    }
+
+    /// The DataFusion session, for anything spectradb does not wrap.
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Counters of what image scans have read so far.
+    pub fn scan_stats(&self) -> &ScanStats {
+        &self.stats
+    }
+
+    /// Sets (or clears) the receiver of ingest progress.
+    pub fn set_progress(&self, progress: Option<Arc<dyn IngestProgress>>) {
+        *self.progress.lock().expect("progress lock") = progress;
+    }
+
+    /// The published catalog.
+    pub fn catalog(&self) -> Result<Catalog> {
+        self.dir.read_catalog()
+    }
+
+    /// Runs one SQL statement. Queries are lazy (collect the DataFrame);
+    /// statements that change the database run here and return a summary.
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        self.refresh()?;
+        match parse_command(sql)? {
+            Some(cmd) => self.run_command(cmd, sql).await,
+            None => Ok(self.ctx.sql(sql).await?),
+        }
+    }
+
+    /// Ingests the files matching `source` (a glob or a directory) into
+    /// image table `table`, creating it or appending to it.
+    pub fn ingest(
+        &self,
+        table: &str,
+        source: &str,
+        mode: IngestMode,
+        opts: &IngestOptions,
+    ) -> Result<IngestReport> {
+        check_table_name(table)?;
+        let catalog = self.dir.read_catalog()?;
+        if mode == IngestMode::Create
+            && !catalog.tables.contains_key(table)
+            && self.ctx.table_exist(table)?
+        {
+            return Err(Error::InvalidArgument(format!(
+                "a table named '{table}' already exists (not an image table)"
+            )));
+        }
+        let files = expand_sources(source)?;
+        let bytes: u64 = files
+            .iter()
+            .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+            .sum();
+        let progress = self.progress.lock().expect("progress lock").clone();
+        let lock = self.dir.lock_for_write()?;
+        if let Some(p) = &progress {
+            p.start(table, files.len() as u64, bytes);
+        }
+        let tick = |b: u64| {
+            if let Some(p) = &progress {
+                p.advance(b)
+            }
+        };
+        let report = ingest(
+            &self.dir,
+            &lock,
+            table,
+            mode == IngestMode::Create,
+            &files,
+            opts,
+            &tick,
+        );
+        drop(lock);
+        match (&report, &progress) {
+            (Ok(r), Some(p)) => p.finish(r),
+            (Err(_), Some(p)) => p.abandon(),
+            _ => {}
+        }
+        let report = report?;
+        self.refresh()?;
+        Ok(report)
+    }
+
+    /// Drops image table `table`: publishes a catalog without it, then
+    /// deletes its files.
+    pub fn drop_image_table(&self, table: &str) -> Result<()> {
+        let lock = self.dir.lock_for_write()?;
+        let mut catalog = self.dir.read_catalog()?;
+        let Some(entry) = catalog.tables.remove(table) else {
+            return Err(Error::InvalidArgument(format!(
+                "no image table named '{table}'"
+            )));
+        };
+        catalog.ingest_errors.retain(|e| e.table != table);
+        catalog.version += 1;
+        self.dir.publish(&catalog, &lock)?;
+        for f in &entry.files {
+            let _ = std::fs::remove_file(self.dir.root().join(&f.path));
+        }
+        let _ = std::fs::remove_dir(self.dir.root().join("tables").join(table));
+        drop(lock);
+        self.refresh()
+    }
+
+    /// Brings the session's image tables up to the published catalog.
+    fn refresh(&self) -> Result<()> {
+        let catalog = self.dir.read_catalog()?;
+        let mut reg = self.registered.lock().expect("registry lock");
+        if reg.catalog_version == Some(catalog.version) {
+            return Ok(());
+        }
+        let gone: Vec<String> = reg
+            .tables
+            .keys()
+            .filter(|t| !catalog.tables.contains_key(*t))
+            .cloned()
+            .collect();
+        for t in gone {
+            self.ctx.deregister_table(t.as_str())?;
+            reg.tables.remove(&t);
+        }
+        for (name, entry) in &catalog.tables {
+            if reg.tables.get(name) == Some(&entry.version) {
+                continue;
+            }
+            let files: Vec<PathBuf> = entry
+                .files
+                .iter()
+                .map(|f| self.dir.root().join(&f.path))
+                .collect();
+            let table = ImageTable::open(name, files, self.stats.clone())?;
+            self.ctx.deregister_table(name.as_str())?;
+            self.ctx.register_table(name.as_str(), Arc::new(table))?;
+            reg.tables.insert(name.clone(), entry.version);
+        }
+        self.ctx.deregister_table(INGEST_ERRORS_TABLE)?;
+        self.ctx.register_table(
+            INGEST_ERRORS_TABLE,
+            Arc::new(ingest_errors_table(&catalog)?),
+        )?;
+        reg.catalog_version = Some(catalog.version);
+        Ok(())
+    }
+
+    async fn run_command(&self, cmd: Command, sql: &str) -> Result<DataFrame> {
+        match cmd {
+            Command::CreateImageTable {
+                name,
+                if_not_exists,
+                source,
+                options,
+            } => {
+                if self.dir.read_catalog()?.tables.contains_key(&name) {
+                    if if_not_exists {
+                        return self.ingest_result(&name, 0, 0);
+                    }
+                    return Err(Error::InvalidArgument(format!(
+                        "image table '{name}' already exists (use INSERT INTO {name} FROM '...' to add images)"
+                    )));
+                }
+                let opts = ingest_options(&options, true)?;
+                let r = self.ingest(&name, &source, IngestMode::Create, &opts)?;
+                self.ingest_result(&name, r.ingested, r.skipped.len() as u64)
+            }
+            Command::InsertFrom {
+                name,
+                source,
+                options,
+            } => {
+                let opts = ingest_options(&options, false)?;
+                if !self.dir.read_catalog()?.tables.contains_key(&name) {
+                    return Err(Error::InvalidArgument(format!(
+                        "no image table named '{name}' (INSERT INTO .. FROM '<files>' adds images to an image table; create one with CREATE IMAGE TABLE)"
+                    )));
+                }
+                let r = self.ingest(&name, &source, IngestMode::Append, &opts)?;
+                self.ingest_result(&name, r.ingested, r.skipped.len() as u64)
+            }
+            Command::DropTable { name, if_exists } => {
+                if self.dir.read_catalog()?.tables.contains_key(&name) {
+                    self.drop_image_table(&name)?;
+                    Ok(self.ctx.read_empty()?)
+                } else if name == INGEST_ERRORS_TABLE {
+                    Err(Error::InvalidArgument(format!(
+                        "{INGEST_ERRORS_TABLE} is a system table and cannot be dropped"
+                    )))
+                } else {
+                    let _ = if_exists;
+                    Ok(self.ctx.sql(sql).await?)
+                }
+            }
+            Command::ShowTables => self.show_tables().await,
+        }
+    }
+
+    fn ingest_result(&self, table: &str, ingested: u64, skipped: u64) -> Result<DataFrame> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("table", DataType::Utf8, false),
+            Field::new("ingested", DataType::UInt64, false),
+            Field::new("skipped", DataType::UInt64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec![table])),
+                Arc::new(UInt64Array::from(vec![ingested])),
+                Arc::new(UInt64Array::from(vec![skipped])),
+            ],
+        )?;
+        Ok(self.ctx.read_batch(batch)?)
+    }
+
+    async fn show_tables(&self) -> Result<DataFrame> {
+        let catalog = self.dir.read_catalog()?;
+        // name, kind, rows, chroma, quality
+        type Row<'a> = (String, &'a str, Option<u64>, Option<String>, Option<u8>);
+        let mut rows: Vec<Row> = Vec::new();
+        for (name, t) in &catalog.tables {
+            let n = t.files.iter().map(|f| f.rows).sum();
+            rows.push((
+                name.clone(),
+                "image",
+                Some(n),
+                Some(t.chroma.clone()),
+                Some(t.quality),
+            ));
+        }
+        let state = self.ctx.state();
+        let default = &state.config_options().catalog;
+        if let Some(schema) = self
+            .ctx
+            .catalog(&default.default_catalog)
+            .and_then(|c| c.schema(&default.default_schema))
+        {
+            for name in schema.table_names() {
+                if catalog.tables.contains_key(&name) || name == INGEST_ERRORS_TABLE {
+                    continue;
+                }
+                let kind = match schema.table(&name).await?.map(|t| t.table_type()) {
+                    Some(datafusion::logical_expr::TableType::View) => "view",
+                    _ => "table",
+                };
+                rows.push((name, kind, None, None, None));
+            }
+        }
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("rows", DataType::UInt64, true),
+            Field::new("chroma", DataType::Utf8, true),
+            Field::new("quality", DataType::UInt8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.0))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.2))),
+                Arc::new(StringArray::from_iter(rows.iter().map(|r| r.3.clone()))),
+                Arc::new(UInt8Array::from_iter(rows.iter().map(|r| r.4))),
+            ],
+        )?;
+        Ok(self.ctx.read_batch(batch)?)
+    }
+}
+
+/// Image table names become directory names: keep them to identifiers.
+fn check_table_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "'{name}' is not a valid image table name: use letters, digits and '_' (not starting with a digit)"
+        )))
+    }
+}
+
+/// Ingest options from `WITH (...)`; `create` allows the layout options.
+fn ingest_options(options: &[(String, String)], create: bool) -> Result<IngestOptions> {
+    let mut opts = IngestOptions::default();
+    for (key, value) in options {
+        match key.as_str() {
+            "label" => {
+                opts.label = match value.to_ascii_lowercase().as_str() {
+                    "parent_dir" => Label::ParentDir,
+                    "none" => Label::None,
+                    _ if value.to_ascii_lowercase().ends_with(".csv") => {
+                        Label::Csv(PathBuf::from(value))
+                    }
+                    _ => {
+                        return Err(Error::InvalidArgument(format!(
+                            "label = '{value}': expected 'parent_dir', 'none' or the path of a .csv file of file,label lines"
+                        )))
+                    }
+                }
+            }
+            "on_error" => {
+                opts.on_error = match value.to_ascii_lowercase().as_str() {
+                    "fail" => OnError::Fail,
+                    "skip" => OnError::Skip,
+                    _ => {
+                        return Err(Error::InvalidArgument(format!(
+                            "on_error = '{value}': expected 'fail' or 'skip'"
+                        )))
+                    }
+                }
+            }
+            "quality" | "chroma" if !create => {
+                return Err(Error::InvalidArgument(format!(
+                    "{key} is fixed when the table is created; INSERT INTO uses the table's own"
+                )))
+            }
+            "quality" => {
+                opts.source.encode.quality = value
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|q| (1..=100).contains(q))
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(format!("quality = '{value}': expected 1..100"))
+                    })?;
+            }
+            "chroma" => opts.source.encode.chroma = Chroma::parse(value)?,
+            other => {
+                let valid = if create {
+                    "label, quality, chroma, on_error"
+                } else {
+                    "label, on_error"
+                };
+                return Err(Error::InvalidArgument(format!(
+                    "unknown option '{other}' (valid options: {valid})"
+                )));
+            }
+        }
+    }
+    Ok(opts)
+}
+
+fn ingest_errors_table(catalog: &Catalog) -> Result<MemTable> {
+    let e = &catalog.ingest_errors;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("version", DataType::UInt64, false),
+        Field::new("uri", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(e.iter().map(|x| &x.table))),
+            Arc::new(UInt64Array::from_iter_values(e.iter().map(|x| x.version))),
+            Arc::new(StringArray::from_iter_values(e.iter().map(|x| &x.uri))),
+            Arc::new(StringArray::from_iter_values(e.iter().map(|x| &x.reason))),
+        ],
+    )?;
+    Ok(MemTable::try_new(schema, vec![vec![batch]])?)
+}
+
+/// [`Database`] for callers without an async runtime: runs each call to
+/// completion on its own runtime and returns record batches.
+pub struct BlockingDatabase {
+    db: Database,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl BlockingDatabase {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::wrap(Database::open(path)?)
+    }
+
+    pub fn in_memory() -> Result<Self> {
+        Self::wrap(Database::in_memory()?)
+    }
+
+    fn wrap(db: Database) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start a runtime: {e}")))?;
+        Ok(BlockingDatabase { db, runtime })
+    }
+
+    /// Runs one statement and collects its result.
+    pub fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        self.runtime.block_on(async {
+            let df = self.db.sql(sql).await?;
+            Ok(df.collect().await?)
+        })
+    }
+
+    /// The async database inside.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The runtime calls run on (to drive a DataFrame from [`Self::database`]).
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.runtime
+    }
+}

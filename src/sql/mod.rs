@@ -1,0 +1,9 @@
+//! spectradb's SQL layer on top of DataFusion: the image table provider,
+//! the image column's value format, image functions and the statements
+//! DataFusion lacks.
+
+pub mod display;
+pub mod functions;
+pub mod image_table;
+pub mod image_value;
+pub mod statements;

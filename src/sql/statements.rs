@@ -1,0 +1,285 @@
+//! The statements spectradb adds to SQL, parsed with sqlparser's parser
+//! (so errors carry a line and column), and a splitter for scripts.
+//!
+//! ```sql
+//! CREATE IMAGE TABLE [IF NOT EXISTS] t FROM '<glob or dir>' [WITH (k = v, ...)]
+//! INSERT INTO t FROM '<glob or dir>' [WITH (k = v, ...)]
+//! DROP TABLE [IF EXISTS] t        -- image tables here, others to DataFusion
+//! SHOW TABLES
+//! ```
+//! Everything else goes to DataFusion unchanged.
+
+use datafusion::sql::sqlparser::ast::Ident;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::error::{Error, Result};
+
+/// A statement DataFusion does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    CreateImageTable {
+        name: String,
+        if_not_exists: bool,
+        source: String,
+        options: Vec<(String, String)>,
+    },
+    InsertFrom {
+        name: String,
+        source: String,
+        options: Vec<(String, String)>,
+    },
+    /// Handled by spectradb when `name` is an image table, else by DataFusion.
+    DropTable {
+        name: String,
+        if_exists: bool,
+    },
+    ShowTables,
+}
+
+fn sql_error(e: ParserError) -> Error {
+    Error::Sql(e.to_string())
+}
+
+/// Identifiers as DataFusion sees them: unquoted ones are lower-cased.
+pub fn normalize_ident(id: &Ident) -> String {
+    if id.quote_style.is_some() {
+        id.value.clone()
+    } else {
+        id.value.to_ascii_lowercase()
+    }
+}
+
+fn is_word(t: &Token, word: &str) -> bool {
+    matches!(t, Token::Word(w) if w.value.eq_ignore_ascii_case(word))
+}
+
+/// Parses `sql` (one statement) if it is one of spectradb's own;
+/// `Ok(None)` hands it to DataFusion.
+pub fn parse_command(sql: &str) -> Result<Option<Command>> {
+    let dialect = GenericDialect {};
+    let tokens: Vec<Token> = match Tokenizer::new(&dialect, sql).tokenize() {
+        Ok(t) => t,
+        Err(_) => return Ok(None), // DataFusion reports tokenizer errors itself
+    };
+    let words: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .take(4)
+        .collect();
+    let at = |i: usize, w: &str| words.get(i).is_some_and(|t| is_word(t, w));
+    let ours = (at(0, "create") && at(1, "image"))
+        || (at(0, "insert") && at(1, "into") && at(3, "from"))
+        || (at(0, "drop") && at(1, "table"))
+        || (at(0, "show") && at(1, "tables"));
+    if !ours {
+        return Ok(None);
+    }
+    let mut p = Parser::new(&dialect).try_with_sql(sql).map_err(sql_error)?;
+    let cmd = parse_ours(&mut p).map_err(sql_error)?;
+    let _ = p.consume_token(&Token::SemiColon);
+    let rest = p.peek_token();
+    if rest.token != Token::EOF {
+        return Err(sql_error(ParserError::ParserError(format!(
+            "Expected: end of statement, found: {rest}"
+        ))));
+    }
+    Ok(Some(cmd))
+}
+
+fn parse_ours(p: &mut Parser) -> Result<Command, ParserError> {
+    if p.parse_keyword(Keyword::CREATE) {
+        p.next_token(); // IMAGE, checked by the caller
+        p.expect_keyword_is(Keyword::TABLE)?;
+        let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let name = normalize_ident(&p.parse_identifier()?);
+        p.expect_keyword_is(Keyword::FROM)?;
+        let source = parse_quoted(p)?;
+        let options = parse_with_options(p)?;
+        Ok(Command::CreateImageTable {
+            name,
+            if_not_exists,
+            source,
+            options,
+        })
+    } else if p.parse_keywords(&[Keyword::INSERT, Keyword::INTO]) {
+        let name = normalize_ident(&p.parse_identifier()?);
+        p.expect_keyword_is(Keyword::FROM)?;
+        let source = parse_quoted(p)?;
+        let options = parse_with_options(p)?;
+        Ok(Command::InsertFrom {
+            name,
+            source,
+            options,
+        })
+    } else if p.parse_keywords(&[Keyword::DROP, Keyword::TABLE]) {
+        let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let name = normalize_ident(&p.parse_identifier()?);
+        Ok(Command::DropTable { name, if_exists })
+    } else {
+        p.next_token();
+        p.next_token();
+        Ok(Command::ShowTables)
+    }
+}
+
+/// A single-quoted string (file patterns must be quoted, as in COPY).
+fn parse_quoted(p: &mut Parser) -> Result<String, ParserError> {
+    let tok = p.next_token();
+    match tok.token {
+        Token::SingleQuotedString(s) => Ok(s),
+        _ => p.expected("a quoted file pattern such as 'photos/*.jpg'", tok),
+    }
+}
+
+/// `WITH (key = value, ...)`; values are strings, numbers or bare words.
+fn parse_with_options(p: &mut Parser) -> Result<Vec<(String, String)>, ParserError> {
+    if !p.parse_keyword(Keyword::WITH) {
+        return Ok(Vec::new());
+    }
+    p.expect_token(&Token::LParen)?;
+    let options = p.parse_comma_separated(|p| {
+        let key = p.parse_identifier()?.value.to_ascii_lowercase();
+        p.expect_token(&Token::Eq)?;
+        let tok = p.next_token();
+        let value = match &tok.token {
+            Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => s.clone(),
+            Token::Number(n, _) => n.clone(),
+            Token::Word(w) => w.value.clone(),
+            _ => return p.expected("an option value (a string or a number)", tok),
+        };
+        Ok((key, value))
+    })?;
+    p.expect_token(&Token::RParen)?;
+    Ok(options)
+}
+
+/// Splits a script into statements at top-level `;` (not inside quotes or
+/// comments). Returns the statements and whether the text ends inside an
+/// unfinished statement (the REPL keeps reading lines then).
+pub fn split_statements(script: &str) -> (Vec<String>, String) {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = script.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' | '`' => {
+                cur.push(c);
+                for d in chars.by_ref() {
+                    cur.push(d);
+                    if d == c {
+                        break;
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for d in chars.by_ref() {
+                    if d == '\n' {
+                        cur.push('\n');
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut prev = ' ';
+                for d in chars.by_ref() {
+                    if prev == '*' && d == '/' {
+                        break;
+                    }
+                    prev = d;
+                }
+                cur.push(' ');
+            }
+            ';' => {
+                let stmt = cur.trim();
+                if !stmt.is_empty() {
+                    out.push(stmt.to_string());
+                }
+                cur.clear();
+            }
+            _ => cur.push(c),
+        }
+    }
+    (out, cur.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_create_image_table_with_options() {
+        let cmd = parse_command(
+            "CREATE IMAGE TABLE IF NOT EXISTS Photos FROM 'a/**/*.jpg' \
+             WITH (label = 'parent_dir', quality = 90, chroma = '444', on_error = skip);",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            cmd,
+            Command::CreateImageTable {
+                name: "photos".into(),
+                if_not_exists: true,
+                source: "a/**/*.jpg".into(),
+                options: vec![
+                    ("label".into(), "parent_dir".into()),
+                    ("quality".into(), "90".into()),
+                    ("chroma".into(), "444".into()),
+                    ("on_error".into(), "skip".into()),
+                ],
+            }
+        );
+    }
+
+    #[test]
+    fn leaves_other_statements_to_datafusion() {
+        for sql in [
+            "SELECT 1",
+            "INSERT INTO t VALUES (1)",
+            "INSERT INTO t SELECT * FROM u",
+            "CREATE TABLE t AS SELECT 1",
+        ] {
+            assert_eq!(parse_command(sql).unwrap(), None, "{sql}");
+        }
+        assert_eq!(
+            parse_command("insert into t from 'x/*.png'").unwrap(),
+            Some(Command::InsertFrom {
+                name: "t".into(),
+                source: "x/*.png".into(),
+                options: vec![]
+            })
+        );
+        assert_eq!(
+            parse_command("DROP TABLE IF EXISTS \"Mixed\"").unwrap(),
+            Some(Command::DropTable {
+                name: "Mixed".into(),
+                if_exists: true
+            })
+        );
+        assert_eq!(
+            parse_command("show tables").unwrap(),
+            Some(Command::ShowTables)
+        );
+    }
+
+    #[test]
+    fn errors_carry_the_position() {
+        let err = parse_command("CREATE IMAGE TABLE t FROM photos")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Line: 1, Column: 27"), "{err}");
+        let err = parse_command("SHOW TABLES extra").unwrap_err().to_string();
+        assert!(err.contains("end of statement"), "{err}");
+    }
+
+    #[test]
+    fn splits_scripts_outside_quotes_and_comments() {
+        let (stmts, rest) =
+            split_statements("SELECT ';' AS a; -- c;\nSELECT 2 /* ; */ ;\n SELECT 3");
+        assert_eq!(stmts, vec!["SELECT ';' AS a", "SELECT 2"]);
+        assert_eq!(rest, "SELECT 3");
+    }
+}

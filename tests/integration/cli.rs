@@ -1,0 +1,198 @@
+//! The `spectradb` binary: `-c`, stdin scripts, `--format`, exit codes,
+//! dot commands, a second writer, and the interactive REPL through a
+//! pseudo-terminal.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use spectradb::storage::catalog::DatabaseDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_spectradb");
+
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spectradb starts");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const CREATE: &str = "CREATE IMAGE TABLE photos FROM 'tests/data/photos/imagenet-labeled' WITH (label = 'parent_dir')";
+
+#[test]
+fn dash_c_runs_statements_in_order_and_prints_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let db = db.to_str().unwrap();
+    let out = run(
+        &[
+            db,
+            "-c",
+            CREATE,
+            "-c",
+            "SELECT label, count(*) AS n, min(id) AS first FROM photos GROUP BY label",
+            "--format",
+            "csv",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "table,ingested,skipped\nphotos,20,0\nlabel,n,first\nimagenet-labeled,20,0\n"
+    );
+    // A second process sees the committed table.
+    let out = run(
+        &[
+            db,
+            "-c",
+            "SELECT count(*) AS n FROM photos",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), r#"[{"n":20}]"#);
+}
+
+#[test]
+fn errors_exit_non_zero_and_stop_the_script() {
+    // -c: the statement after the failing one does not run.
+    let out = run(&["-c", "SELECT 1 AS a; SELECT nope; SELECT 3 AS c"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        stdout.contains("| a |") && !stdout.contains("| c |"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("Error: statement `SELECT nope`: Schema error: No field named nope"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+
+    // stdin script: the same, and a final statement without ';' still runs.
+    let out = run(&["--format", "csv"], Some("SELECT 1 AS a;\nSELECT 2 AS b"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "a\n1\nb\n2\n");
+    let out = run(
+        &[],
+        Some("SELECT 1 AS a;\nCREATE IMAGE TABLE t FROM 'no/such/*.jpg';\nSELECT 3 AS c;\n"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no files match 'no/such/*.jpg'"));
+    assert!(!text(&out.stdout).contains("| c |"));
+
+    // Bad flags and unknown dot commands are errors too.
+    let out = run(&["--format", "xml", "-c", "SELECT 1"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&[], Some(".frobnicate\n"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("unknown command '.frobnicate' (try .help)"));
+}
+
+#[test]
+fn dot_commands_read_save_and_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("setup.sql");
+    std::fs::write(
+        &script,
+        format!("{CREATE};\n-- a comment; with a semicolon\nSELECT count(*) AS n FROM photos;\n"),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("thumbs");
+    let input = format!(
+        ".read {}\n.tables\n.schema photos\n.format csv\n.save SELECT id, thumbnail(image, 40) AS t FROM photos WHERE id < 3 {}\n.timer on\nSELECT 7 AS seven;\n",
+        script.display(),
+        out_dir.display()
+    );
+    let out = run(&[], Some(&input));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("| 20 |"), "{stdout}");
+    assert!(
+        stdout.contains("| photos | image | 20   | 420    | 90      |"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("| image       | LargeBinary | YES         |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("saved 3 files to"), "{stdout}");
+    assert!(stdout.ends_with("seven\n7\n"), "{stdout}");
+    assert!(stderr.contains("Run Time: "), "{stderr}");
+    for id in 0..3 {
+        let png = out_dir.join(format!("{id}_t.png"));
+        let img = image::open(&png).unwrap();
+        assert_eq!(img.width().max(img.height()), 40, "{}", png.display());
+    }
+}
+
+#[test]
+fn a_second_writer_is_refused_with_the_holders_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("p.db");
+    let db = DatabaseDir::open(&db_path).unwrap();
+    let _lock = db.lock_for_write().unwrap();
+    let out = run(&[db_path.to_str().unwrap(), "-c", CREATE], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("database is locked by pid {}", std::process::id())),
+        "{stderr}"
+    );
+    // Readers are not blocked by the writer.
+    let out = run(&[db_path.to_str().unwrap(), "-c", "SHOW TABLES"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn repl_in_a_terminal_keeps_going_after_errors_and_saves_history() {
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("p.db");
+    let cmd = format!("env HOME={} {BIN} {}", home.path().display(), db.display());
+    let mut p = rexpect::spawn(&cmd, Some(30_000)).unwrap();
+    p.exp_string("Enter .help for help.").unwrap();
+    p.exp_string("spectradb> ").unwrap();
+    p.send_line("SELECT 40 + 2 AS answer;").unwrap();
+    p.exp_string("| 42     |").unwrap();
+    p.exp_string("spectradb> ").unwrap();
+    // A statement over several lines gets the continuation prompt.
+    p.send_line("SELECT 'multi' AS kind,").unwrap();
+    p.exp_string("-> ").unwrap();
+    p.send_line("  'line' AS how;").unwrap();
+    p.exp_string("| multi | line |").unwrap();
+    p.exp_string("spectradb> ").unwrap();
+    // An error is one clear message, and the shell carries on.
+    p.send_line("SELECT * FROM missing_table;").unwrap();
+    p.exp_string("Error: statement `SELECT * FROM missing_table`")
+        .unwrap();
+    p.exp_string("spectradb> ").unwrap();
+    p.send_line(".help").unwrap();
+    p.exp_string("CREATE IMAGE TABLE").unwrap();
+    p.exp_string("spectradb> ").unwrap();
+    p.send_line("SELECT 'still here' AS s;").unwrap();
+    p.exp_string("still here").unwrap();
+    p.exp_string("spectradb> ").unwrap();
+    p.send_line(".quit").unwrap();
+    p.exp_eof().unwrap();
+    let history = std::fs::read_to_string(home.path().join(".spectradb_history")).unwrap();
+    assert!(history.contains("SELECT 40 + 2 AS answer;"), "{history}");
+    assert!(Path::new(&db).join("catalog.json").exists() || Path::new(&db).is_dir());
+}

@@ -1,0 +1,136 @@
+//! The embedded API: `Database`, `BlockingDatabase`, ingest from Rust,
+//! snapshots, and which columns a query reads.
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Int64Type, UInt64Type};
+use spectradb::ingest::{IngestOptions, Label, OnError};
+use spectradb::{BlockingDatabase, Database, IngestMode};
+
+fn count(batches: &[RecordBatch]) -> i64 {
+    batches[0].column(0).as_primitive::<Int64Type>().value(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_queries_read_no_band_column_and_image_queries_do() {
+    let db = Database::in_memory().unwrap();
+    db.sql("CREATE IMAGE TABLE photos FROM 'tests/data/photos/imagenet-labeled'")
+        .await
+        .unwrap();
+    let stats = db.scan_stats();
+    let (bytes0, bands0) = (stats.bytes_read(), stats.band_columns_read());
+    let b = db
+        .sql("SELECT count(*), sum(width * height) FROM photos WHERE uri LIKE '%imagenet_1%'")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(count(&b), 10);
+    let plain_bytes = stats.bytes_read() - bytes0;
+    assert_eq!(
+        stats.band_columns_read(),
+        bands0,
+        "a plain query opened band columns"
+    );
+    // The footer (with the band codes) plus the plain columns.
+    assert!(plain_bytes > 0);
+
+    let b = db
+        .sql("SELECT count(to_png(image, 1)) FROM photos")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert!(b[0].column(0).as_primitive::<Int64Type>().value(0) > 0);
+    let image_bytes = stats.bytes_read() - bytes0 - plain_bytes;
+    // One data file, all 3 x 64 band columns of it.
+    assert_eq!(stats.band_columns_read() - bands0, 192);
+    assert!(
+        image_bytes > 20 * plain_bytes,
+        "image scan read {image_bytes} bytes, plain scan {plain_bytes}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_query_is_a_snapshot_and_reopening_sees_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let db = Database::open(&path).unwrap();
+    let opts = IngestOptions {
+        label: Label::ParentDir,
+        ..Default::default()
+    };
+    let r = db
+        .ingest(
+            "photos",
+            "tests/data/photos/dev/opencv_*.jpg",
+            IngestMode::Create,
+            &opts,
+        )
+        .unwrap();
+    assert_eq!((r.ingested, r.skipped.len()), (16, 0));
+    let before = db.sql("SELECT count(*) FROM photos").await.unwrap();
+    db.sql("INSERT INTO photos FROM 'tests/data/photos/dev/skimage_*'")
+        .await
+        .unwrap();
+    // The DataFrame planned before the insert reads the version it saw.
+    assert_eq!(count(&before.collect().await.unwrap()), 16);
+    let after = db.sql("SELECT count(*) FROM photos").await.unwrap();
+    assert_eq!(count(&after.collect().await.unwrap()), 23);
+
+    // Another handle (as another process would) sees the commits, and a
+    // commit made through it is seen by the first handle's next statement.
+    let other = Database::open(&path).unwrap();
+    let skip = IngestOptions {
+        on_error: OnError::Skip,
+        ..Default::default()
+    };
+    let r = other
+        .ingest("photos", "tests/data/broken", IngestMode::Append, &skip)
+        .unwrap();
+    assert_eq!((r.ingested, r.skipped.len()), (1, 2));
+    let b = db
+        .sql("SELECT count(*) FROM photos")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(count(&b), 24);
+    let b = db
+        .sql("SELECT max(id) FROM photos")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(b[0].column(0).as_primitive::<UInt64Type>().value(0), 23);
+
+    // Creating a table that exists is refused, naming it.
+    let err = db
+        .ingest("photos", "tests/data/broken", IngestMode::Create, &skip)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("table 'photos' already exists"), "{err}");
+}
+
+#[test]
+fn blocking_wrapper_and_session_access() {
+    let db = BlockingDatabase::in_memory().unwrap();
+    db.sql("CREATE IMAGE TABLE p FROM 'tests/data/photos/jpeg-variants/flower_small*' WITH (chroma = '444')")
+        .unwrap();
+    let b = db
+        .sql("SELECT count(*) FROM p WHERE width(image) = width")
+        .unwrap();
+    assert_eq!(count(&b), 4);
+    // The DataFusion session is there for anything spectradb does not wrap.
+    let ctx = db.database().session().clone();
+    let b = db
+        .runtime()
+        .block_on(async { ctx.sql("SELECT count(*) FROM p").await?.collect().await })
+        .unwrap();
+    assert_eq!(count(&b), 4);
+    let err = db.sql("SELEC 1").unwrap_err().to_string();
+    assert!(err.contains("SELEC"), "{err}");
+}
