@@ -124,6 +124,9 @@ impl Shell {
                 None => format!("statement `{one_line}`"),
             }
         })?;
+        for w in self.db.take_warnings() {
+            eprintln!("Warning: {w}");
+        }
         let mut out = std::io::stdout().lock();
         print_batches(&mut out, &batches, self.format)?;
         out.flush()?;

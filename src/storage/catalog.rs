@@ -29,6 +29,8 @@ pub const CATALOG_FORMAT: u32 = 1;
 pub const CATALOG_FILE: &str = "catalog.json";
 pub const LOCK_FILE: &str = "LOCK";
 pub const TABLES_DIR: &str = "tables";
+/// Folder of ordinary tables' files, under [`TABLES_DIR`].
+pub const PLAIN_DIR: &str = ".plain";
 
 /// The published state of a database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +42,19 @@ pub struct Catalog {
     /// Files an ingest with `on_error = 'skip'` left out, and why.
     #[serde(default)]
     pub ingest_errors: Vec<IngestError>,
+    /// Ordinary (non-image) tables: name -> the Parquet file holding them.
+    #[serde(default)]
+    pub plain_tables: BTreeMap<String, DataFile>,
+    /// Views and external tables, replayed in order when a database opens.
+    #[serde(default)]
+    pub definitions: Vec<Definition>,
+}
+
+/// A view or external table, kept as the statement that created it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Definition {
+    pub name: String,
+    pub sql: String,
 }
 
 impl Default for Catalog {
@@ -49,6 +64,8 @@ impl Default for Catalog {
             version: 0,
             tables: BTreeMap::new(),
             ingest_errors: Vec::new(),
+            plain_tables: BTreeMap::new(),
+            definitions: Vec::new(),
         }
     }
 }
@@ -188,6 +205,19 @@ impl DatabaseDir {
         Ok((rel, dir.join(name)))
     }
 
+    /// A fresh path for the file of an ordinary table: (relative, absolute).
+    /// They live in `tables/.plain`, a name no image table can have.
+    pub fn new_plain_file(&self, _lock: &WriteLock) -> Result<(String, PathBuf)> {
+        let dir = self.root.join(TABLES_DIR).join(PLAIN_DIR);
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let name = format!("plain-{nanos:x}-{}.parquet", std::process::id());
+        Ok((format!("{TABLES_DIR}/{PLAIN_DIR}/{name}"), dir.join(name)))
+    }
+
     /// Publishes `catalog` atomically: temp file, fsync, rename, fsync dir.
     pub fn publish(&self, catalog: &Catalog, _lock: &WriteLock) -> Result<()> {
         let path = self.root.join(CATALOG_FILE);
@@ -214,6 +244,7 @@ impl DatabaseDir {
             .tables
             .values()
             .flat_map(|t| t.files.iter().map(|f| f.path.as_str()))
+            .chain(catalog.plain_tables.values().map(|f| f.path.as_str()))
             .collect();
         for entry in fs::read_dir(&self.root).map_err(|e| Error::io(&self.root, e))? {
             let p = entry.map_err(|e| Error::io(&self.root, e))?.path();

@@ -167,7 +167,7 @@ fn repl_in_a_terminal_keeps_going_after_errors_and_saves_history() {
     let home = tempfile::tempdir().unwrap();
     let db = home.path().join("p.db");
     let cmd = format!("env HOME={} {BIN} {}", home.path().display(), db.display());
-    let mut p = rexpect::spawn(&cmd, Some(30_000)).unwrap();
+    let mut p = rexpect::spawn(&cmd, Some(60_000)).unwrap();
     p.exp_string("Enter .help for help.").unwrap();
     p.exp_string("spectradb> ").unwrap();
     p.send_line("SELECT 40 + 2 AS answer;").unwrap();
@@ -184,6 +184,10 @@ fn repl_in_a_terminal_keeps_going_after_errors_and_saves_history() {
     p.exp_string("Error: statement `SELECT * FROM missing_table`")
         .unwrap();
     p.exp_string("spectradb> ").unwrap();
+    // Ingest in a terminal reports how it went (the bar itself is cleared).
+    p.send_line(&format!("{CREATE};")).unwrap();
+    p.exp_string("ingested 20 images").unwrap();
+    p.exp_string("spectradb> ").unwrap();
     p.send_line(".help").unwrap();
     p.exp_string("CREATE IMAGE TABLE").unwrap();
     p.exp_string("spectradb> ").unwrap();
@@ -195,4 +199,66 @@ fn repl_in_a_terminal_keeps_going_after_errors_and_saves_history() {
     let history = std::fs::read_to_string(home.path().join(".spectradb_history")).unwrap();
     assert!(history.contains("SELECT 40 + 2 AS answer;"), "{history}");
     assert!(Path::new(&db).join("catalog.json").exists() || Path::new(&db).is_dir());
+}
+
+#[test]
+fn ordinary_tables_views_and_external_tables_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let db = db.to_str().unwrap();
+    let setup = format!(
+        "{CREATE};
+         CREATE TABLE notes (photo_id BIGINT, note VARCHAR) AS VALUES (3, 'apple'), (4, 'baboon');
+         INSERT INTO notes VALUES (5, 'third');
+         CREATE VIEW noted AS SELECT p.id, n.note FROM photos p JOIN notes n ON p.id = n.photo_id;
+         CREATE EXTERNAL TABLE captions STORED AS CSV LOCATION 'tests/data/captions.csv' OPTIONS ('format.has_header' 'true');
+         CREATE TABLE scratch AS SELECT 1 AS x;
+         DROP TABLE scratch;"
+    );
+    let out = run(&[db], Some(&setup));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A new process sees all of it.
+    let out = run(
+        &[
+            db,
+            "--format",
+            "csv",
+            "-c",
+            "SELECT id, note FROM noted ORDER BY id",
+            "-c",
+            "SELECT count(*) AS captions FROM captions",
+            "-c",
+            "SHOW TABLES",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "id,note\n3,apple\n4,baboon\n5,third\ncaptions\n2\n\
+         name,kind,rows,chroma,quality\ncaptions,external,,,\nnoted,view,,,\nnotes,table,3,,\nphotos,image,20,420,90\n"
+    );
+    // A failing statement changes nothing that was committed.
+    let out = run(
+        &[db, "-c", "INSERT INTO notes VALUES ('not a number', 1, 2)"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&[db, "--format", "csv", "-c", "DELETE FROM notes WHERE photo_id = 4; DROP VIEW noted; SELECT count(*) AS n FROM notes"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(
+        &[
+            db,
+            "--format",
+            "csv",
+            "-c",
+            "SELECT photo_id FROM notes ORDER BY 1",
+            "-c",
+            "SELECT * FROM noted",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "photo_id\n3\n5\n");
+    assert!(text(&out.stderr).contains("noted"), "{}", text(&out.stderr));
 }

@@ -23,7 +23,9 @@ use crate::ingest::{expand_sources, ingest, IngestOptions, IngestReport, Label, 
 use crate::sql::functions::image_functions;
 use crate::sql::image_table::{ImageTable, ScanStats};
 use crate::sql::statements::{parse_command, Command};
-use crate::storage::catalog::{Catalog, DatabaseDir};
+use crate::storage::catalog::{Catalog, DatabaseDir, Definition};
+
+mod plain;
 
 /// Name of the table listing the files ingests skipped.
 pub const INGEST_ERRORS_TABLE: &str = "spectradb_ingest_errors";
@@ -53,6 +55,10 @@ struct Registered {
     catalog_version: Option<u64>,
     /// Image table name -> table version registered.
     tables: BTreeMap<String, u64>,
+    /// Ordinary table name -> the file it was loaded from.
+    plain: BTreeMap<String, String>,
+    /// Views and external tables replayed so far.
+    definitions: Vec<Definition>,
 }
 
 /// An open spectradb database.
@@ -76,6 +82,8 @@ pub struct Database {
     registered: Mutex<Registered>,
     stats: Arc<ScanStats>,
     progress: Mutex<Option<Arc<dyn IngestProgress>>>,
+    /// Definitions that could not be restored, not yet reported.
+    warnings: Mutex<Vec<String>>,
 }
 
 impl Database {
@@ -106,6 +114,7 @@ impl Database {
             registered: Mutex::new(Registered::default()),
             stats: Arc::new(ScanStats::default()),
             progress: Mutex::new(None),
+            warnings: Mutex::new(Vec::new()),
         };
         db.refresh()?;
         Ok(db)
@@ -145,10 +154,102 @@ impl Database {
     /// statements that change the database run here and return a summary.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
         self.refresh()?;
+        self.restore_definitions().await;
         match parse_command(sql)? {
             Some(cmd) => self.run_command(cmd, sql).await,
-            None => Ok(self.ctx.sql(sql).await?),
+            None => self.run_datafusion(sql).await,
         }
+    }
+
+    /// Views or external tables of the catalog that could not be restored
+    /// (for example a view over a dropped table), each with the reason.
+    /// Reported once.
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().expect("warnings lock"))
+    }
+
+    /// Runs a statement DataFusion knows. One that changes ordinary tables,
+    /// views or external tables of a file-backed database runs under the
+    /// writer lock and publishes the change.
+    async fn run_datafusion(&self, sql: &str) -> Result<DataFrame> {
+        let effect = if self.is_in_memory() {
+            plain::Effect::None
+        } else {
+            plain::classify(sql)
+        };
+        if effect == plain::Effect::None {
+            return Ok(self.ctx.sql(sql).await?);
+        }
+        let lock = self.dir.lock_for_write()?;
+        self.refresh()?;
+        self.restore_definitions().await;
+        let df = self.ctx.sql(sql).await?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        let mut catalog = self.dir.read_catalog()?;
+        let replaced =
+            plain::apply(&self.ctx, &self.dir, &lock, &mut catalog, &effect, sql).await?;
+        catalog.version += 1;
+        self.dir.publish(&catalog, &lock)?;
+        drop(lock);
+        for path in replaced {
+            let _ = std::fs::remove_file(self.dir.root().join(path));
+        }
+        {
+            // The session already holds what was published.
+            let mut reg = self.registered.lock().expect("registry lock");
+            reg.catalog_version = Some(catalog.version);
+            reg.plain = catalog
+                .plain_tables
+                .iter()
+                .map(|(n, f)| (n.clone(), f.path.clone()))
+                .collect();
+            reg.definitions = catalog.definitions.clone();
+        }
+        Ok(if batches.is_empty() {
+            self.ctx.read_batch(RecordBatch::new_empty(schema))?
+        } else {
+            self.ctx.read_batches(batches)?
+        })
+    }
+
+    /// Replays the catalog's views and external tables the session lacks.
+    async fn restore_definitions(&self) {
+        let Ok(catalog) = self.dir.read_catalog() else {
+            return; // refresh() reports an unreadable catalog
+        };
+        let (gone, new): (Vec<Definition>, Vec<Definition>) = {
+            let reg = self.registered.lock().expect("registry lock");
+            if reg.definitions == catalog.definitions {
+                return;
+            }
+            (
+                reg.definitions
+                    .iter()
+                    .filter(|d| !catalog.definitions.contains(d))
+                    .cloned()
+                    .collect(),
+                catalog
+                    .definitions
+                    .iter()
+                    .filter(|d| !reg.definitions.contains(d))
+                    .cloned()
+                    .collect(),
+            )
+        };
+        for d in &gone {
+            let _ = self.ctx.deregister_table(d.name.as_str());
+        }
+        for d in &new {
+            let _ = self.ctx.deregister_table(d.name.as_str());
+            if let Err(e) = self.ctx.sql(&d.sql).await {
+                self.warnings
+                    .lock()
+                    .expect("warnings lock")
+                    .push(format!("could not restore '{}' ({}): {e}", d.name, d.sql));
+            }
+        }
+        self.registered.lock().expect("registry lock").definitions = catalog.definitions;
     }
 
     /// Ingests the files matching `source` (a glob or a directory) into
@@ -257,6 +358,25 @@ impl Database {
             self.ctx.register_table(name.as_str(), Arc::new(table))?;
             reg.tables.insert(name.clone(), entry.version);
         }
+        let plain_gone: Vec<String> = reg
+            .plain
+            .keys()
+            .filter(|t| !catalog.plain_tables.contains_key(*t))
+            .cloned()
+            .collect();
+        for t in plain_gone {
+            self.ctx.deregister_table(t.as_str())?;
+            reg.plain.remove(&t);
+        }
+        for (name, file) in &catalog.plain_tables {
+            if reg.plain.get(name) == Some(&file.path) {
+                continue;
+            }
+            let table = plain::load(&self.dir, file)?;
+            self.ctx.deregister_table(name.as_str())?;
+            self.ctx.register_table(name.as_str(), Arc::new(table))?;
+            reg.plain.insert(name.clone(), file.path.clone());
+        }
         self.ctx.deregister_table(INGEST_ERRORS_TABLE)?;
         self.ctx.register_table(
             INGEST_ERRORS_TABLE,
@@ -309,8 +429,8 @@ impl Database {
                         "{INGEST_ERRORS_TABLE} is a system table and cannot be dropped"
                     )))
                 } else {
-                    let _ = if_exists;
-                    Ok(self.ctx.sql(sql).await?)
+                    let _ = if_exists; // DataFusion handles IF EXISTS itself
+                    self.run_datafusion(sql).await
                 }
             }
             Command::ShowTables => self.show_tables().await,
@@ -362,9 +482,11 @@ impl Database {
                 }
                 let kind = match schema.table(&name).await?.map(|t| t.table_type()) {
                     Some(datafusion::logical_expr::TableType::View) => "view",
+                    _ if catalog.definitions.iter().any(|d| d.name == name) => "external",
                     _ => "table",
                 };
-                rows.push((name, kind, None, None, None));
+                let n = catalog.plain_tables.get(&name).map(|f| f.rows);
+                rows.push((name, kind, n, None, None));
             }
         }
         rows.sort_by(|a, b| a.0.cmp(&b.0));
