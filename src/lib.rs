@@ -3,9 +3,9 @@
 //! An embedded SQL database for image AI. Images are stored as Parquet
 //! columns of DCT frequency coefficients, one column per frequency band as
 //! JPEG computes them, so that a query reads and decodes only the bands its
-//! models need. This crate is being built issue by issue; today it holds
-//! the frequency codec and the band-column storage that everything else
-//! stands on.
+//! models need. [`Database`] is the entry point: a database directory seen
+//! through a DataFusion session, with image tables, image functions and
+//! statements of its own.
 //!
 //! # Layout
 //!
@@ -18,6 +18,10 @@
 //!   the database directory's catalog (atomic publish, one-writer lock)
 //! - [`ingest`]: files -> data files of a table -> a published catalog
 //!   version, decoding on all cores, all or nothing
+//! - [`sql`]: the SQL layer: the image table provider (band projection),
+//!   the `image` column's value, image functions, spectradb's statements
+//! - [`db`]: [`Database`]: catalog -> registered tables, statements,
+//!   ordinary tables kept in the catalog, the blocking wrapper
 //! - [`error`]: the one error type
 //!
 //! # Data flow
@@ -25,6 +29,9 @@
 //! ```text
 //!  ingest:  file bytes ──source──▶ CoefficientImage ──storage::writer──▶ part.parquet
 //!           (JPEG: coefficients as stored; else pixels ─codec::encode─▶ coefficients)
+//!
+//!  SQL:     db.sql ──statements (ours) or DataFusion──▶ plan ──sql::image_table scan──▶
+//!           plain columns only, or bands ─▶ image value per row ──sql::functions──▶ PNG, ...
 //!
 //!  read:    part.parquet ──storage::reader (BandSelection = s x s corner)──▶ CoefficientImage
 //!             ──codec::decode (s x s IDCT, s/8 size)──▶ planes ──codec::tensor (resize,
