@@ -66,6 +66,14 @@ pub enum Error {
     #[error("{0}")]
     DataFusion(Box<datafusion::error::DataFusionError>),
 
+    /// ONNX Runtime is missing or cannot be loaded (the message says how to install it).
+    #[error("{0}")]
+    Runtime(String),
+
+    /// A model cannot be loaded, does not fit its options, or failed to run.
+    #[error("{0}")]
+    Model(String),
+
     /// A bug in spectradb: please report it.
     #[error("internal error (this is a bug in spectradb): {0}")]
     Internal(String),

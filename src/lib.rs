@@ -69,6 +69,7 @@ pub mod codec;
 pub mod db;
 pub mod error;
 pub mod ingest;
+pub mod model;
 pub mod source;
 pub mod sql;
 pub mod storage;

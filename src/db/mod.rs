@@ -15,11 +15,15 @@ use std::sync::{Arc, Mutex};
 use arrow::array::{RecordBatch, StringArray, UInt64Array, UInt8Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
+use datafusion::execution::FunctionRegistry;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 
 use crate::codec::Chroma;
 use crate::error::{Error, Result};
 use crate::ingest::{expand_sources, ingest, IngestOptions, IngestReport, Label, OnError};
+use crate::model::udf::model_functions;
+use crate::model::vector::vector_functions;
+use crate::model::{prepare_model, ModelHandle};
 use crate::sql::functions::image_functions;
 use crate::sql::image_table::{ImageTable, ScanStats};
 use crate::sql::statements::{parse_command, Command};
@@ -59,6 +63,8 @@ struct Registered {
     plain: BTreeMap<String, String>,
     /// Views and external tables replayed so far.
     definitions: Vec<Definition>,
+    /// Model name -> checksum of the model registered.
+    models: BTreeMap<String, String>,
 }
 
 /// An open spectradb database.
@@ -104,7 +110,7 @@ impl Database {
     fn with_dir(dir: DatabaseDir, temp: Option<tempfile::TempDir>) -> Result<Self> {
         let config = SessionConfig::new().with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
-        for f in image_functions() {
+        for f in image_functions().into_iter().chain(vector_functions()) {
             ctx.register_udf(f);
         }
         let db = Database {
@@ -306,6 +312,138 @@ impl Database {
         Ok(report)
     }
 
+    /// Registers an ONNX model as the SQL functions `name(image)` and
+    /// `name_scores(image)` (see [`crate::model`] for the options).
+    pub fn create_model(
+        &self,
+        name: &str,
+        source: &Path,
+        options: &[(String, String)],
+    ) -> Result<()> {
+        check_table_name(name).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "'{name}' is not a valid model name: use letters, digits and '_' (not starting with a digit)"
+            ))
+        })?;
+        let lock = self.dir.lock_for_write()?;
+        let mut catalog = self.dir.read_catalog()?;
+        if catalog.models.contains_key(name) {
+            return Err(Error::InvalidArgument(format!(
+                "model '{name}' already exists (DROP MODEL {name} first)"
+            )));
+        }
+        if self.ctx.udf(name).is_ok() || self.ctx.udf(&format!("{name}_scores")).is_ok() {
+            return Err(Error::InvalidArgument(format!(
+                "a function named '{name}' already exists: choose another model name"
+            )));
+        }
+        let options: BTreeMap<String, String> = options.iter().cloned().collect();
+        let entry = prepare_model(&self.dir, &lock, name, source, &options)?;
+        let files: Vec<String> = std::iter::once(entry.file.clone())
+            .chain(entry.labels_file.clone())
+            .collect();
+        catalog.models.insert(name.to_string(), entry);
+        catalog.version += 1;
+        if let Err(e) = self.dir.publish(&catalog, &lock) {
+            for f in files {
+                let _ = std::fs::remove_file(self.dir.root().join(f));
+            }
+            return Err(e);
+        }
+        drop(lock);
+        self.refresh()
+    }
+
+    /// Removes a model and its functions.
+    pub fn drop_model(&self, name: &str, if_exists: bool) -> Result<()> {
+        let lock = self.dir.lock_for_write()?;
+        let mut catalog = self.dir.read_catalog()?;
+        let Some(entry) = catalog.models.remove(name) else {
+            return if if_exists {
+                Ok(())
+            } else {
+                Err(Error::InvalidArgument(format!("no model named '{name}'")))
+            };
+        };
+        catalog.version += 1;
+        self.dir.publish(&catalog, &lock)?;
+        for f in std::iter::once(entry.file).chain(entry.labels_file) {
+            let _ = std::fs::remove_file(self.dir.root().join(f));
+        }
+        drop(lock);
+        self.refresh()
+    }
+
+    fn show_models(&self) -> Result<DataFrame> {
+        let catalog = self.dir.read_catalog()?;
+        let m: Vec<(&String, &crate::storage::catalog::ModelEntry)> =
+            catalog.models.iter().collect();
+        let output = |e: &crate::storage::catalog::ModelEntry| {
+            e.options.get("output").cloned().unwrap_or_else(|| {
+                if e.labels_file.is_some() {
+                    "label"
+                } else {
+                    "class"
+                }
+                .to_string()
+            })
+        };
+        let shape = |e: &crate::storage::catalog::ModelEntry| {
+            let dims: Vec<String> = e
+                .input_shape
+                .iter()
+                .map(|d| {
+                    if *d < 0 {
+                        "?".to_string()
+                    } else {
+                        d.to_string()
+                    }
+                })
+                .collect();
+            format!("[{}] at {}x{}", dims.join(", "), e.size, e.size)
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("input", DataType::Utf8, false),
+            Field::new("input_shape", DataType::Utf8, false),
+            Field::new("output", DataType::Utf8, false),
+            Field::new("outputs", DataType::UInt64, false),
+            Field::new("bytes", DataType::UInt64, false),
+            Field::new("checksum", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    m.iter().map(|(n, _)| n.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(m.iter().map(|(_, e)| {
+                    e.options
+                        .get("input")
+                        .cloned()
+                        .unwrap_or_else(|| "pixels".into())
+                }))),
+                Arc::new(StringArray::from_iter_values(
+                    m.iter().map(|(_, e)| shape(e)),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    m.iter().map(|(_, e)| output(e)),
+                )),
+                Arc::new(UInt64Array::from_iter_values(
+                    m.iter().map(|(_, e)| e.outputs),
+                )),
+                Arc::new(UInt64Array::from_iter_values(
+                    m.iter().map(|(_, e)| e.bytes),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    m.iter()
+                        .map(|(_, e)| format!("sha256:{}", &e.checksum[..16])),
+                )),
+            ],
+        )?;
+        Ok(self.ctx.read_batch(batch)?)
+    }
+
     /// Drops image table `table`: publishes a catalog without it, then
     /// deletes its files.
     pub fn drop_image_table(&self, table: &str) -> Result<()> {
@@ -377,6 +515,27 @@ impl Database {
             self.ctx.register_table(name.as_str(), Arc::new(table))?;
             reg.plain.insert(name.clone(), file.path.clone());
         }
+        let models_gone: Vec<String> = reg
+            .models
+            .keys()
+            .filter(|m| !catalog.models.contains_key(*m))
+            .cloned()
+            .collect();
+        for m in models_gone {
+            self.ctx.deregister_udf(&m);
+            self.ctx.deregister_udf(&format!("{m}_scores"));
+            reg.models.remove(&m);
+        }
+        for (name, entry) in &catalog.models {
+            if reg.models.get(name) == Some(&entry.checksum) {
+                continue;
+            }
+            let handle = Arc::new(ModelHandle::new(&self.dir, name, entry)?);
+            for f in model_functions(handle, &entry.checksum) {
+                self.ctx.register_udf(f);
+            }
+            reg.models.insert(name.clone(), entry.checksum.clone());
+        }
         self.ctx.deregister_table(INGEST_ERRORS_TABLE)?;
         self.ctx.register_table(
             INGEST_ERRORS_TABLE,
@@ -434,6 +593,19 @@ impl Database {
                 }
             }
             Command::ShowTables => self.show_tables().await,
+            Command::CreateModel {
+                name,
+                source,
+                options,
+            } => {
+                self.create_model(&name, Path::new(&source), &options)?;
+                Ok(self.ctx.read_empty()?)
+            }
+            Command::DropModel { name, if_exists } => {
+                self.drop_model(&name, if_exists)?;
+                Ok(self.ctx.read_empty()?)
+            }
+            Command::ShowModels => self.show_models(),
         }
     }
 

@@ -6,6 +6,9 @@
 //! INSERT INTO t FROM '<glob or dir>' [WITH (k = v, ...)]
 //! DROP TABLE [IF EXISTS] t        -- image tables here, others to DataFusion
 //! SHOW TABLES
+//! CREATE MODEL m FROM '<file.onnx>' [WITH (k = v, ...)]
+//! DROP MODEL [IF EXISTS] m
+//! SHOW MODELS
 //! ```
 //! Everything else goes to DataFusion unchanged.
 
@@ -37,6 +40,16 @@ pub enum Command {
         if_exists: bool,
     },
     ShowTables,
+    CreateModel {
+        name: String,
+        source: String,
+        options: Vec<(String, String)>,
+    },
+    DropModel {
+        name: String,
+        if_exists: bool,
+    },
+    ShowModels,
 }
 
 fn sql_error(e: ParserError) -> Error {
@@ -73,12 +86,20 @@ pub fn parse_command(sql: &str) -> Result<Option<Command>> {
     let ours = (at(0, "create") && at(1, "image"))
         || (at(0, "insert") && at(1, "into") && at(3, "from"))
         || (at(0, "drop") && at(1, "table"))
-        || (at(0, "show") && at(1, "tables"));
+        || (at(0, "show") && at(1, "tables"))
+        || (at(0, "create") && at(1, "model"))
+        || (at(0, "drop") && at(1, "model"))
+        || (at(0, "show") && at(1, "models"));
     if !ours {
         return Ok(None);
     }
     let mut p = Parser::new(&dialect).try_with_sql(sql).map_err(sql_error)?;
-    let cmd = parse_ours(&mut p).map_err(sql_error)?;
+    let cmd = if at(1, "model") || at(1, "models") {
+        parse_model_statement(&mut p)
+    } else {
+        parse_other(&mut p)
+    }
+    .map_err(sql_error)?;
     let _ = p.consume_token(&Token::SemiColon);
     let rest = p.peek_token();
     if rest.token != Token::EOF {
@@ -89,7 +110,32 @@ pub fn parse_command(sql: &str) -> Result<Option<Command>> {
     Ok(Some(cmd))
 }
 
-fn parse_ours(p: &mut Parser) -> Result<Command, ParserError> {
+/// `CREATE MODEL`, `DROP MODEL`, `SHOW MODELS` (the second word is checked).
+fn parse_model_statement(p: &mut Parser) -> Result<Command, ParserError> {
+    if p.parse_keyword(Keyword::CREATE) {
+        p.next_token();
+        let name = normalize_ident(&p.parse_identifier()?);
+        p.expect_keyword_is(Keyword::FROM)?;
+        let source = parse_quoted(p)?;
+        let options = parse_with_options(p)?;
+        Ok(Command::CreateModel {
+            name,
+            source,
+            options,
+        })
+    } else if p.parse_keyword(Keyword::DROP) {
+        p.next_token();
+        let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let name = normalize_ident(&p.parse_identifier()?);
+        Ok(Command::DropModel { name, if_exists })
+    } else {
+        p.next_token();
+        p.next_token();
+        Ok(Command::ShowModels)
+    }
+}
+
+fn parse_other(p: &mut Parser) -> Result<Command, ParserError> {
     if p.parse_keyword(Keyword::CREATE) {
         p.next_token(); // IMAGE, checked by the caller
         p.expect_keyword_is(Keyword::TABLE)?;

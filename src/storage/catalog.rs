@@ -31,6 +31,8 @@ pub const LOCK_FILE: &str = "LOCK";
 pub const TABLES_DIR: &str = "tables";
 /// Folder of ordinary tables' files, under [`TABLES_DIR`].
 pub const PLAIN_DIR: &str = ".plain";
+/// Folder of registered models' copied files.
+pub const MODELS_DIR: &str = "models";
 
 /// The published state of a database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +50,29 @@ pub struct Catalog {
     /// Views and external tables, replayed in order when a database opens.
     #[serde(default)]
     pub definitions: Vec<Definition>,
+    /// ONNX models registered as SQL functions.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelEntry>,
+}
+
+/// A registered model: its copied files and what CREATE MODEL found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelEntry {
+    /// The copied `.onnx` file, relative to the database directory.
+    pub file: String,
+    /// The copied labels file, if any.
+    pub labels_file: Option<String>,
+    /// SHA-256 of the model file, hex.
+    pub checksum: String,
+    pub bytes: u64,
+    /// The `WITH (...)` options as given (keys lower-case).
+    pub options: BTreeMap<String, String>,
+    /// The input shape the model declares (-1 = dynamic).
+    pub input_shape: Vec<i64>,
+    /// Input side in pixels.
+    pub size: u32,
+    /// Output values per image.
+    pub outputs: u64,
 }
 
 /// A view or external table, kept as the statement that created it.
@@ -66,6 +91,7 @@ impl Default for Catalog {
             ingest_errors: Vec::new(),
             plain_tables: BTreeMap::new(),
             definitions: Vec::new(),
+            models: BTreeMap::new(),
         }
     }
 }

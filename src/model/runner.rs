@@ -1,0 +1,237 @@
+//! A loaded model: checked against its options, with a pool of ONNX
+//! Runtime sessions, run on whole batches of images.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::{TensorElementType, TensorRef, ValueType};
+
+use super::runtime::environment;
+use super::spec::ModelSpec;
+use crate::codec::tensor::{to_tensor_into, Layout, TensorScratch};
+use crate::codec::CoefficientImage;
+use crate::error::{Error, Result};
+
+/// A model ready to run.
+pub struct Model {
+    pub name: String,
+    pub path: PathBuf,
+    pub spec: ModelSpec,
+    /// Input side in pixels.
+    pub size: u32,
+    /// Input shape as the model declares it (-1 = dynamic).
+    pub input_shape: Vec<i64>,
+    pub input_name: String,
+    /// Length of the output vector per image.
+    pub outputs: usize,
+    pub labels: Option<Arc<Vec<String>>>,
+    threads: usize,
+    /// Idle sessions (`run` needs `&mut Session`): one per concurrent batch.
+    pool: Mutex<Vec<Session>>,
+}
+
+fn ort_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
+    Error::Model(format!("{what}: {e}"))
+}
+
+fn new_session(path: &Path, threads: usize) -> Result<Session> {
+    let env = environment()?;
+    let load = |e: &dyn std::fmt::Display| {
+        ort_err(format_args!("cannot load model {}", path.display()), e)
+    };
+    Session::builder(env)
+        .map_err(|e| load(&e))?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| load(&e))?
+        .with_intra_threads(threads)
+        .map_err(|e| load(&e))?
+        .commit_from_file(path)
+        .map_err(|e| load(&e))
+}
+
+impl Model {
+    /// Loads `path`, checks its input and output against `spec` and the
+    /// labels, and runs it once on a blank image.
+    pub fn load(
+        name: &str,
+        path: &Path,
+        spec: ModelSpec,
+        labels: Option<Vec<String>>,
+        threads: usize,
+    ) -> Result<Model> {
+        let threads = threads.max(1);
+        let mut session = new_session(path, threads)?;
+        let bad = |msg: String| Error::Model(format!("model {}: {msg}", path.display()));
+        if session.inputs().len() != 1 {
+            return Err(bad(format!(
+                "has {} inputs; spectradb runs models with one image input",
+                session.inputs().len()
+            )));
+        }
+        let input = &session.inputs()[0];
+        let input_name = input.name().to_string();
+        let (ty, shape) = match input.dtype() {
+            ValueType::Tensor { ty, shape, .. } => (*ty, shape.to_vec()),
+            other => {
+                return Err(bad(format!(
+                    "input '{input_name}' is {other:?}, not a tensor"
+                )))
+            }
+        };
+        if ty != TensorElementType::Float32 {
+            return Err(bad(format!(
+                "input '{input_name}' holds {ty:?}; pixel input must be float32"
+            )));
+        }
+        if shape.len() != 4 {
+            return Err(bad(format!(
+                "input '{input_name}' has shape {shape:?}; an image input has 4 dimensions (N, C, H, W or N, H, W, C)"
+            )));
+        }
+        let (c, h, w) = match spec.layout {
+            Layout::Chw => (shape[1], shape[2], shape[3]),
+            Layout::Hwc => (shape[3], shape[1], shape[2]),
+        };
+        let layout = if spec.layout == Layout::Chw {
+            "nchw"
+        } else {
+            "nhwc"
+        };
+        if c != 3 && c != -1 {
+            return Err(bad(format!(
+                "input '{input_name}' has shape {shape:?}: with layout = '{layout}' the channel dimension is {c}, expected 3"
+            )));
+        }
+        let size = match (h, w, spec.size) {
+            (-1, -1, Some(s)) => s,
+            (-1, -1, None) => {
+                return Err(bad(format!(
+                    "input '{input_name}' has a dynamic size {shape:?}: give size = <pixels> (for example 224)"
+                )))
+            }
+            (h, w, _) if h != w || h < 1 => {
+                return Err(bad(format!(
+                    "input '{input_name}' has shape {shape:?}: only square inputs are supported"
+                )))
+            }
+            (h, _, Some(s)) if s as i64 != h => {
+                return Err(bad(format!(
+                    "input '{input_name}' is fixed at {h}x{h} pixels but size = {s}"
+                )))
+            }
+            (h, _, _) => h as u32,
+        };
+        // One blank image through the model: it runs, and gives the output size.
+        let len = 3 * size as usize * size as usize;
+        let probe = vec![0f32; len];
+        let outputs = run_session(&mut session, &input_name, spec.layout, size, &probe, 1)
+            .map_err(|e| bad(format!("does not run on a {size}x{size} image: {e}")))?
+            .len();
+        if let Some(l) = &labels {
+            if l.len() != outputs {
+                return Err(bad(format!(
+                    "the labels file has {} lines but the model has {outputs} outputs",
+                    l.len()
+                )));
+            }
+        }
+        Ok(Model {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            spec,
+            size,
+            input_shape: shape,
+            input_name,
+            outputs,
+            labels: labels.map(Arc::new),
+            threads,
+            pool: Mutex::new(vec![session]),
+        })
+    }
+
+    /// Turns images into one batch tensor, in the model's layout and channel order.
+    pub fn batch_tensor(&self, images: &[CoefficientImage]) -> Result<Vec<f32>> {
+        let tspec = self.spec.tensor(self.size);
+        let per = tspec.len();
+        let mut batch = vec![0f32; per * images.len()];
+        let mut scratch = TensorScratch::new();
+        for (img, out) in images.iter().zip(batch.chunks_exact_mut(per)) {
+            to_tensor_into(img, &tspec, out, &mut scratch)?;
+            if self.spec.bgr {
+                swap_red_blue(out, self.spec.layout);
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Runs a batch of `n` tensors; returns `n * outputs` floats.
+    pub fn run(&self, batch: &[f32], n: usize) -> Result<Vec<f32>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let pooled = self.pool.lock().expect("session pool").pop();
+        let mut session = match pooled {
+            Some(s) => s,
+            None => new_session(&self.path, self.threads)?,
+        };
+        let result = run_session(
+            &mut session,
+            &self.input_name,
+            self.spec.layout,
+            self.size,
+            batch,
+            n,
+        );
+        self.pool.lock().expect("session pool").push(session);
+        let out = result.map_err(|e| Error::Model(format!("model {}: {e}", self.name)))?;
+        if out.len() != n * self.outputs {
+            return Err(Error::Model(format!(
+                "model {}: returned {} values for {n} images, expected {} each",
+                self.name,
+                out.len(),
+                self.outputs
+            )));
+        }
+        Ok(out)
+    }
+}
+
+fn swap_red_blue(t: &mut [f32], layout: Layout) {
+    match layout {
+        Layout::Chw => {
+            let plane = t.len() / 3;
+            let (r, rest) = t.split_at_mut(plane);
+            r.swap_with_slice(&mut rest[plane..]);
+        }
+        Layout::Hwc => t.chunks_exact_mut(3).for_each(|px| px.swap(0, 2)),
+    }
+}
+
+fn run_session(
+    session: &mut Session,
+    input: &str,
+    layout: Layout,
+    size: u32,
+    batch: &[f32],
+    n: usize,
+) -> std::result::Result<Vec<f32>, String> {
+    let s = size as i64;
+    let shape = match layout {
+        Layout::Chw => [n as i64, 3, s, s],
+        Layout::Hwc => [n as i64, s, s, 3],
+    };
+    let tensor = TensorRef::from_array_view((shape, batch)).map_err(|e| e.to_string())?;
+    let outputs = session
+        .run(ort::inputs![input => tensor])
+        .map_err(|e| e.to_string())?;
+    let (_, first) = outputs
+        .iter()
+        .next()
+        .ok_or("the model returned no output")?;
+    let (_, values) = first
+        .try_extract_tensor::<f32>()
+        .map_err(|e| format!("its first output is not a float32 tensor: {e}"))?;
+    Ok(values.to_vec())
+}

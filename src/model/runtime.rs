@@ -1,0 +1,114 @@
+//! Finding and loading ONNX Runtime (`libonnxruntime.so`) at run time.
+//!
+//! spectradb links ONNX Runtime dynamically so that it builds without
+//! downloads. The library is looked for, in order: `SPECTRADB_ONNXRUNTIME`,
+//! `ORT_DYLIB_PATH`, the `capi/` folder of the PyPI `onnxruntime` package
+//! of the `python3` on PATH, then the usual system library folders. A
+//! missing or too old library is an error that says how to install one;
+//! nothing panics.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::environment::Environment;
+
+use crate::error::{Error, Result};
+
+/// The ONNX Runtime release this build is made for (`ort`'s `api-31`).
+pub const ORT_VERSION: &str = "1.31.1";
+
+/// How to get a matching library, for error messages and the README.
+pub fn install_hint() -> String {
+    format!(
+        "install it with `python3 -m pip install onnxruntime=={ORT_VERSION}` \
+         (spectradb finds the wheel's capi/libonnxruntime.so by itself), or set \
+         SPECTRADB_ONNXRUNTIME=/path/to/libonnxruntime.so (version 1.31 or newer)"
+    )
+}
+
+fn python_capi_dir() -> Option<PathBuf> {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__))",
+        ])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let dir = String::from_utf8(out.stdout).ok()?;
+    Some(Path::new(dir.trim()).join("capi"))
+}
+
+/// The newest `libonnxruntime.so*` in `dir`.
+fn library_in(dir: &Path) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// Where the library is, or why none was found.
+pub fn find_library() -> Result<PathBuf> {
+    for var in ["SPECTRADB_ONNXRUNTIME", "ORT_DYLIB_PATH"] {
+        if let Some(p) = std::env::var_os(var) {
+            let p = PathBuf::from(p);
+            if p.is_file() {
+                return Ok(p);
+            }
+            return Err(Error::Runtime(format!(
+                "{var} is set to {}, which is not a file; {}",
+                p.display(),
+                install_hint()
+            )));
+        }
+    }
+    let mut dirs: Vec<PathBuf> = python_capi_dir().into_iter().collect();
+    for d in [
+        "/usr/local/lib",
+        "/usr/lib",
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+    ] {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.iter().find_map(|d| library_in(d)).ok_or_else(|| {
+        Error::Runtime(format!(
+            "ONNX Runtime (libonnxruntime.so) was not found; {}",
+            install_hint()
+        ))
+    })
+}
+
+static ENVIRONMENT: OnceLock<std::result::Result<Environment, String>> = OnceLock::new();
+
+/// The process's ONNX Runtime environment, loaded on first use.
+pub fn environment() -> Result<&'static Environment> {
+    ENVIRONMENT
+        .get_or_init(|| {
+            let path = find_library().map_err(|e| e.to_string())?;
+            let builder = ort::init_from(&path).map_err(|e| {
+                format!(
+                    "cannot load ONNX Runtime from {}: {e}; {}",
+                    path.display(),
+                    install_hint()
+                )
+            })?;
+            builder
+                .with_name("spectradb")
+                .with_telemetry(false)
+                .build()
+                .map_err(|e| format!("cannot start ONNX Runtime ({}): {e}", path.display()))
+        })
+        .as_ref()
+        .map_err(|e| Error::Runtime(e.clone()))
+}

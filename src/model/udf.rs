@@ -1,0 +1,204 @@
+//! A model as SQL scalar functions: `<model>(image)` returns what the
+//! model's `output` option says (label, class or vector), and
+//! `<model>_scores(image)` always returns the raw output vector.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int64Builder, StringBuilder,
+};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::{DataType, Field};
+use datafusion::common::{exec_err, DataFusionError, Result as DfResult};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
+};
+
+use super::spec::OutputKind;
+use super::ModelHandle;
+use crate::sql::image_value::decode_image_value;
+
+/// Images per model call.
+const INFERENCE_BATCH: usize = 32;
+
+/// Both functions of a model.
+pub fn model_functions(model: Arc<ModelHandle>, checksum: &str) -> Vec<ScalarUDF> {
+    vec![
+        ScalarUDF::from(ModelFn::new(model.clone(), checksum, false)),
+        ScalarUDF::from(ModelFn::new(model, checksum, true)),
+    ]
+}
+
+struct ModelFn {
+    name: String,
+    checksum: String,
+    raw_scores: bool,
+    model: Arc<ModelHandle>,
+    signature: Signature,
+}
+
+impl std::fmt::Debug for ModelFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ModelFn({})", self.name)
+    }
+}
+
+impl PartialEq for ModelFn {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.checksum == other.checksum
+    }
+}
+impl Eq for ModelFn {}
+impl Hash for ModelFn {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        self.checksum.hash(state);
+    }
+}
+
+impl ModelFn {
+    fn new(model: Arc<ModelHandle>, checksum: &str, raw_scores: bool) -> Self {
+        let name = if raw_scores {
+            format!("{}_scores", model.name)
+        } else {
+            model.name.clone()
+        };
+        ModelFn {
+            name,
+            checksum: checksum.to_string(),
+            raw_scores,
+            model,
+            signature: Signature::one_of(
+                vec![
+                    TypeSignature::Exact(vec![DataType::LargeBinary]),
+                    TypeSignature::Exact(vec![DataType::Binary]),
+                ],
+                Volatility::Immutable,
+            ),
+        }
+    }
+
+    fn kind(&self) -> OutputKind {
+        if self.raw_scores {
+            OutputKind::Scores
+        } else {
+            self.model.spec.output
+        }
+    }
+
+    /// Runs the model over the non-null images; `None` rows stay null.
+    fn infer(&self, images: &[Option<&[u8]>]) -> crate::Result<Vec<Option<Vec<f32>>>> {
+        let mut out: Vec<Option<Vec<f32>>> = vec![None; images.len()];
+        let rows: Vec<usize> = (0..images.len()).filter(|&i| images[i].is_some()).collect();
+        if rows.is_empty() {
+            return Ok(out);
+        }
+        let model = self.model.model()?;
+        for chunk in rows.chunks(INFERENCE_BATCH) {
+            let decoded = chunk
+                .iter()
+                .map(|&i| decode_image_value(images[i].expect("non-null")))
+                .collect::<crate::Result<Vec<_>>>()?;
+            let batch = model.batch_tensor(&decoded)?;
+            let scores = model.run(&batch, chunk.len())?;
+            for (&i, s) in chunk.iter().zip(scores.chunks_exact(model.outputs)) {
+                out[i] = Some(s.to_vec());
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
+            if x > best.1 {
+                (i, x)
+            } else {
+                best
+            }
+        })
+        .0
+}
+
+/// Runs CPU-heavy work without stalling the async runtime's other tasks.
+fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+impl ScalarUDFImpl for ModelFn {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(match self.kind() {
+            OutputKind::Label => DataType::Utf8,
+            OutputKind::Class => DataType::Int64,
+            OutputKind::Scores | OutputKind::Embedding => DataType::FixedSizeList(
+                Arc::new(Field::new("item", DataType::Float32, true)),
+                self.model.outputs() as i32,
+            ),
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let a = &arrays[0];
+        let images: Vec<Option<&[u8]>> = match a.data_type() {
+            DataType::LargeBinary => a.as_binary::<i64>().iter().collect(),
+            DataType::Binary => a.as_binary::<i32>().iter().collect(),
+            other => return exec_err!("{}: expected an image column, got {other}", self.name),
+        };
+        let results = off_runtime(|| self.infer(&images))
+            .map_err(|e| DataFusionError::Execution(format!("{}: {e}", self.name)))?;
+        let out: ArrayRef = match self.kind() {
+            OutputKind::Label => {
+                let labels = self.model.labels.as_ref().expect("checked at CREATE MODEL");
+                let mut b = StringBuilder::new();
+                for r in &results {
+                    b.append_option(r.as_ref().map(|s| labels[argmax(s)].as_str()));
+                }
+                Arc::new(b.finish())
+            }
+            OutputKind::Class => {
+                let mut b = Int64Builder::new();
+                for r in &results {
+                    b.append_option(r.as_ref().map(|s| argmax(s) as i64));
+                }
+                Arc::new(b.finish())
+            }
+            OutputKind::Scores | OutputKind::Embedding => {
+                let n = self.model.outputs();
+                let mut values = Vec::with_capacity(results.len() * n);
+                for r in &results {
+                    match r {
+                        Some(s) => values.extend_from_slice(s),
+                        None => values.extend(std::iter::repeat_n(0.0, n)),
+                    }
+                }
+                let nulls =
+                    NullBuffer::from(results.iter().map(|r| r.is_some()).collect::<Vec<_>>());
+                Arc::new(FixedSizeListArray::try_new(
+                    Arc::new(Field::new("item", DataType::Float32, true)),
+                    n as i32,
+                    Arc::new(Float32Array::from(values)),
+                    Some(nulls),
+                )?)
+            }
+        };
+        Ok(ColumnarValue::Array(out))
+    }
+}
