@@ -7,6 +7,7 @@ mod integration {
     mod crash;
     mod database_api;
     mod ingest_db;
+    mod models;
     mod slt;
     mod source_files;
     mod storage_files;

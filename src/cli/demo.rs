@@ -12,6 +12,36 @@ use super::output::{print_batches, Format};
 use super::progress::Bar;
 use super::shell::{collect, save_images};
 
+/// The demo runs a model: on a fresh machine it installs ONNX Runtime from
+/// the Python package index first (what the error would tell a user to do).
+fn ensure_onnx_runtime() -> Result<()> {
+    if spectradb::model::runtime::find_library().is_ok() {
+        return Ok(());
+    }
+    let version = spectradb::model::runtime::ORT_VERSION;
+    println!(
+        "ONNX Runtime not found: installing it (python3 -m pip install onnxruntime=={version}) ..."
+    );
+    let status = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            &format!("onnxruntime=={version}"),
+        ])
+        .status()
+        .context("running python3 -m pip")?;
+    if !status.success() {
+        anyhow::bail!(
+            "could not install ONNX Runtime; {}",
+            spectradb::model::runtime::install_hint()
+        );
+    }
+    spectradb::model::runtime::find_library()?;
+    Ok(())
+}
+
 pub fn run(photos: &Path, out: &Path) -> Result<()> {
     if !photos.is_dir() {
         anyhow::bail!(
@@ -25,6 +55,7 @@ pub fn run(photos: &Path, out: &Path) -> Result<()> {
             format!("removing the previous demo database {}", db_path.display())
         })?;
     }
+    ensure_onnx_runtime()?;
     let db = Database::open(&db_path)?;
     db.set_progress(Some(Arc::new(Bar::default())));
     let runtime = tokio::runtime::Runtime::new()?;
@@ -40,6 +71,23 @@ pub fn run(photos: &Path, out: &Path) -> Result<()> {
         (
             "Plain SQL on plain columns reads no frequency band at all",
             "SELECT label, count(*) AS images, min(width) AS min_w, max(width) AS max_w, round(avg(height), 1) AS avg_h FROM photos GROUP BY label ORDER BY label".into(),
+        ),
+        (
+            "Register the bundled ImageNet model (MobileNetV2) as a SQL function",
+            "CREATE MODEL mobilenet FROM 'tests/data/models/mobilenet_v2_imagenet.onnx' WITH (input = 'pixels', size = 224, mean = '0.485,0.456,0.406', std = '0.229,0.224,0.225', labels = 'tests/data/models/imagenet_classes.txt')".into(),
+        ),
+        ("The models the database knows", "SHOW MODELS".into()),
+        (
+            "Classify the labelled ImageNet photos (the true class index is in the file name)",
+            "SELECT id, regexp_replace(uri, '.*/', '') AS file, mobilenet(image) AS predicted FROM photos WHERE label = 'imagenet-labeled' ORDER BY id LIMIT 8".into(),
+        ),
+        (
+            "Models work anywhere in SQL: here in a WHERE clause and a GROUP BY",
+            "SELECT label, count(*) AS photos FROM photos WHERE mobilenet(image) LIKE '%dog%' OR mobilenet(image) LIKE '%retriever%' GROUP BY label ORDER BY label".into(),
+        ),
+        (
+            "Nearest neighbours by the model's output vector (cosine distance), in plain SQL",
+            "WITH q AS (SELECT mobilenet_scores(image) AS v FROM photos WHERE uri LIKE '%imagenet_06_609%') SELECT regexp_replace(p.uri, '.*/', '') AS file, round(cosine_distance(mobilenet_scores(p.image), q.v), 4) AS distance FROM photos p, q ORDER BY distance LIMIT 3".into(),
         ),
         (
             "Files the ingest skipped, and why",

@@ -153,7 +153,7 @@ impl ModelSpec {
                 }
             }
         }
-        if spec.std.iter().any(|s| *s == 0.0) {
+        if spec.std.contains(&0.0) {
             return Err(bad("std must not be 0".into()));
         }
         if range255 {
