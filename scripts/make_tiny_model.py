@@ -1,4 +1,5 @@
 """Builds tests/data/models/tiny_rgb.onnx: a fixed-size 32x32 NCHW model
+(and tiny_rgb_224.onnx, the same at 224x224, for the models benchmark)
 whose three logits are the mean of each normalised channel, so its
 answer ('red', 'green' or 'blue') is the image's dominant channel.
 Fast to run, so tests of the model machinery need no large model.
@@ -14,17 +15,24 @@ from onnx import TensorProto, helper, numpy_helper
 here = os.path.dirname(os.path.abspath(__file__))
 out_dir = os.path.join(here, "..", "tests", "data", "models")
 
-pixels = helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, 32, 32])
-logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])
-weight = numpy_helper.from_array(np.eye(3, dtype=np.float32), "weight")
-nodes = [
-    helper.make_node("ReduceMean", ["pixels"], ["means"], axes=[2, 3], keepdims=0),
-    helper.make_node("MatMul", ["means", "weight"], ["logits"]),
-]
-graph = helper.make_graph(nodes, "tiny_rgb", [pixels], [logits], [weight])
-model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-model.ir_version = 8
-onnx.checker.check_model(model)
-onnx.save(model, os.path.join(out_dir, "tiny_rgb.onnx"))
+
+
+def build(file_name, side):
+    pixels = helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, side, side])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])
+    weight = numpy_helper.from_array(np.eye(3, dtype=np.float32), "weight")
+    nodes = [
+        helper.make_node("ReduceMean", ["pixels"], ["means"], axes=[2, 3], keepdims=0),
+        helper.make_node("MatMul", ["means", "weight"], ["logits"]),
+    ]
+    graph = helper.make_graph(nodes, "tiny_rgb", [pixels], [logits], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(out_dir, file_name))
+
+
+build("tiny_rgb.onnx", 32)  # tests
+build("tiny_rgb_224.onnx", 224)  # the models benchmark: inference nearly free
 with open(os.path.join(out_dir, "tiny_rgb_labels.txt"), "w") as f:
     f.write("red\ngreen\nblue\n")
