@@ -20,6 +20,7 @@
 //!   version, decoding on all cores, all or nothing
 //! - [`sql`]: the SQL layer: the image table provider (band projection),
 //!   the `image` column's value, image functions, spectradb's statements
+//! - [`model`]: ONNX models as SQL functions (ort, runtime loaded at run time)
 //! - [`db`]: [`Database`]: catalog -> registered tables, statements,
 //!   ordinary tables kept in the catalog, the blocking wrapper
 //! - [`error`]: the one error type

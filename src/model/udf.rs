@@ -18,7 +18,9 @@ use datafusion::logical_expr::{
 
 use super::spec::OutputKind;
 use super::ModelHandle;
-use crate::sql::image_value::decode_image_value;
+use crate::codec::quant::scale_band_mask;
+use crate::codec::tensor::choose_scale;
+use crate::sql::image_value::{decode_image_value_bands, read_image_header};
 
 /// Images per model call.
 const INFERENCE_BATCH: usize = 32;
@@ -99,7 +101,13 @@ impl ModelFn {
         for chunk in rows.chunks(INFERENCE_BATCH) {
             let decoded = chunk
                 .iter()
-                .map(|&i| decode_image_value(images[i].expect("non-null")))
+                .map(|&i| {
+                    // Copy out only the bands the scaled decode will use.
+                    let bytes = images[i].expect("non-null");
+                    let h = read_image_header(bytes)?;
+                    let s = choose_scale(h.width, h.height, model.size, model.size);
+                    decode_image_value_bands(bytes, [scale_band_mask(s); 3])
+                })
                 .collect::<crate::Result<Vec<_>>>()?;
             let batch = model.batch_tensor(&decoded)?;
             let scores = model.run(&batch, chunk.len())?;

@@ -127,6 +127,13 @@ pub fn read_image_header(bytes: &[u8]) -> Result<ImageHeader> {
 
 /// Rebuilds the coefficient image held by an image value.
 pub fn decode_image_value(bytes: &[u8]) -> Result<CoefficientImage> {
+    decode_image_value_bands(bytes, [u64::MAX; 3])
+}
+
+/// Like [`decode_image_value`], but copies out only the bands in `wanted`
+/// (per plane masks): a consumer that decodes at scale `s` needs only the
+/// `s x s` corner.
+pub fn decode_image_value_bands(bytes: &[u8], wanted: [u64; 3]) -> Result<CoefficientImage> {
     let header = read_image_header(bytes)?;
     let planes = header.chroma.planes();
     let mut pos = HEADER;
@@ -154,6 +161,10 @@ pub fn decode_image_value(bytes: &[u8]) -> Result<CoefficientImage> {
             let raw = bytes
                 .get(pos..pos + 2 * n)
                 .ok_or_else(|| bad("truncated band data"))?;
+            if wanted[p] >> k & 1 == 0 {
+                pos += 2 * n;
+                continue;
+            }
             plane.bands[k] = Some(
                 raw.chunks_exact(2)
                     .map(|c| i16::from_le_bytes([c[0], c[1]]))
