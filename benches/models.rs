@@ -144,18 +144,10 @@ fn main() {
     }
 
     // The model alone: pre-made tensors, batches of 32, one thread.
-    let mut opts = std::collections::BTreeMap::new();
-    for (k, v) in [
-        ("size", "224"),
-        ("mean", "0.485,0.456,0.406"),
-        ("std", "0.229,0.224,0.225"),
-    ] {
-        opts.insert(k.to_string(), v.to_string());
-    }
     let mobilenet = Model::load(
         "m",
         &models.join("mobilenet_v2_imagenet.onnx"),
-        ModelSpec::parse(&opts, false).unwrap(),
+        ModelSpec::imagenet(224),
         None,
         1,
     )

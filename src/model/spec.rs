@@ -163,6 +163,19 @@ impl ModelSpec {
         Ok(spec)
     }
 
+    /// The usual ImageNet preprocessing at `size x size` (NCHW, RGB), class output.
+    pub fn imagenet(size: u32) -> Self {
+        let t = TensorSpec::imagenet(size);
+        ModelSpec {
+            size: Some(size),
+            layout: t.layout,
+            bgr: false,
+            mean: t.mean,
+            std: t.std,
+            output: OutputKind::Class,
+        }
+    }
+
     /// The tensor spec for one image (RGB order; mean and std options are
     /// always given as R, G, B; BGR models get the planes swapped after).
     pub fn tensor(&self, size: u32) -> TensorSpec {

@@ -220,28 +220,25 @@ impl DatabaseDir {
 
     /// A fresh path for a new data file of `table`: (relative, absolute).
     pub fn new_data_file(&self, table: &str, _lock: &WriteLock) -> Result<(String, PathBuf)> {
-        let dir = self.root.join(TABLES_DIR).join(table);
-        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let name = format!("part-{nanos:x}-{}.parquet", std::process::id());
-        let rel = format!("{TABLES_DIR}/{table}/{name}");
-        Ok((rel, dir.join(name)))
+        self.fresh_file(table, "part")
     }
 
     /// A fresh path for the file of an ordinary table: (relative, absolute).
     /// They live in `tables/.plain`, a name no image table can have.
     pub fn new_plain_file(&self, _lock: &WriteLock) -> Result<(String, PathBuf)> {
-        let dir = self.root.join(TABLES_DIR).join(PLAIN_DIR);
+        self.fresh_file(PLAIN_DIR, "plain")
+    }
+
+    /// `tables/<folder>/<prefix>-<time>-<pid>.parquet`, folder created.
+    fn fresh_file(&self, folder: &str, prefix: &str) -> Result<(String, PathBuf)> {
+        let dir = self.root.join(TABLES_DIR).join(folder);
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let name = format!("plain-{nanos:x}-{}.parquet", std::process::id());
-        Ok((format!("{TABLES_DIR}/{PLAIN_DIR}/{name}"), dir.join(name)))
+        let name = format!("{prefix}-{nanos:x}-{}.parquet", std::process::id());
+        Ok((format!("{TABLES_DIR}/{folder}/{name}"), dir.join(name)))
     }
 
     /// Publishes `catalog` atomically: temp file, fsync, rename, fsync dir.

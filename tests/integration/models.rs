@@ -45,23 +45,8 @@ fn mobilenet_top1_on_labelled_photos_and_agreement_with_onnxruntime() {
 
     // The same decoded-and-resized pixels through Python's onnxruntime.
     let files = photos("imagenet-labeled");
-    let mut opts = std::collections::BTreeMap::new();
-    for (k, v) in [
-        ("size", "224"),
-        ("mean", "0.485,0.456,0.406"),
-        ("std", "0.229,0.224,0.225"),
-    ] {
-        opts.insert(k.to_string(), v.to_string());
-    }
     let model_path = data_dir().join("models/mobilenet_v2_imagenet.onnx");
-    let model = Model::load(
-        "m",
-        &model_path,
-        ModelSpec::parse(&opts, false).unwrap(),
-        None,
-        2,
-    )
-    .unwrap();
+    let model = Model::load("m", &model_path, ModelSpec::imagenet(224), None, 2).unwrap();
     let images: Vec<_> = files
         .iter()
         .map(|f| load_file(f, &SourceOptions::default()).unwrap().0)
