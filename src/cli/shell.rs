@@ -264,9 +264,10 @@ pub fn save_images(batches: &[RecordBatch], dir: &Path) -> Result<usize> {
     let mut written = 0;
     let mut row_no = 0usize;
     for batch in batches {
-        let ids = batch.column_by_name("id").map(|c| {
-            arrow::compute::cast(c, &DataType::Utf8).expect("every id type casts to text")
-        });
+        // File names use the `id` column when it reads as text, else the row number.
+        let ids = batch
+            .column_by_name("id")
+            .and_then(|c| arrow::compute::cast(c, &DataType::Utf8).ok());
         for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
             let values: Vec<Option<&[u8]>> = match col.data_type() {
                 DataType::Binary => col.as_binary::<i32>().iter().collect(),
