@@ -36,3 +36,20 @@ build("tiny_rgb.onnx", 32)  # tests
 build("tiny_rgb_224.onnx", 224)  # the models benchmark: inference nearly free
 with open(os.path.join(out_dir, "tiny_rgb_labels.txt"), "w") as f:
     f.write("red\ngreen\nblue\n")
+
+
+# A coefficient-input model: input [N, 3 * 4 bands, 4, 4] blocks (32x32
+# pixels), output the mean of each channel over the blocks; channel 0 is
+# the luma DC, 4 the Cb DC, 8 the Cr DC.
+coefs = helper.make_tensor_value_info("coefficients", TensorProto.FLOAT, ["N", 12, 4, 4])
+means = helper.make_tensor_value_info("means", TensorProto.FLOAT, ["N", 12])
+graph = helper.make_graph(
+    [helper.make_node("ReduceMean", ["coefficients"], ["means"], axes=[2, 3], keepdims=0)],
+    "tiny_dct",
+    [coefs],
+    [means],
+)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+model.ir_version = 8
+onnx.checker.check_model(model)
+onnx.save(model, os.path.join(out_dir, "tiny_dct.onnx"))

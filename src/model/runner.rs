@@ -99,11 +99,17 @@ impl Model {
         } else {
             "nhwc"
         };
-        if c != 3 && c != -1 {
+        let want_c = spec.channels() as i64;
+        if c != want_c && c != -1 {
+            let what = match spec.coefficient_bands {
+                Some(k) => format!("{want_c} (3 planes x {k} bands)"),
+                None => "3".to_string(),
+            };
             return Err(bad(format!(
-                "input '{input_name}' has shape {shape:?}: with layout = '{layout}' the channel dimension is {c}, expected 3"
+                "input '{input_name}' has shape {shape:?}: with layout = '{layout}' the channel dimension is {c}, expected {what}"
             )));
         }
+        let unit = spec.unit() as i64;
         let size = match (h, w, spec.size) {
             (-1, -1, Some(s)) => s,
             (-1, -1, None) => {
@@ -116,17 +122,18 @@ impl Model {
                     "input '{input_name}' has shape {shape:?}: only square inputs are supported"
                 )))
             }
-            (h, _, Some(s)) if s as i64 != h => {
+            (h, _, Some(s)) if s as i64 != h * unit => {
                 return Err(bad(format!(
-                    "input '{input_name}' is fixed at {h}x{h} pixels but size = {s}"
+                    "input '{input_name}' is fixed at {p}x{p} pixels but size = {s}",
+                    p = h * unit
                 )))
             }
-            (h, _, _) => h as u32,
+            (h, _, _) => (h * unit) as u32,
         };
         // One blank image through the model: it runs, and gives the output size.
-        let len = 3 * size as usize * size as usize;
-        let probe = vec![0f32; len];
-        let outputs = run_session(&mut session, &input_name, spec.layout, size, &probe, 1)
+        let shape1 = spec.shape(1, size);
+        let probe = vec![0f32; shape1.iter().skip(1).product::<i64>() as usize];
+        let outputs = run_session(&mut session, &input_name, shape1, &probe)
             .map_err(|e| bad(format!("does not run on a {size}x{size} image: {e}")))?
             .len();
         if let Some(l) = &labels {
@@ -153,6 +160,19 @@ impl Model {
 
     /// Turns images into one batch tensor, in the model's layout and channel order.
     pub fn batch_tensor(&self, images: &[CoefficientImage]) -> Result<Vec<f32>> {
+        if let Some(bands) = self.spec.coefficient_bands {
+            let per = self
+                .spec
+                .shape(1, self.size)
+                .iter()
+                .skip(1)
+                .product::<i64>() as usize;
+            let mut batch = vec![0f32; per * images.len()];
+            for (img, out) in images.iter().zip(batch.chunks_exact_mut(per)) {
+                coefficient_tensor(img, bands, self.size / 8, self.spec.layout, out)?;
+            }
+            return Ok(batch);
+        }
         let tspec = self.spec.tensor(self.size);
         let per = tspec.len();
         let mut batch = vec![0f32; per * images.len()];
@@ -179,10 +199,8 @@ impl Model {
         let result = run_session(
             &mut session,
             &self.input_name,
-            self.spec.layout,
-            self.size,
+            self.spec.shape(n, self.size),
             batch,
-            n,
         );
         self.pool.lock().expect("session pool").push(session);
         let out = result.map_err(|e| Error::Model(format!("model {}: {e}", self.name)))?;
@@ -196,6 +214,59 @@ impl Model {
         }
         Ok(out)
     }
+}
+
+/// The coefficient input: for each plane (Y, Cb, Cr) its first `bands`
+/// zigzag bands, dequantized, on a `grid x grid` block grid taken from the
+/// image's top-left (zero beyond its edge); 4:2:0 chroma blocks are
+/// repeated 2x2 to line up with luma, gray images get zero chroma.
+/// Channel `plane * bands + k`.
+pub fn coefficient_tensor(
+    img: &CoefficientImage,
+    bands: usize,
+    grid: u32,
+    layout: Layout,
+    out: &mut [f32],
+) -> Result<()> {
+    let g = grid as usize;
+    let channels = 3 * bands;
+    out.fill(0.0);
+    for (p, plane) in img.planes.iter().enumerate().take(3) {
+        let sub = if p > 0 && img.chroma == crate::codec::Chroma::Yuv420 {
+            2
+        } else {
+            1
+        };
+        let (bw, bh) = (plane.blocks_w(), plane.blocks_h());
+        for k in 0..bands {
+            let band = plane.band(k).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "coefficient input needs band {k} of plane {p}, which was not read"
+                ))
+            })?;
+            let q = img.quant[p][k] as f32;
+            let ch = p * bands + k;
+            for y in 0..g {
+                let by = y / sub;
+                if by >= bh {
+                    break;
+                }
+                for x in 0..g {
+                    let bx = x / sub;
+                    if bx >= bw {
+                        break;
+                    }
+                    let v = band[by * bw + bx] as f32 * q;
+                    let i = match layout {
+                        Layout::Chw => (ch * g + y) * g + x,
+                        Layout::Hwc => (y * g + x) * channels + ch,
+                    };
+                    out[i] = v;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn swap_red_blue(t: &mut [f32], layout: Layout) {
@@ -212,16 +283,9 @@ fn swap_red_blue(t: &mut [f32], layout: Layout) {
 fn run_session(
     session: &mut Session,
     input: &str,
-    layout: Layout,
-    size: u32,
+    shape: [i64; 4],
     batch: &[f32],
-    n: usize,
 ) -> std::result::Result<Vec<f32>, String> {
-    let s = size as i64;
-    let shape = match layout {
-        Layout::Chw => [n as i64, 3, s, s],
-        Layout::Hwc => [n as i64, s, s, 3],
-    };
     let tensor = TensorRef::from_array_view((shape, batch)).map_err(|e| e.to_string())?;
     let outputs = session
         .run(ort::inputs![input => tensor])

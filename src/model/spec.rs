@@ -41,6 +41,9 @@ pub struct ModelSpec {
     pub mean: [f32; 3],
     pub std: [f32; 3],
     pub output: OutputKind,
+    /// `input = 'coefficients'`: the first `bands` zigzag bands of each
+    /// plane instead of pixels.
+    pub coefficient_bands: Option<usize>,
 }
 
 fn bad(msg: String) -> Error {
@@ -67,7 +70,8 @@ fn triple(key: &str, value: &str) -> Result<[f32; 3]> {
 }
 
 /// The options `CREATE MODEL` accepts.
-pub const MODEL_OPTIONS: &str = "input, size, layout, channels, mean, std, range, output, labels";
+pub const MODEL_OPTIONS: &str =
+    "input, size, bands, layout, channels, mean, std, range, output, labels";
 
 impl ModelSpec {
     /// Parses the options (keys lower-case); `has_labels` says whether a
@@ -84,40 +88,60 @@ impl ModelSpec {
             } else {
                 OutputKind::Class
             },
+            coefficient_bands: None,
         };
+        let mut coefficients = false;
+        let mut bands = 64usize;
         let mut range255 = false;
         for (key, value) in options {
             let v = value.to_ascii_lowercase();
             match key.as_str() {
                 "input" => match v.as_str() {
                     "pixels" => {}
-                    "coefficients" => {
-                        return Err(bad(
-                            "input = 'coefficients' (models that take DCT bands) is not supported yet; use input = 'pixels'".into(),
-                        ))
+                    "coefficients" => coefficients = true,
+                    _ => {
+                        return Err(bad(format!(
+                            "input = '{value}': expected 'pixels' or 'coefficients'"
+                        )))
                     }
-                    _ => return Err(bad(format!("input = '{value}': expected 'pixels'"))),
                 },
+                "bands" => {
+                    bands = v
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|b| (1..=64).contains(b))
+                        .ok_or_else(|| bad(format!("bands = '{value}': expected 1..64")))?
+                }
                 "size" => {
                     spec.size = Some(
                         v.parse::<u32>()
                             .ok()
                             .filter(|s| (1..=8192).contains(s))
-                            .ok_or_else(|| bad(format!("size = '{value}': expected 1..8192 pixels")))?,
+                            .ok_or_else(|| {
+                                bad(format!("size = '{value}': expected 1..8192 pixels"))
+                            })?,
                     )
                 }
                 "layout" => {
                     spec.layout = match v.as_str() {
                         "nchw" | "chw" => Layout::Chw,
                         "nhwc" | "hwc" => Layout::Hwc,
-                        _ => return Err(bad(format!("layout = '{value}': expected 'nchw' or 'nhwc'"))),
+                        _ => {
+                            return Err(bad(format!(
+                                "layout = '{value}': expected 'nchw' or 'nhwc'"
+                            )))
+                        }
                     }
                 }
                 "channels" => {
                     spec.bgr = match v.as_str() {
                         "rgb" => false,
                         "bgr" => true,
-                        _ => return Err(bad(format!("channels = '{value}': expected 'rgb' or 'bgr'"))),
+                        _ => {
+                            return Err(bad(format!(
+                                "channels = '{value}': expected 'rgb' or 'bgr'"
+                            )))
+                        }
                     }
                 }
                 "mean" => spec.mean = triple(key, value)?,
@@ -126,25 +150,28 @@ impl ModelSpec {
                     range255 = match v.as_str() {
                         "0..1" | "1" => false,
                         "0..255" | "255" => true,
-                        _ => return Err(bad(format!("range = '{value}': expected '0..1' or '0..255'"))),
-                    }
-                }
-                "output" => {
-                    spec.output = match v.as_str() {
-                        "label" if has_labels => OutputKind::Label,
-                        "label" => {
-                            return Err(bad("output = 'label' needs labels = '<file with one class name per line>'".into()))
-                        }
-                        "class" => OutputKind::Class,
-                        "scores" => OutputKind::Scores,
-                        "embedding" => OutputKind::Embedding,
                         _ => {
                             return Err(bad(format!(
-                                "output = '{value}': expected 'label', 'class', 'scores' or 'embedding'"
+                                "range = '{value}': expected '0..1' or '0..255'"
                             )))
                         }
                     }
                 }
+                "output" => spec.output = match v.as_str() {
+                    "label" if has_labels => OutputKind::Label,
+                    "label" => {
+                        return Err(bad(
+                            "output = 'label' needs labels = '<file with one class name per line>'"
+                                .into(),
+                        ))
+                    }
+                    "class" => OutputKind::Class,
+                    "scores" => OutputKind::Scores,
+                    "embedding" => OutputKind::Embedding,
+                    _ => return Err(bad(format!(
+                        "output = '{value}': expected 'label', 'class', 'scores' or 'embedding'"
+                    ))),
+                },
                 "labels" => {}
                 other => {
                     return Err(bad(format!(
@@ -155,6 +182,18 @@ impl ModelSpec {
         }
         if spec.std.contains(&0.0) {
             return Err(bad("std must not be 0".into()));
+        }
+        if coefficients {
+            spec.coefficient_bands = Some(bands);
+        } else if options.contains_key("bands") {
+            return Err(bad("bands applies to input = 'coefficients' only".into()));
+        }
+        if let (Some(_), Some(s)) = (spec.coefficient_bands, spec.size) {
+            if s % 8 != 0 {
+                return Err(bad(format!(
+                    "size = {s}: coefficient input covers whole 8x8 blocks, so size must be a multiple of 8"
+                )));
+            }
         }
         if range255 {
             spec.mean = spec.mean.map(|m| m / 255.0);
@@ -173,6 +212,42 @@ impl ModelSpec {
             mean: t.mean,
             std: t.std,
             output: OutputKind::Class,
+            coefficient_bands: None,
+        }
+    }
+
+    /// The zigzag bands (mask) one image of `width x height` needs: the
+    /// corner of its scaled decode, or the coefficient input's prefix.
+    pub fn band_mask(&self, width: u32, height: u32, size: u32) -> u64 {
+        match self.coefficient_bands {
+            Some(k) if k >= 64 => u64::MAX,
+            Some(k) => (1u64 << k) - 1,
+            None => crate::codec::quant::scale_band_mask(crate::codec::tensor::choose_scale(
+                width, height, size, size,
+            )),
+        }
+    }
+
+    /// Channels of the input tensor: 3 colours, or 3 planes x bands.
+    pub fn channels(&self) -> usize {
+        3 * self.coefficient_bands.unwrap_or(1)
+    }
+
+    /// Pixels per step of the tensor's height and width: 1, or 8 (a block).
+    pub fn unit(&self) -> u32 {
+        if self.coefficient_bands.is_some() {
+            8
+        } else {
+            1
+        }
+    }
+
+    /// The input tensor's shape for `n` images of side `size`.
+    pub fn shape(&self, n: usize, size: u32) -> [i64; 4] {
+        let (c, g) = (self.channels() as i64, (size / self.unit()) as i64);
+        match self.layout {
+            Layout::Chw => [n as i64, c, g, g],
+            Layout::Hwc => [n as i64, g, g, c],
         }
     }
 
@@ -218,7 +293,8 @@ mod tests {
             ("size", "0", "expected 1..8192"),
             ("mean", "1,2", "one or three numbers"),
             ("output", "label", "needs labels"),
-            ("input", "coefficients", "not supported yet"),
+            ("bands", "8", "input = 'coefficients' only"),
+            ("input", "jpeg", "expected 'pixels' or 'coefficients'"),
             ("colour", "x", "unknown model option 'colour'"),
         ] {
             let err = ModelSpec::parse(&opts(&[(k, v)]), false)

@@ -18,8 +18,6 @@ use datafusion::logical_expr::{
 
 use super::spec::OutputKind;
 use super::ModelHandle;
-use crate::codec::quant::scale_band_mask;
-use crate::codec::tensor::choose_scale;
 use crate::sql::image_value::{decode_image_value_bands, read_image_header};
 
 /// Images per model call.
@@ -105,8 +103,8 @@ impl ModelFn {
                     // Copy out only the bands the scaled decode will use.
                     let bytes = images[i].expect("non-null");
                     let h = read_image_header(bytes)?;
-                    let s = choose_scale(h.width, h.height, model.size, model.size);
-                    decode_image_value_bands(bytes, [scale_band_mask(s); 3])
+                    let mask = model.spec.band_mask(h.width, h.height, model.size);
+                    decode_image_value_bands(bytes, [mask; 3])
                 })
                 .collect::<crate::Result<Vec<_>>>()?;
             let batch = model.batch_tensor(&decoded)?;
