@@ -157,21 +157,23 @@ impl ModelSpec {
                         }
                     }
                 }
-                "output" => spec.output = match v.as_str() {
-                    "label" if has_labels => OutputKind::Label,
-                    "label" => {
-                        return Err(bad(
+                "output" => {
+                    spec.output = match v.as_str() {
+                        "label" if has_labels => OutputKind::Label,
+                        "label" => return Err(bad(
                             "output = 'label' needs labels = '<file with one class name per line>'"
                                 .into(),
-                        ))
-                    }
-                    "class" => OutputKind::Class,
-                    "scores" => OutputKind::Scores,
-                    "embedding" => OutputKind::Embedding,
-                    _ => return Err(bad(format!(
+                        )),
+                        "class" => OutputKind::Class,
+                        "scores" => OutputKind::Scores,
+                        "embedding" => OutputKind::Embedding,
+                        _ => {
+                            return Err(bad(format!(
                         "output = '{value}': expected 'label', 'class', 'scores' or 'embedding'"
-                    ))),
-                },
+                    )))
+                        }
+                    }
+                }
                 "labels" => {}
                 other => {
                     return Err(bad(format!(

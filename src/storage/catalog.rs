@@ -28,6 +28,8 @@ use crate::error::{Error, Result};
 pub const CATALOG_FORMAT: u32 = 1;
 pub const CATALOG_FILE: &str = "catalog.json";
 pub const LOCK_FILE: &str = "LOCK";
+/// How long a writer waits for another one before giving up.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 pub const TABLES_DIR: &str = "tables";
 /// Folder of ordinary tables' files, under [`TABLES_DIR`].
 pub const PLAIN_DIR: &str = ".plain";
@@ -192,7 +194,19 @@ impl DatabaseDir {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        match file.try_lock() {
+        // Wait a little for a writer that is finishing (like SQLite's busy
+        // timeout). This also covers a lock that outlives its holder for a
+        // moment because a child process forked at that instant still
+        // shares the lock file until it execs.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let mut outcome = file.try_lock();
+        while matches!(outcome, Err(fs::TryLockError::WouldBlock))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            outcome = file.try_lock();
+        }
+        match outcome {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
