@@ -10,8 +10,7 @@ use anyhow::{bail, Context, Result};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
 use rustyline::error::ReadlineError;
-use spectradb::codec::decode::decode_rgb;
-use spectradb::sql::image_value::{decode_image_value, read_image_header};
+use spectradb::sql::image_value::{binary_values, png_at_scale, read_image_header};
 use spectradb::sql::statements::split_statements;
 use spectradb::Database;
 
@@ -269,22 +268,15 @@ pub fn save_images(batches: &[RecordBatch], dir: &Path) -> Result<usize> {
             .column_by_name("id")
             .and_then(|c| arrow::compute::cast(c, &DataType::Utf8).ok());
         for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
-            let values: Vec<Option<&[u8]>> = match col.data_type() {
-                DataType::Binary => col.as_binary::<i32>().iter().collect(),
-                DataType::LargeBinary => col.as_binary::<i64>().iter().collect(),
-                _ => continue,
+            let Some(values) = binary_values(col.as_ref()) else {
+                continue;
             };
             for (i, v) in values.into_iter().enumerate() {
                 let Some(bytes) = v else { continue };
                 let png = if bytes.starts_with(b"\x89PNG") {
                     bytes.to_vec()
                 } else if let Ok(h) = read_image_header(bytes) {
-                    let rgb = decode_rgb(&decode_image_value(bytes)?, h.max_scale().max(1))?;
-                    let img = image::RgbImage::from_raw(rgb.width, rgb.height, rgb.data)
-                        .context("decoded buffer has the wrong size")?;
-                    let mut png = Vec::new();
-                    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
-                    png
+                    png_at_scale(bytes, h.max_scale().max(1))?
                 } else {
                     continue;
                 };

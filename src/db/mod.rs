@@ -159,10 +159,10 @@ impl Database {
     /// Runs one SQL statement. Queries are lazy (collect the DataFrame);
     /// statements that change the database run here and return a summary.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        self.refresh()?;
-        self.restore_definitions().await;
+        let catalog = self.refresh()?;
+        self.restore_definitions(&catalog).await;
         match parse_command(sql)? {
-            Some(cmd) => self.run_command(cmd, sql).await,
+            Some(cmd) => self.run_command(cmd, sql, &catalog).await,
             None => self.run_datafusion(sql).await,
         }
     }
@@ -187,8 +187,8 @@ impl Database {
             return Ok(self.ctx.sql(sql).await?);
         }
         let lock = self.dir.lock_for_write()?;
-        self.refresh()?;
-        self.restore_definitions().await;
+        let current = self.refresh()?;
+        self.restore_definitions(&current).await;
         let df = self.ctx.sql(sql).await?;
         let schema = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
@@ -220,10 +220,7 @@ impl Database {
     }
 
     /// Replays the catalog's views and external tables the session lacks.
-    async fn restore_definitions(&self) {
-        let Ok(catalog) = self.dir.read_catalog() else {
-            return; // refresh() reports an unreadable catalog
-        };
+    async fn restore_definitions(&self, catalog: &Catalog) {
         let (gone, new): (Vec<Definition>, Vec<Definition>) = {
             let reg = self.registered.lock().expect("registry lock");
             if reg.definitions == catalog.definitions {
@@ -255,7 +252,7 @@ impl Database {
                     .push(format!("could not restore '{}' ({}): {e}", d.name, d.sql));
             }
         }
-        self.registered.lock().expect("registry lock").definitions = catalog.definitions;
+        self.registered.lock().expect("registry lock").definitions = catalog.definitions.clone();
     }
 
     /// Ingests the files matching `source` (a glob or a directory) into
@@ -351,7 +348,7 @@ impl Database {
             return Err(e);
         }
         drop(lock);
-        self.refresh()
+        self.refresh().map(|_| ())
     }
 
     /// Removes a model and its functions.
@@ -371,7 +368,7 @@ impl Database {
             let _ = std::fs::remove_file(self.dir.root().join(f));
         }
         drop(lock);
-        self.refresh()
+        self.refresh().map(|_| ())
     }
 
     fn show_models(&self) -> Result<DataFrame> {
@@ -462,15 +459,16 @@ impl Database {
         }
         let _ = std::fs::remove_dir(self.dir.root().join("tables").join(table));
         drop(lock);
-        self.refresh()
+        self.refresh().map(|_| ())
     }
 
-    /// Brings the session's image tables up to the published catalog.
-    fn refresh(&self) -> Result<()> {
+    /// Brings the session's image tables up to the published catalog and
+    /// returns that catalog.
+    fn refresh(&self) -> Result<Catalog> {
         let catalog = self.dir.read_catalog()?;
         let mut reg = self.registered.lock().expect("registry lock");
         if reg.catalog_version == Some(catalog.version) {
-            return Ok(());
+            return Ok(catalog);
         }
         let gone: Vec<String> = reg
             .tables
@@ -531,7 +529,7 @@ impl Database {
                 continue;
             }
             let handle = Arc::new(ModelHandle::new(&self.dir, name, entry)?);
-            for f in model_functions(handle, &entry.checksum) {
+            for f in model_functions(handle) {
                 self.ctx.register_udf(f);
             }
             reg.models.insert(name.clone(), entry.checksum.clone());
@@ -542,10 +540,13 @@ impl Database {
             Arc::new(ingest_errors_table(&catalog)?),
         )?;
         reg.catalog_version = Some(catalog.version);
-        Ok(())
+        drop(reg);
+        Ok(catalog)
     }
 
-    async fn run_command(&self, cmd: Command, sql: &str) -> Result<DataFrame> {
+    /// Runs one of spectradb's statements; `catalog` is the version the
+    /// session was just synced to (writers re-read it under their lock).
+    async fn run_command(&self, cmd: Command, sql: &str, catalog: &Catalog) -> Result<DataFrame> {
         match cmd {
             Command::CreateImageTable {
                 name,
@@ -553,7 +554,7 @@ impl Database {
                 source,
                 options,
             } => {
-                if self.dir.read_catalog()?.tables.contains_key(&name) {
+                if catalog.tables.contains_key(&name) {
                     if if_not_exists {
                         return self.ingest_result(&name, 0, 0);
                     }
@@ -571,7 +572,7 @@ impl Database {
                 options,
             } => {
                 let opts = ingest_options(&options, false)?;
-                if !self.dir.read_catalog()?.tables.contains_key(&name) {
+                if !catalog.tables.contains_key(&name) {
                     return Err(Error::InvalidArgument(format!(
                         "no image table named '{name}' (INSERT INTO .. FROM '<files>' adds images to an image table; create one with CREATE IMAGE TABLE)"
                     )));
@@ -580,7 +581,7 @@ impl Database {
                 self.ingest_result(&name, r.ingested, r.skipped.len() as u64)
             }
             Command::DropTable { name, if_exists } => {
-                if self.dir.read_catalog()?.tables.contains_key(&name) {
+                if catalog.tables.contains_key(&name) {
                     self.drop_image_table(&name)?;
                     Ok(self.ctx.read_empty()?)
                 } else if name == INGEST_ERRORS_TABLE {

@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int64Builder, StringBuilder,
+    Array, ArrayRef, FixedSizeListArray, Float32Array, Int64Builder, StringBuilder,
 };
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field};
@@ -18,16 +18,16 @@ use datafusion::logical_expr::{
 
 use super::spec::OutputKind;
 use super::ModelHandle;
-use crate::sql::image_value::{decode_image_value_bands, read_image_header};
+use crate::sql::image_value::{binary_values, decode_image_value_bands, read_image_header};
 
 /// Images per model call.
 const INFERENCE_BATCH: usize = 32;
 
 /// Both functions of a model.
-pub fn model_functions(model: Arc<ModelHandle>, checksum: &str) -> Vec<ScalarUDF> {
+pub fn model_functions(model: Arc<ModelHandle>) -> Vec<ScalarUDF> {
     vec![
-        ScalarUDF::from(ModelFn::new(model.clone(), checksum, false)),
-        ScalarUDF::from(ModelFn::new(model, checksum, true)),
+        ScalarUDF::from(ModelFn::new(model.clone(), false)),
+        ScalarUDF::from(ModelFn::new(model, true)),
     ]
 }
 
@@ -59,7 +59,7 @@ impl Hash for ModelFn {
 }
 
 impl ModelFn {
-    fn new(model: Arc<ModelHandle>, checksum: &str, raw_scores: bool) -> Self {
+    fn new(model: Arc<ModelHandle>, raw_scores: bool) -> Self {
         let name = if raw_scores {
             format!("{}_scores", model.name)
         } else {
@@ -67,7 +67,7 @@ impl ModelFn {
         };
         ModelFn {
             name,
-            checksum: checksum.to_string(),
+            checksum: model.entry.checksum.clone(),
             raw_scores,
             model,
             signature: Signature::one_of(
@@ -163,10 +163,12 @@ impl ScalarUDFImpl for ModelFn {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let a = &arrays[0];
-        let images: Vec<Option<&[u8]>> = match a.data_type() {
-            DataType::LargeBinary => a.as_binary::<i64>().iter().collect(),
-            DataType::Binary => a.as_binary::<i32>().iter().collect(),
-            other => return exec_err!("{}: expected an image column, got {other}", self.name),
+        let Some(images) = binary_values(a.as_ref()) else {
+            return exec_err!(
+                "{}: expected an image column, got {}",
+                self.name,
+                a.data_type()
+            );
         };
         let results = off_runtime(|| self.infer(&images))
             .map_err(|e| DataFusionError::Execution(format!("{}: {e}", self.name)))?;

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder};
+use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
 
-use super::image_value::read_image_header;
+use super::image_value::{binary_values, read_image_header};
 use crate::error::Result;
 
 /// Binary values up to this length are shown in full (as hex).
@@ -56,13 +56,7 @@ pub fn summarize_binary_columns(batch: &RecordBatch) -> Result<RecordBatch> {
     let mut fields = Vec::with_capacity(batch.num_columns());
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
     for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
-        let values: Option<Vec<Option<&[u8]>>> = match col.data_type() {
-            DataType::Binary => Some(col.as_binary::<i32>().iter().collect()),
-            DataType::LargeBinary => Some(col.as_binary::<i64>().iter().collect()),
-            DataType::BinaryView => Some(col.as_binary_view().iter().collect()),
-            _ => None,
-        };
-        match values {
+        match binary_values(col.as_ref()) {
             Some(values) => {
                 let mut b = StringBuilder::new();
                 for v in values {

@@ -4,7 +4,6 @@
 //! Each takes an image value (see [`super::image_value`]) and works from the
 //! bands it carries; a null image gives a null result.
 
-use std::io::Cursor;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, Int64Array, UInt32Builder};
@@ -15,7 +14,9 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
-use super::image_value::{decode_image_value, read_image_header};
+use super::image_value::{
+    binary_values, decode_image_value, encode_png, png_at_scale, read_image_header,
+};
 use crate::codec::decode::decode_rgb;
 use crate::codec::tensor::choose_scale;
 use crate::error::Error;
@@ -74,26 +75,10 @@ fn to_df(fname: &str, e: Error) -> DataFusionError {
 
 /// The image argument as optional byte slices, whichever binary type it has.
 fn image_values(a: &ArrayRef) -> DfResult<Vec<Option<&[u8]>>> {
-    match a.data_type() {
-        DataType::LargeBinary => Ok(a.as_binary::<i64>().iter().collect()),
-        DataType::Binary => Ok(a.as_binary::<i32>().iter().collect()),
-        other => exec_err!("expected an image column, got {other}"),
+    match binary_values(a.as_ref()) {
+        Some(v) => Ok(v),
+        None => exec_err!("expected an image column, got {}", a.data_type()),
     }
-}
-
-fn encode_png(rgb: image::RgbImage) -> Result<Vec<u8>, Error> {
-    let mut out = Cursor::new(Vec::new());
-    rgb.write_to(&mut out, image::ImageFormat::Png)
-        .map_err(|e| Error::Internal(format!("PNG encoding failed: {e}")))?;
-    Ok(out.into_inner())
-}
-
-/// Reconstructs RGB at scale `s/8` from an image value.
-fn rgb_at_scale(bytes: &[u8], s: usize) -> Result<image::RgbImage, Error> {
-    let img = decode_image_value(bytes)?;
-    let rgb = decode_rgb(&img, s)?;
-    image::RgbImage::from_raw(rgb.width, rgb.height, rgb.data)
-        .ok_or_else(|| Error::Internal("decoded buffer has the wrong size".into()))
 }
 
 impl ScalarUDFImpl for ImageFn {
@@ -178,7 +163,7 @@ impl ImageFn {
                         )))
                     }
                 };
-                encode_png(rgb_at_scale(bytes, s)?)
+                png_at_scale(bytes, s)
             }
             _ => {
                 let side = match arg {
@@ -197,13 +182,18 @@ impl ImageFn {
                     ((h as f64 * f).round() as u32).max(1),
                 );
                 let s = choose_scale(w, h, tw, th).min(available);
-                let rgb = rgb_at_scale(bytes, s)?;
-                let thumb = if (rgb.width(), rgb.height()) == (tw, th) {
-                    rgb
-                } else {
-                    image::imageops::resize(&rgb, tw, th, image::imageops::FilterType::Triangle)
-                };
-                encode_png(thumb)
+                let rgb = decode_rgb(&decode_image_value(bytes)?, s)?;
+                let rgb = image::RgbImage::from_raw(rgb.width, rgb.height, rgb.data)
+                    .ok_or_else(|| Error::Internal("decoded buffer has the wrong size".into()))?;
+                if (rgb.width(), rgb.height()) == (tw, th) {
+                    return encode_png(&rgb);
+                }
+                encode_png(&image::imageops::resize(
+                    &rgb,
+                    tw,
+                    th,
+                    image::imageops::FilterType::Triangle,
+                ))
             }
         }
     }
