@@ -74,6 +74,10 @@ pub enum Error {
     #[error("{0}")]
     Model(String),
 
+    /// The user interrupted a long statement; nothing was committed.
+    #[error("{0}")]
+    Cancelled(String),
+
     /// A bug in spectradb: please report it.
     #[error("internal error (this is a bug in spectradb): {0}")]
     Internal(String),

@@ -71,6 +71,7 @@ pub mod db;
 pub mod error;
 pub mod ingest;
 pub mod model;
+pub mod planner;
 pub mod source;
 pub mod sql;
 pub mod storage;

@@ -78,6 +78,7 @@ fn run(cli: Cli) -> Result<i32> {
         None => Database::in_memory()?,
     };
     db.set_progress(Some(Arc::new(cli::progress::Bar::default())));
+    db.set_calibration_progress(Some(Arc::new(cli::progress::CalibrationBar::default())));
     let mut shell = Shell::new(db, cli.format)?;
     if !cli.commands.is_empty() {
         for c in &cli.commands {

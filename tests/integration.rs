@@ -8,6 +8,7 @@ mod integration {
     mod database_api;
     mod ingest_db;
     mod models;
+    mod planner;
     mod slt;
     mod source_files;
     mod storage_files;

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use spectradb::ingest::IngestReport;
+use spectradb::planner::calibrate::CalibrationProgress;
 use spectradb::sql::display::human_bytes;
 use spectradb::IngestProgress;
 
@@ -69,6 +70,44 @@ impl IngestProgress for Bar {
     fn abandon(&self) {
         if let Some(bar) = self.bar.lock().expect("bar lock").take() {
             bar.abandon();
+        }
+    }
+}
+
+/// The CALIBRATE progress bar: formats measured so far.
+#[derive(Default)]
+pub struct CalibrationBar {
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl CalibrationProgress for CalibrationBar {
+    fn start(&self, formats: u64, images: u64) {
+        let target = if Bar::visible() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let bar = ProgressBar::with_draw_target(Some(formats), target);
+        bar.set_style(
+            ProgressStyle::with_template(&format!(
+                "[{{bar:30.cyan/blue}}] {{pos}}/{{len}} formats x {images} images  {{msg}}  {{elapsed_precise}}"
+            ))
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        *self.bar.lock().expect("bar lock") = Some(bar);
+    }
+
+    fn format_done(&self, format: &str) {
+        if let Some(bar) = self.bar.lock().expect("bar lock").as_ref() {
+            bar.set_message(format.to_string());
+            bar.inc(1);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = self.bar.lock().expect("bar lock").take() {
+            bar.finish_and_clear();
         }
     }
 }

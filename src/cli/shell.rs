@@ -23,6 +23,10 @@ SQL statements end with ';' and may span lines. Besides DataFusion's SQL:
   INSERT INTO t FROM '<glob or dir>' [WITH (label = ..., on_error = ...)]
   DROP TABLE t;  SHOW TABLES;  SELECT * FROM spectradb_ingest_errors;
   width(image), height(image), to_png(image [, scale 1..8]), thumbnail(image, max_side)
+  CREATE MODEL m FROM 'model.onnx' WITH (...);  SHOW MODELS;  DROP MODEL m;  m(image)
+  CALIBRATE m ON t [USING label_column] [SAMPLE n];  SHOW FORMATS FOR m ON t
+  SET spectradb.accuracy_target = 0.95;  SET spectradb.read_format = 'ycc s2 112' | 'auto'
+  EXPLAIN [ANALYZE] SELECT ...   shows each model's read format, bands read and why
 
 Shell commands:
   .tables                 list tables
@@ -110,8 +114,33 @@ impl Shell {
         self.pending.clear();
     }
 
+    /// Runs one statement. Ctrl-C stops it: a query is dropped, and
+    /// CALIBRATE (which watches the interrupt flag) stops storing nothing.
     fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        self.runtime.block_on(collect(&self.db, sql))
+        let flag = self.db.interrupt_flag();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let watcher = self.runtime.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                let _ = tx.send(());
+            }
+        });
+        let result = self.runtime.block_on(async {
+            let work = collect(&self.db, sql);
+            tokio::pin!(work);
+            tokio::select! {
+                r = &mut work => r,
+                _ = rx => {
+                    // CALIBRATE sees the flag and ends by itself; wait for it.
+                    match work.await {
+                        Err(e) => Err(e),
+                        Ok(_) => bail!("interrupted"),
+                    }
+                }
+            }
+        });
+        watcher.abort();
+        result
     }
 
     fn execute(&mut self, sql: &str) -> Result<()> {
@@ -125,6 +154,9 @@ impl Shell {
         })?;
         for w in self.db.take_warnings() {
             eprintln!("Warning: {w}");
+        }
+        for n in self.db.take_notices() {
+            eprintln!("{n}");
         }
         let mut out = std::io::stdout().lock();
         print_batches(&mut out, &batches, self.format)?;

@@ -233,7 +233,8 @@ pub fn to_tensor(img: &CoefficientImage, spec: &TensorSpec) -> Result<Vec<f32>> 
     Ok(out)
 }
 
-/// Converts a stored image to a tensor written into `out` (`spec.len()` floats).
+/// Converts a stored image to a tensor written into `out` (`spec.len()` floats),
+/// decoding at the smallest scale that reaches the tensor's size.
 /// Returns the scale it decoded at.
 pub fn to_tensor_into(
     img: &CoefficientImage,
@@ -241,6 +242,21 @@ pub fn to_tensor_into(
     out: &mut [f32],
     scratch: &mut TensorScratch,
 ) -> Result<usize> {
+    let s = choose_scale(img.width, img.height, spec.width, spec.height);
+    to_tensor_at(img, spec, s, out, scratch)?;
+    Ok(s)
+}
+
+/// Like [`to_tensor_into`], decoding at scale `s/8` (a read format's
+/// choice, which may be below the tensor's size: the resize then upsamples).
+/// Needs the `s x s` corner of every plane the image holds.
+pub fn to_tensor_at(
+    img: &CoefficientImage,
+    spec: &TensorSpec,
+    s: usize,
+    out: &mut [f32],
+    scratch: &mut TensorScratch,
+) -> Result<()> {
     if spec.width == 0 || spec.height == 0 {
         return Err(Error::InvalidArgument(format!(
             "tensor size must be positive, got {}x{}",
@@ -256,7 +272,6 @@ pub fn to_tensor_into(
             spec.len()
         )));
     }
-    let s = choose_scale(img.width, img.height, spec.width, spec.height);
     let (tw, th) = (spec.width as usize, spec.height as usize);
     for (c, (plane, q)) in img.planes.iter().zip(&img.quant).enumerate() {
         let decoded = decode_plane(plane, q, s, c)?;
@@ -317,7 +332,7 @@ pub fn to_tensor_into(
             }
         }
     }
-    Ok(s)
+    Ok(())
 }
 
 #[cfg(test)]

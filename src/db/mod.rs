@@ -10,7 +10,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, RwLock};
 
 use arrow::array::{RecordBatch, StringArray, UInt64Array, UInt8Array};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -24,11 +25,16 @@ use crate::ingest::{expand_sources, ingest, IngestOptions, IngestReport, Label, 
 use crate::model::udf::model_functions;
 use crate::model::vector::vector_functions;
 use crate::model::{prepare_model, ModelHandle};
+use crate::planner::calibrate::CalibrationProgress;
+use crate::planner::profile::Profile;
+use crate::planner::rule::FormatPlanner;
+use crate::planner::PlannerOptions;
 use crate::sql::functions::image_functions;
 use crate::sql::image_table::{ImageTable, ScanStats};
 use crate::sql::statements::{parse_command, Command};
 use crate::storage::catalog::{Catalog, DatabaseDir, Definition};
 
+mod formats;
 mod plain;
 
 /// Name of the table listing the files ingests skipped.
@@ -90,6 +96,13 @@ pub struct Database {
     progress: Mutex<Option<Arc<dyn IngestProgress>>>,
     /// Definitions that could not be restored, not yet reported.
     warnings: Mutex<Vec<String>>,
+    /// Messages for the user that are not results (e.g. a chart's path).
+    notices: Mutex<Vec<String>>,
+    /// The catalog's profiles, as the format planner sees them.
+    profiles: Arc<RwLock<Vec<Profile>>>,
+    calibration_progress: Mutex<Option<Arc<dyn CalibrationProgress>>>,
+    /// Set to stop a running CALIBRATE (Ctrl-C in the shell).
+    interrupt: Arc<AtomicBool>,
 }
 
 impl Database {
@@ -108,8 +121,12 @@ impl Database {
     }
 
     fn with_dir(dir: DatabaseDir, temp: Option<tempfile::TempDir>) -> Result<Self> {
-        let config = SessionConfig::new().with_information_schema(true);
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_option_extension(PlannerOptions::default());
         let ctx = SessionContext::new_with_config(config);
+        let profiles = Arc::new(RwLock::new(Vec::new()));
+        ctx.add_optimizer_rule(Arc::new(FormatPlanner::new(profiles.clone())));
         for f in image_functions().into_iter().chain(vector_functions()) {
             ctx.register_udf(f);
         }
@@ -121,6 +138,10 @@ impl Database {
             stats: Arc::new(ScanStats::default()),
             progress: Mutex::new(None),
             warnings: Mutex::new(Vec::new()),
+            notices: Mutex::new(Vec::new()),
+            profiles,
+            calibration_progress: Mutex::new(None),
+            interrupt: Arc::new(AtomicBool::new(false)),
         };
         db.refresh()?;
         Ok(db)
@@ -163,6 +184,7 @@ impl Database {
         self.restore_definitions(&catalog).await;
         match parse_command(sql)? {
             Some(cmd) => self.run_command(cmd, sql, &catalog).await,
+            None if formats::is_explain_analyze(sql) => self.explain_analyze(sql).await,
             None => self.run_datafusion(sql).await,
         }
     }
@@ -172,6 +194,12 @@ impl Database {
     /// Reported once.
     pub fn take_warnings(&self) -> Vec<String> {
         std::mem::take(&mut *self.warnings.lock().expect("warnings lock"))
+    }
+
+    /// Messages from the last statements that are not part of their result
+    /// (for example where SHOW FORMATS wrote its chart). Reported once.
+    pub fn take_notices(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notices.lock().expect("notices lock"))
     }
 
     /// Runs a statement DataFusion knows. One that changes ordinary tables,
@@ -362,6 +390,7 @@ impl Database {
                 Err(Error::InvalidArgument(format!("no model named '{name}'")))
             };
         };
+        catalog.profiles.retain(|p| p.model != name);
         catalog.version += 1;
         self.dir.publish(&catalog, &lock)?;
         for f in std::iter::once(entry.file).chain(entry.labels_file) {
@@ -452,6 +481,7 @@ impl Database {
             )));
         };
         catalog.ingest_errors.retain(|e| e.table != table);
+        catalog.profiles.retain(|p| p.table != table);
         catalog.version += 1;
         self.dir.publish(&catalog, &lock)?;
         for f in &entry.files {
@@ -489,7 +519,8 @@ impl Database {
                 .iter()
                 .map(|f| self.dir.root().join(&f.path))
                 .collect();
-            let table = ImageTable::open(name, files, self.stats.clone())?;
+            let chroma = Chroma::parse(&entry.chroma)?;
+            let table = ImageTable::open(name, entry.version, chroma, files, self.stats.clone())?;
             self.ctx.deregister_table(name.as_str())?;
             self.ctx.register_table(name.as_str(), Arc::new(table))?;
             reg.tables.insert(name.clone(), entry.version);
@@ -539,6 +570,7 @@ impl Database {
             INGEST_ERRORS_TABLE,
             Arc::new(ingest_errors_table(&catalog)?),
         )?;
+        *self.profiles.write().expect("profiles lock") = catalog.profiles.clone();
         reg.catalog_version = Some(catalog.version);
         drop(reg);
         Ok(catalog)
@@ -607,6 +639,16 @@ impl Database {
                 Ok(self.ctx.read_empty()?)
             }
             Command::ShowModels => self.show_models(),
+            Command::Calibrate {
+                model,
+                table,
+                label_column,
+                sample,
+            } => {
+                self.calibrate(&model, &table, label_column, sample).await?;
+                self.show_formats(&model, &table).await
+            }
+            Command::ShowFormats { model, table } => self.show_formats(&model, &table).await,
         }
     }
 

@@ -16,7 +16,9 @@ pub mod vector;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -31,8 +33,39 @@ pub struct ModelHandle {
     pub entry: ModelEntry,
     pub spec: ModelSpec,
     pub labels: Option<Arc<Vec<String>>>,
+    /// What this model's functions have run, for EXPLAIN ANALYZE.
+    pub stats: ModelStats,
     path: PathBuf,
     loaded: OnceLock<std::result::Result<Arc<Model>, String>>,
+}
+
+/// Running totals of a model's function calls.
+#[derive(Debug, Default)]
+pub struct ModelStats {
+    pub images: AtomicU64,
+    /// Turning image values into input tensors.
+    pub tensor_ns: AtomicU64,
+    /// ONNX Runtime.
+    pub inference_ns: AtomicU64,
+}
+
+impl ModelStats {
+    pub fn record(&self, images: usize, tensors: Duration, inference: Duration) {
+        self.images.fetch_add(images as u64, Ordering::Relaxed);
+        self.tensor_ns
+            .fetch_add(tensors.as_nanos() as u64, Ordering::Relaxed);
+        self.inference_ns
+            .fetch_add(inference.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// (images, tensor time, inference time) so far.
+    pub fn snapshot(&self) -> (u64, Duration, Duration) {
+        (
+            self.images.load(Ordering::Relaxed),
+            Duration::from_nanos(self.tensor_ns.load(Ordering::Relaxed)),
+            Duration::from_nanos(self.inference_ns.load(Ordering::Relaxed)),
+        )
+    }
 }
 
 impl ModelHandle {
@@ -49,9 +82,15 @@ impl ModelHandle {
             entry: entry.clone(),
             spec,
             labels,
+            stats: ModelStats::default(),
             path: dir.root().join(&entry.file),
             loaded: OnceLock::new(),
         })
+    }
+
+    /// Whether the model takes inputs of any height and width.
+    pub fn dynamic_size(&self) -> bool {
+        runner::spatial_dims_dynamic(&self.entry.input_shape, self.spec.layout)
     }
 
     pub fn outputs(&self) -> usize {

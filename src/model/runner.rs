@@ -10,9 +10,10 @@ use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use super::runtime::environment;
 use super::spec::ModelSpec;
-use crate::codec::tensor::{to_tensor_into, Layout, TensorScratch};
+use crate::codec::tensor::{to_tensor_at, to_tensor_into, Layout, TensorScratch};
 use crate::codec::CoefficientImage;
 use crate::error::{Error, Result};
+use crate::planner::format::{ReadFormat, Representation};
 
 /// A model ready to run.
 pub struct Model {
@@ -158,20 +159,12 @@ impl Model {
         })
     }
 
-    /// Turns images into one batch tensor, in the model's layout and channel order.
+    /// Turns images into one batch tensor, in the model's layout and channel
+    /// order, at the model's own size (each image decoded at the smallest
+    /// scale that reaches it).
     pub fn batch_tensor(&self, images: &[CoefficientImage]) -> Result<Vec<f32>> {
-        if let Some(bands) = self.spec.coefficient_bands {
-            let per = self
-                .spec
-                .shape(1, self.size)
-                .iter()
-                .skip(1)
-                .product::<i64>() as usize;
-            let mut batch = vec![0f32; per * images.len()];
-            for (img, out) in images.iter().zip(batch.chunks_exact_mut(per)) {
-                coefficient_tensor(img, bands, self.size / 8, self.spec.layout, out)?;
-            }
-            return Ok(batch);
+        if self.spec.coefficient_bands.is_some() {
+            return self.coefficient_batch(images);
         }
         let tspec = self.spec.tensor(self.size);
         let per = tspec.len();
@@ -186,8 +179,83 @@ impl Model {
         Ok(batch)
     }
 
+    /// Like [`Model::batch_tensor`], under read format `format`: `images`
+    /// hold (at least) the format's bands. Returns the tensor and the input
+    /// side it was built at.
+    pub fn format_tensor(
+        &self,
+        images: Vec<CoefficientImage>,
+        format: &ReadFormat,
+    ) -> Result<(Vec<f32>, u32)> {
+        let model_bands = self.spec.coefficient_bands.unwrap_or(0);
+        let shaped: Vec<CoefficientImage> = images
+            .into_iter()
+            .map(|img| format.shape_image(img, model_bands))
+            .collect();
+        let (scale, size) = match format.repr {
+            Representation::Coefficients { .. } if model_bands > 0 => {
+                return Ok((self.coefficient_batch(&shaped)?, self.size))
+            }
+            Representation::Pixels { scale, size, .. } if model_bands == 0 => (scale, size),
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "read format '{format}' does not fit model {}, which takes {}",
+                    self.name,
+                    if model_bands > 0 {
+                        "coefficients"
+                    } else {
+                        "pixels"
+                    }
+                )))
+            }
+        };
+        if size != self.size && !self.dynamic_size() {
+            return Err(Error::InvalidArgument(format!(
+                "read format '{format}': model {} takes {p}x{p} inputs only",
+                self.name,
+                p = self.size
+            )));
+        }
+        let tspec = self.spec.tensor(size);
+        let per = tspec.len();
+        let mut batch = vec![0f32; per * shaped.len()];
+        let mut scratch = TensorScratch::new();
+        for (img, out) in shaped.iter().zip(batch.chunks_exact_mut(per)) {
+            to_tensor_at(img, &tspec, scale as usize, out, &mut scratch)?;
+            if self.spec.bgr {
+                swap_red_blue(out, self.spec.layout);
+            }
+        }
+        Ok((batch, size))
+    }
+
+    fn coefficient_batch(&self, images: &[CoefficientImage]) -> Result<Vec<f32>> {
+        let bands = self.spec.coefficient_bands.unwrap_or(64);
+        let per = self
+            .spec
+            .shape(1, self.size)
+            .iter()
+            .skip(1)
+            .product::<i64>() as usize;
+        let mut batch = vec![0f32; per * images.len()];
+        for (img, out) in images.iter().zip(batch.chunks_exact_mut(per)) {
+            coefficient_tensor(img, bands, self.size / 8, self.spec.layout, out)?;
+        }
+        Ok(batch)
+    }
+
+    /// Whether the model takes inputs of any height and width.
+    pub fn dynamic_size(&self) -> bool {
+        spatial_dims_dynamic(&self.input_shape, self.spec.layout)
+    }
+
     /// Runs a batch of `n` tensors; returns `n * outputs` floats.
     pub fn run(&self, batch: &[f32], n: usize) -> Result<Vec<f32>> {
+        self.run_at(batch, n, self.size)
+    }
+
+    /// Runs a batch of `n` tensors of side `size`.
+    pub fn run_at(&self, batch: &[f32], n: usize, size: u32) -> Result<Vec<f32>> {
         if n == 0 {
             return Ok(Vec::new());
         }
@@ -199,7 +267,7 @@ impl Model {
         let result = run_session(
             &mut session,
             &self.input_name,
-            self.spec.shape(n, self.size),
+            self.spec.shape(n, size),
             batch,
         );
         self.pool.lock().expect("session pool").push(session);
@@ -214,6 +282,15 @@ impl Model {
         }
         Ok(out)
     }
+}
+
+/// Whether a declared input shape leaves height and width open (-1).
+pub fn spatial_dims_dynamic(shape: &[i64], layout: Layout) -> bool {
+    let (h, w) = match layout {
+        Layout::Chw => (shape.get(2), shape.get(3)),
+        Layout::Hwc => (shape.get(1), shape.get(2)),
+    };
+    matches!((h, w), (Some(h), Some(w)) if *h < 1 && *w < 1)
 }
 
 /// The coefficient input: for each plane (Y, Cb, Cr) its first `bands`

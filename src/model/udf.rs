@@ -4,6 +4,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow::array::{
     Array, ArrayRef, FixedSizeListArray, Float32Array, Int64Builder, StringBuilder,
@@ -18,6 +19,7 @@ use datafusion::logical_expr::{
 
 use super::spec::OutputKind;
 use super::ModelHandle;
+use crate::planner::format::ReadFormat;
 use crate::sql::image_value::{binary_values, decode_image_value_bands, read_image_header};
 
 /// Images per model call.
@@ -31,12 +33,23 @@ pub fn model_functions(model: Arc<ModelHandle>) -> Vec<ScalarUDF> {
     ]
 }
 
-struct ModelFn {
+/// One of a model's functions, optionally bound to a read format by the
+/// format planner (unbound: each image decoded at the smallest scale that
+/// reaches the model's size).
+#[derive(Clone)]
+pub struct ModelFn {
     name: String,
     checksum: String,
     raw_scores: bool,
     model: Arc<ModelHandle>,
+    format: Option<ReadFormat>,
     signature: Signature,
+}
+
+/// The model function behind `udf`, if it is one.
+pub fn as_model_fn(udf: &ScalarUDF) -> Option<&ModelFn> {
+    let inner: &dyn std::any::Any = udf.inner().as_ref();
+    inner.downcast_ref::<ModelFn>()
 }
 
 impl std::fmt::Debug for ModelFn {
@@ -47,7 +60,7 @@ impl std::fmt::Debug for ModelFn {
 
 impl PartialEq for ModelFn {
     fn eq(&self, other: &Self) -> bool {
-        self.name == other.name && self.checksum == other.checksum
+        self.name == other.name && self.checksum == other.checksum && self.format == other.format
     }
 }
 impl Eq for ModelFn {}
@@ -55,6 +68,7 @@ impl Hash for ModelFn {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.name.hash(state);
         self.checksum.hash(state);
+        self.format.hash(state);
     }
 }
 
@@ -70,6 +84,7 @@ impl ModelFn {
             checksum: model.entry.checksum.clone(),
             raw_scores,
             model,
+            format: None,
             signature: Signature::one_of(
                 vec![
                     TypeSignature::Exact(vec![DataType::LargeBinary]),
@@ -78,6 +93,24 @@ impl ModelFn {
                 Volatility::Immutable,
             ),
         }
+    }
+
+    /// The registered model this function runs.
+    pub fn handle(&self) -> &Arc<ModelHandle> {
+        &self.model
+    }
+
+    /// The read format the planner bound, if any.
+    pub fn format(&self) -> Option<ReadFormat> {
+        self.format
+    }
+
+    /// This function bound to `format` (same name and result type).
+    pub fn with_format(&self, format: ReadFormat) -> ScalarUDF {
+        ScalarUDF::from(ModelFn {
+            format: Some(format),
+            ..self.clone()
+        })
     }
 
     fn kind(&self) -> OutputKind {
@@ -96,19 +129,35 @@ impl ModelFn {
             return Ok(out);
         }
         let model = self.model.model()?;
+        let stats = &self.model.stats;
         for chunk in rows.chunks(INFERENCE_BATCH) {
-            let decoded = chunk
-                .iter()
-                .map(|&i| {
-                    // Copy out only the bands the scaled decode will use.
-                    let bytes = images[i].expect("non-null");
-                    let h = read_image_header(bytes)?;
-                    let mask = model.spec.band_mask(h.width, h.height, model.size);
-                    decode_image_value_bands(bytes, [mask; 3])
-                })
-                .collect::<crate::Result<Vec<_>>>()?;
-            let batch = model.batch_tensor(&decoded)?;
-            let scores = model.run(&batch, chunk.len())?;
+            let started = Instant::now();
+            let (batch, size) = match &self.format {
+                Some(format) => {
+                    let masks = format.bands().masks;
+                    let decoded = chunk
+                        .iter()
+                        .map(|&i| decode_image_value_bands(images[i].expect("non-null"), masks))
+                        .collect::<crate::Result<Vec<_>>>()?;
+                    model.format_tensor(decoded, format)?
+                }
+                None => {
+                    let decoded = chunk
+                        .iter()
+                        .map(|&i| {
+                            // Copy out only the bands the scaled decode will use.
+                            let bytes = images[i].expect("non-null");
+                            let h = read_image_header(bytes)?;
+                            let mask = model.spec.band_mask(h.width, h.height, model.size);
+                            decode_image_value_bands(bytes, [mask; 3])
+                        })
+                        .collect::<crate::Result<Vec<_>>>()?;
+                    (model.batch_tensor(&decoded)?, model.size)
+                }
+            };
+            let tensors_done = Instant::now();
+            let scores = model.run_at(&batch, chunk.len(), size)?;
+            stats.record(chunk.len(), tensors_done - started, tensors_done.elapsed());
             for (&i, s) in chunk.iter().zip(scores.chunks_exact(model.outputs)) {
                 out[i] = Some(s.to_vec());
             }
@@ -131,7 +180,7 @@ fn argmax(v: &[f32]) -> usize {
 }
 
 /// Runs CPU-heavy work without stalling the async runtime's other tasks.
-fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)

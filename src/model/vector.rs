@@ -39,6 +39,29 @@ pub fn vector_functions() -> Vec<ScalarUDF> {
         .collect()
 }
 
+/// Cosine similarity (`None` when a vector is all zeros) and L2 distance.
+fn cosine_and_l2(x: &[f32], y: &[f32]) -> (Option<f64>, f64) {
+    let (mut dot, mut nx, mut ny, mut l2) = (0f64, 0f64, 0f64, 0f64);
+    for (p, q) in x.iter().zip(y) {
+        let (p, q) = (*p as f64, *q as f64);
+        dot += p * q;
+        nx += p * p;
+        ny += q * q;
+        l2 += (p - q) * (p - q);
+    }
+    let cos = if nx == 0.0 || ny == 0.0 {
+        None
+    } else {
+        Some(dot / (nx.sqrt() * ny.sqrt()))
+    };
+    (cos, l2.sqrt())
+}
+
+/// Cosine similarity of two equal-length vectors (`None` for a zero vector).
+pub fn cosine(x: &[f32], y: &[f32]) -> Option<f32> {
+    cosine_and_l2(x, y).0.map(|c| c as f32)
+}
+
 fn as_f32_lists(name: &str, a: &ArrayRef) -> DfResult<ArrayRef> {
     let list = DataType::List(Arc::new(Field::new("item", DataType::Float32, true)));
     match a.data_type() {
@@ -91,23 +114,11 @@ impl ScalarUDFImpl for VectorFn {
                     y.len()
                 );
             }
-            let (mut dot, mut nx, mut ny, mut l2) = (0f64, 0f64, 0f64, 0f64);
-            for (p, q) in x.values().iter().zip(y.values()) {
-                let (p, q) = (*p as f64, *q as f64);
-                dot += p * q;
-                nx += p * p;
-                ny += q * q;
-                l2 += (p - q) * (p - q);
-            }
-            let cos = if nx == 0.0 || ny == 0.0 {
-                None
-            } else {
-                Some(dot / (nx.sqrt() * ny.sqrt()))
-            };
+            let (cos, l2) = cosine_and_l2(x.values(), y.values());
             match self.metric {
                 Metric::CosineSimilarity => out.append_option(cos),
                 Metric::CosineDistance => out.append_option(cos.map(|c| 1.0 - c)),
-                Metric::L2 => out.append_value(l2.sqrt()),
+                Metric::L2 => out.append_value(l2),
             }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))

@@ -6,23 +6,20 @@
 //! `image` reads band columns; it decodes them and hands each row on as an
 //! image value ([`super::image_value`]).
 
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use arrow::array::{new_null_array, ArrayRef, LargeBinaryBuilder, RecordBatch};
+use arrow::array::{Array, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{DataFusionError, Result as DfResult};
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::common::Result as DfResult;
 use datafusion::logical_expr::{Expr, TableType};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::image_value::encode_image_value;
+use super::image_scan::{ImageScanExec, ReadPlan};
+use crate::codec::Chroma;
 use crate::error::Result;
 use crate::storage::layout::{is_image_column, COL_HEIGHT, COL_ID, COL_URI, COL_WIDTH};
 use crate::storage::{BandSelection, ImageFileReader};
@@ -55,18 +52,32 @@ impl ScanStats {
 }
 
 /// One image table at one catalog version.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ImageTable {
     name: String,
+    /// Catalog version of the table's last change (profiles are tied to it).
+    version: u64,
+    chroma: Chroma,
     schema: SchemaRef,
     files: Vec<PathBuf>,
     stats: Arc<ScanStats>,
+    /// Smallest stored width and height, read on first use.
+    min_dims: Arc<OnceLock<(u32, u32)>>,
+    /// The format planner's band choice; `None` reads every band when
+    /// `image` is projected.
+    read: Option<Arc<ReadPlan>>,
 }
 
 impl ImageTable {
     /// Opens every data file's footer to learn the user columns (the union
     /// over files: a file without one reads it as null).
-    pub fn open(name: &str, files: Vec<PathBuf>, stats: Arc<ScanStats>) -> Result<Self> {
+    pub fn open(
+        name: &str,
+        version: u64,
+        chroma: Chroma,
+        files: Vec<PathBuf>,
+        stats: Arc<ScanStats>,
+    ) -> Result<Self> {
         let mut fields = vec![
             Field::new(COL_ID, DataType::UInt64, false),
             Field::new(COL_URI, DataType::Utf8, false),
@@ -87,10 +98,79 @@ impl ImageTable {
         fields.push(Field::new(IMAGE_COLUMN, DataType::LargeBinary, true));
         Ok(ImageTable {
             name: name.to_string(),
+            version,
+            chroma,
             schema: Arc::new(Schema::new(fields)),
             files,
             stats,
+            min_dims: Arc::new(OnceLock::new()),
+            read: None,
         })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn chroma(&self) -> Chroma {
+        self.chroma
+    }
+
+    /// Whether SQL sees a column named `name`.
+    pub fn schema_has_column(&self, name: &str) -> bool {
+        self.schema.index_of(name).is_ok()
+    }
+
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// The planner's read plan, if one was pushed into this scan.
+    pub fn read_plan(&self) -> Option<&ReadPlan> {
+        self.read.as_deref()
+    }
+
+    /// A copy of this table whose scans read only `plan`'s bands.
+    pub fn with_read_plan(&self, plan: ReadPlan) -> Self {
+        ImageTable {
+            read: Some(Arc::new(plan)),
+            ..self.clone()
+        }
+    }
+
+    /// Smallest width and height over the table's images (from the
+    /// `width` and `height` columns; (0, 0) for an empty table).
+    pub fn min_dims(&self) -> Result<(u32, u32)> {
+        if let Some(d) = self.min_dims.get() {
+            return Ok(*d);
+        }
+        let mut min: Option<(u32, u32)> = None;
+        for path in &self.files {
+            let reader = ImageFileReader::open(path)?;
+            let scan = reader.scan(&[COL_WIDTH, COL_HEIGHT], &BandSelection::none(), 8192)?;
+            for batch in scan {
+                let batch = batch?;
+                let col = |n: &str| {
+                    batch
+                        .batch
+                        .column_by_name(n)
+                        .and_then(|c| c.as_any().downcast_ref::<UInt32Array>().cloned())
+                };
+                if let (Some(w), Some(h)) = (col(COL_WIDTH), col(COL_HEIGHT)) {
+                    for i in 0..w.len() {
+                        let (a, b) = (w.value(i), h.value(i));
+                        min = Some(min.map_or((a, b), |(x, y)| (x.min(a), y.min(b))));
+                    }
+                }
+            }
+        }
+        let d = min.unwrap_or((0, 0));
+        let _ = self.min_dims.set(d);
+        Ok(d)
     }
 }
 
@@ -117,195 +197,31 @@ impl TableProvider for ImageTable {
         };
         let projected = Arc::new(self.schema.project(&indices)?);
         let with_image = projected.index_of(IMAGE_COLUMN).is_ok();
-        let bands = if with_image {
-            BandSelection::all()
-        } else {
-            BandSelection::none()
+        let (bands, notes) = match (&self.read, with_image) {
+            (_, false) => (BandSelection::none(), Vec::new()),
+            (Some(plan), true) => (plan.bands, plan.notes.clone()),
+            (None, true) => (BandSelection::all(), Vec::new()),
         };
         let target = state.config().target_partitions().max(1);
-        let groups = self.files.len().clamp(1, target);
-        let mut partitions: Vec<Arc<dyn PartitionStream>> = Vec::with_capacity(groups);
-        for g in 0..groups {
-            let files = self.files.iter().skip(g).step_by(groups).cloned().collect();
-            partitions.push(Arc::new(ImagePartition {
-                table: self.name.clone(),
-                schema: projected.clone(),
-                files,
-                bands,
-                batch_size: if with_image {
-                    IMAGE_BATCH_ROWS
-                } else {
-                    state.config().batch_size()
-                },
-                limit,
-                stats: self.stats.clone(),
-            }));
-        }
-        Ok(Arc::new(StreamingTableExec::try_new(
-            projected,
-            partitions,
-            None,
-            Vec::new(),
-            false,
-            limit,
-        )?))
-    }
-}
-
-/// The files one partition of a scan reads, in order.
-struct ImagePartition {
-    table: String,
-    schema: SchemaRef,
-    files: Vec<PathBuf>,
-    bands: BandSelection,
-    batch_size: usize,
-    limit: Option<usize>,
-    stats: Arc<ScanStats>,
-}
-
-impl fmt::Debug for ImagePartition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "ImagePartition({}, {} files)",
-            self.table,
-            self.files.len()
-        )
-    }
-}
-
-impl PartitionStream for ImagePartition {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let scan = PartitionScan {
-            schema: self.schema.clone(),
-            files: self.files.clone().into_iter(),
-            current: None,
-            bands: self.bands,
-            batch_size: self.batch_size,
-            remaining: self.limit.unwrap_or(usize::MAX),
-            stats: self.stats.clone(),
-        };
-        Box::pin(RecordBatchStreamAdapter::new(
-            self.schema.clone(),
-            futures::stream::iter(scan),
-        ))
-    }
-}
-
-/// Iterates the batches of a partition's files, one file open at a time.
-struct PartitionScan {
-    schema: SchemaRef,
-    files: std::vec::IntoIter<PathBuf>,
-    current: Option<(ImageFileReader, crate::storage::ImageScan)>,
-    bands: BandSelection,
-    batch_size: usize,
-    remaining: usize,
-    stats: Arc<ScanStats>,
-}
-
-impl PartitionScan {
-    fn open_next(&mut self) -> Result<bool> {
-        self.finish_file();
-        let Some(path) = self.files.next() else {
-            return Ok(false);
-        };
-        let reader = ImageFileReader::open(&path)?;
-        let file_schema = reader.schema();
-        let columns: Vec<&str> = self
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .filter(|n| *n != IMAGE_COLUMN && file_schema.index_of(n).is_ok())
+        let n = self.files.len().clamp(1, target);
+        let groups: Vec<Vec<PathBuf>> = (0..n)
+            .map(|g| self.files.iter().skip(g).step_by(n).cloned().collect())
             .collect();
-        let scan = reader.scan(&columns, &self.bands, self.batch_size)?;
-        let planes = reader.chroma().planes();
-        let bands: u64 = self.bands.masks[..planes]
-            .iter()
-            .map(|m| m.count_ones() as u64)
-            .sum();
-        self.stats
-            .band_columns_read
-            .fetch_add(bands, Ordering::Relaxed);
-        self.current = Some((reader, scan));
-        Ok(true)
-    }
-
-    fn finish_file(&mut self) {
-        if let Some((reader, _)) = self.current.take() {
-            self.stats
-                .bytes_read
-                .fetch_add(reader.bytes_read(), Ordering::Relaxed);
-        }
-    }
-
-    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        loop {
-            if self.remaining == 0 {
-                self.finish_file();
-                return Ok(None);
-            }
-            if self.current.is_none() && !self.open_next()? {
-                return Ok(None);
-            }
-            let (_, scan) = self.current.as_mut().expect("opened above");
-            let Some(batch) = scan.next() else {
-                self.finish_file();
-                continue;
-            };
-            let batch = batch?;
-            let rows = batch.num_rows().min(self.remaining);
-            let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
-            for field in self.schema.fields() {
-                if field.name() == IMAGE_COLUMN {
-                    let mut b = LargeBinaryBuilder::with_capacity(rows, 0);
-                    let mut buf = Vec::new();
-                    for row in 0..rows {
-                        buf.clear();
-                        encode_image_value(&batch.image(row)?, &mut buf);
-                        b.append_value(&buf);
-                    }
-                    columns.push(Arc::new(b.finish()));
-                } else {
-                    match batch.batch.column_by_name(field.name()) {
-                        Some(c) => columns.push(c.slice(0, rows)),
-                        None => columns.push(new_null_array(field.data_type(), rows)),
-                    }
-                }
-            }
-            self.remaining -= rows;
-            self.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
-            let out = RecordBatch::try_new_with_options(
-                self.schema.clone(),
-                columns,
-                &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
-            )?;
-            return Ok(Some(out));
-        }
-    }
-}
-
-impl Iterator for PartitionScan {
-    type Item = DfResult<RecordBatch>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        match self.next_batch() {
-            Ok(Some(b)) => Some(Ok(b)),
-            Ok(None) => None,
-            Err(e) => {
-                self.remaining = 0;
-                Some(Err(DataFusionError::External(Box::new(e))))
-            }
-        }
-    }
-}
-
-impl Drop for PartitionScan {
-    fn drop(&mut self) {
-        self.finish_file();
+        let batch_size = if with_image {
+            IMAGE_BATCH_ROWS
+        } else {
+            state.config().batch_size()
+        };
+        Ok(Arc::new(ImageScanExec::new(
+            &self.name,
+            projected,
+            groups,
+            self.chroma.planes(),
+            bands,
+            notes,
+            batch_size,
+            limit,
+            self.stats.clone(),
+        )))
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod display;
 pub mod functions;
+pub mod image_scan;
 pub mod image_table;
 pub mod image_value;
 pub mod statements;

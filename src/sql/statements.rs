@@ -9,6 +9,8 @@
 //! CREATE MODEL m FROM '<file.onnx>' [WITH (k = v, ...)]
 //! DROP MODEL [IF EXISTS] m
 //! SHOW MODELS
+//! CALIBRATE m ON t [USING label_column] [SAMPLE n]
+//! SHOW FORMATS FOR m ON t
 //! ```
 //! Everything else goes to DataFusion unchanged.
 
@@ -50,6 +52,16 @@ pub enum Command {
         if_exists: bool,
     },
     ShowModels,
+    Calibrate {
+        model: String,
+        table: String,
+        label_column: Option<String>,
+        sample: Option<usize>,
+    },
+    ShowFormats {
+        model: String,
+        table: String,
+    },
 }
 
 fn sql_error(e: ParserError) -> Error {
@@ -89,12 +101,16 @@ pub fn parse_command(sql: &str) -> Result<Option<Command>> {
         || (at(0, "show") && at(1, "tables"))
         || (at(0, "create") && at(1, "model"))
         || (at(0, "drop") && at(1, "model"))
-        || (at(0, "show") && at(1, "models"));
+        || (at(0, "show") && at(1, "models"))
+        || at(0, "calibrate")
+        || (at(0, "show") && at(1, "formats"));
     if !ours {
         return Ok(None);
     }
     let mut p = Parser::new(&dialect).try_with_sql(sql).map_err(sql_error)?;
-    let cmd = if at(1, "model") || at(1, "models") {
+    let cmd = if at(0, "calibrate") || at(1, "formats") {
+        parse_format_statement(&mut p)
+    } else if at(1, "model") || at(1, "models") {
         parse_model_statement(&mut p)
     } else {
         parse_other(&mut p)
@@ -133,6 +149,50 @@ fn parse_model_statement(p: &mut Parser) -> Result<Command, ParserError> {
         p.next_token();
         Ok(Command::ShowModels)
     }
+}
+
+/// `CALIBRATE m ON t [USING col] [SAMPLE n]`, `SHOW FORMATS FOR m ON t`.
+fn parse_format_statement(p: &mut Parser) -> Result<Command, ParserError> {
+    let calibrate = is_word(&p.peek_token().token, "calibrate");
+    if calibrate {
+        p.next_token();
+    } else {
+        p.next_token(); // SHOW
+        p.next_token(); // FORMATS
+        p.expect_keyword_is(Keyword::FOR)?;
+    }
+    let model = normalize_ident(&p.parse_identifier()?);
+    p.expect_keyword_is(Keyword::ON)?;
+    let table = normalize_ident(&p.parse_identifier()?);
+    if !calibrate {
+        return Ok(Command::ShowFormats { model, table });
+    }
+    let mut label_column = None;
+    let mut sample = None;
+    loop {
+        if label_column.is_none() && p.parse_keyword(Keyword::USING) {
+            label_column = Some(normalize_ident(&p.parse_identifier()?));
+        } else if sample.is_none() && is_word(&p.peek_token().token, "sample") {
+            p.next_token();
+            let tok = p.next_token();
+            let n = match &tok.token {
+                Token::Number(n, _) => n.parse::<usize>().ok().filter(|&n| n > 0),
+                _ => None,
+            };
+            match n {
+                Some(n) => sample = Some(n),
+                None => return p.expected("a positive number of images after SAMPLE", tok),
+            }
+        } else {
+            break;
+        }
+    }
+    Ok(Command::Calibrate {
+        model,
+        table,
+        label_column,
+        sample,
+    })
 }
 
 fn parse_other(p: &mut Parser) -> Result<Command, ParserError> {
@@ -319,6 +379,44 @@ mod tests {
         assert!(err.contains("Line: 1, Column: 27"), "{err}");
         let err = parse_command("SHOW TABLES extra").unwrap_err().to_string();
         assert!(err.contains("end of statement"), "{err}");
+    }
+
+    #[test]
+    fn parses_calibrate_and_show_formats() {
+        assert_eq!(
+            parse_command("CALIBRATE Mobilenet ON photos USING label SAMPLE 50;").unwrap(),
+            Some(Command::Calibrate {
+                model: "mobilenet".into(),
+                table: "photos".into(),
+                label_column: Some("label".into()),
+                sample: Some(50),
+            })
+        );
+        assert_eq!(
+            parse_command("calibrate m on t sample 10").unwrap(),
+            Some(Command::Calibrate {
+                model: "m".into(),
+                table: "t".into(),
+                label_column: None,
+                sample: Some(10),
+            })
+        );
+        assert_eq!(
+            parse_command("SHOW FORMATS FOR m ON t").unwrap(),
+            Some(Command::ShowFormats {
+                model: "m".into(),
+                table: "t".into()
+            })
+        );
+        for (sql, want) in [
+            ("CALIBRATE m ON t SAMPLE 0", "positive number"),
+            ("CALIBRATE m t", "ON"),
+            ("SHOW FORMATS m ON t", "FOR"),
+            ("CALIBRATE m ON t SAMPLE 5 extra", "end of statement"),
+        ] {
+            let err = parse_command(sql).unwrap_err().to_string();
+            assert!(err.contains(want), "{sql}: {err}");
+        }
     }
 
     #[test]

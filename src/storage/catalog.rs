@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::planner::profile::Profile;
 
 /// Version of the catalog layout written by this build.
 pub const CATALOG_FORMAT: u32 = 1;
@@ -37,7 +38,7 @@ pub const PLAIN_DIR: &str = ".plain";
 pub const MODELS_DIR: &str = "models";
 
 /// The published state of a database.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Catalog {
     pub format_version: u32,
     /// Bumped by every commit.
@@ -55,6 +56,9 @@ pub struct Catalog {
     /// ONNX models registered as SQL functions.
     #[serde(default)]
     pub models: BTreeMap<String, ModelEntry>,
+    /// What CALIBRATE measured, one profile per (model, table).
+    #[serde(default)]
+    pub profiles: Vec<Profile>,
 }
 
 /// A registered model: its copied files and what CREATE MODEL found.
@@ -94,6 +98,7 @@ impl Default for Catalog {
             plain_tables: BTreeMap::new(),
             definitions: Vec::new(),
             models: BTreeMap::new(),
+            profiles: Vec::new(),
         }
     }
 }

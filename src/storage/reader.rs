@@ -10,7 +10,7 @@ use arrow_array::{Array, BinaryArray, RecordBatch, UInt32Array};
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
 };
 use parquet::arrow::ProjectionMask;
 use parquet::file::reader::{ChunkReader, Length};
@@ -242,6 +242,18 @@ impl ImageFileReader {
         bands: &BandSelection,
         batch_size: usize,
     ) -> Result<ImageScan> {
+        self.scan_rows(columns, bands, batch_size, None)
+    }
+
+    /// Like [`ImageFileReader::scan`], reading only the rows at the given
+    /// (ascending) indices when `rows` is given.
+    pub fn scan_rows(
+        &self,
+        columns: &[&str],
+        bands: &BandSelection,
+        batch_size: usize,
+        rows: Option<&[usize]>,
+    ) -> Result<ImageScan> {
         let schema = self.schema();
         let mut names: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
         if !bands.is_empty() {
@@ -270,11 +282,17 @@ impl ImageFileReader {
             self.metadata.clone(),
         );
         let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
-        let reader = builder
+        let mut builder = builder
             .with_projection(mask)
-            .with_batch_size(batch_size.max(1))
-            .build()
-            .map_err(|e| Error::parquet(&self.path, e))?;
+            .with_batch_size(batch_size.max(1));
+        if let Some(rows) = rows {
+            let ranges = rows.iter().map(|&r| r..r + 1);
+            builder = builder.with_row_selection(RowSelection::from_consecutive_ranges(
+                ranges,
+                self.num_rows(),
+            ));
+        }
+        let reader = builder.build().map_err(|e| Error::parquet(&self.path, e))?;
         let mut band_cols = Vec::new();
         for plane in 0..self.chroma.planes() {
             for k in 0..64 {

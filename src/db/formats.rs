@@ -1,0 +1,318 @@
+//! The database side of the format planner: `CALIBRATE`, `SHOW FORMATS`
+//! and `EXPLAIN ANALYZE` with model timings.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{
+    BooleanArray, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
+};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::prelude::DataFrame;
+
+use super::Database;
+use crate::error::{Error, Result};
+use crate::model::udf::{as_model_fn, off_runtime};
+use crate::model::ModelHandle;
+use crate::planner::calibrate::{calibrate, CalibrateRequest, CalibrationProgress, DEFAULT_SAMPLE};
+use crate::planner::chart::{render_svg, ChartPoint};
+use crate::planner::profile::{Metric, Profile};
+use crate::planner::PlannerOptions;
+use crate::sql::image_table::ImageTable;
+
+/// Whether `sql` is `EXPLAIN ANALYZE ...` (after leading whitespace).
+pub(super) fn is_explain_analyze(sql: &str) -> bool {
+    let mut words = sql.split_whitespace().map(str::to_ascii_lowercase);
+    words.next().as_deref() == Some("explain") && words.next().as_deref() == Some("analyze")
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+impl Database {
+    /// Sets (or clears) the receiver of CALIBRATE progress.
+    pub fn set_calibration_progress(&self, progress: Option<Arc<dyn CalibrationProgress>>) {
+        *self.calibration_progress.lock().expect("progress lock") = progress;
+    }
+
+    /// A flag that stops a running CALIBRATE when set (it returns
+    /// [`Error::Cancelled`] and stores nothing). Cleared when one starts.
+    pub fn interrupt_flag(&self) -> Arc<AtomicBool> {
+        self.interrupt.clone()
+    }
+
+    /// Every registered model's handle.
+    fn model_handles(&self) -> Vec<Arc<ModelHandle>> {
+        let state = self.ctx.state();
+        let mut out: Vec<Arc<ModelHandle>> = Vec::new();
+        for udf in state.scalar_functions().values() {
+            if let Some(m) = as_model_fn(udf) {
+                if !out.iter().any(|h| h.name == m.handle().name) {
+                    out.push(m.handle().clone());
+                }
+            }
+        }
+        out
+    }
+
+    fn model_handle(&self, name: &str) -> Result<Arc<ModelHandle>> {
+        self.model_handles()
+            .into_iter()
+            .find(|h| h.name == name)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "no model named '{name}' (SHOW MODELS lists them; CREATE MODEL adds one)"
+                ))
+            })
+    }
+
+    async fn image_table(&self, name: &str) -> Result<ImageTable> {
+        let provider = self.ctx.table_provider(name).await.ok();
+        provider
+            .as_deref()
+            .and_then(|p| p.downcast_ref::<ImageTable>().cloned())
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "no image table named '{name}' (SHOW TABLES lists them)"
+                ))
+            })
+    }
+
+    /// `CALIBRATE model ON table [USING label_column] [SAMPLE n]`: measures
+    /// every read format and stores the profile in one catalog commit.
+    pub async fn calibrate(
+        &self,
+        model: &str,
+        table: &str,
+        label_column: Option<String>,
+        sample: Option<usize>,
+    ) -> Result<Profile> {
+        let handle = self.model_handle(model)?;
+        let image_table = self.image_table(table).await?;
+        let request = CalibrateRequest {
+            label_column,
+            sample: sample.unwrap_or(DEFAULT_SAMPLE),
+        };
+        self.interrupt.store(false, Ordering::Relaxed);
+        let progress = self
+            .calibration_progress
+            .lock()
+            .expect("progress lock")
+            .clone();
+        let interrupt = self.interrupt.clone();
+        let profile = off_runtime(|| {
+            calibrate(
+                &handle,
+                &image_table,
+                &request,
+                progress.as_deref(),
+                &interrupt,
+            )
+        })?;
+        let lock = self.dir.lock_for_write()?;
+        let mut catalog = self.dir.read_catalog()?;
+        let unchanged = catalog
+            .models
+            .get(model)
+            .is_some_and(|m| m.checksum == profile.model_checksum)
+            && catalog
+                .tables
+                .get(table)
+                .is_some_and(|t| t.version == profile.table_version);
+        if !unchanged {
+            return Err(Error::InvalidArgument(format!(
+                "{model} or {table} changed while CALIBRATE ran; run it again"
+            )));
+        }
+        catalog
+            .profiles
+            .retain(|p| !(p.model == model && p.table == table));
+        catalog.profiles.push(profile.clone());
+        catalog.version += 1;
+        self.dir.publish(&catalog, &lock)?;
+        drop(lock);
+        self.refresh()?;
+        Ok(profile)
+    }
+
+    /// `SHOW FORMATS FOR model ON table`: the profile, Pareto frontier
+    /// first, and an SVG chart of accuracy against cost.
+    pub async fn show_formats(&self, model: &str, table: &str) -> Result<DataFrame> {
+        let catalog = self.dir.read_catalog()?;
+        let profile = catalog
+            .profiles
+            .iter()
+            .find(|p| p.model == model && p.table == table)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "no profile of {model} on {table}: run CALIBRATE {model} ON {table} first"
+                ))
+            })?;
+        let opts = self
+            .ctx
+            .state()
+            .config_options()
+            .extensions
+            .get::<PlannerOptions>()
+            .cloned()
+            .unwrap_or_default();
+        let level = opts.confidence;
+        if let (Some(m), Some(t)) = (catalog.models.get(model), catalog.tables.get(table)) {
+            if let Some(why) = profile.staleness(&m.checksum, t.version) {
+                self.warnings
+                    .lock()
+                    .expect("warnings lock")
+                    .push(format!("{why}: queries do not use it; run CALIBRATE again"));
+            }
+        }
+        let frontier = profile.frontier();
+        let mut order: Vec<usize> = frontier.clone();
+        let mut rest: Vec<usize> = (0..profile.formats.len())
+            .filter(|i| !frontier.contains(i))
+            .collect();
+        rest.sort_by(|&a, &b| {
+            profile.formats[a]
+                .cost_us()
+                .total_cmp(&profile.formats[b].cost_us())
+        });
+        order.extend(rest);
+        let f = |i: usize| &profile.formats[i];
+        let metric = match &profile.metric {
+            Metric::Agreement => "agreement",
+            Metric::Labels { .. } => "accuracy",
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("format", DataType::Utf8, false),
+            Field::new("bands", DataType::UInt32, false),
+            Field::new("bytes_per_image", DataType::UInt64, false),
+            Field::new("decode_us", DataType::Float64, false),
+            Field::new("model_us", DataType::Float64, false),
+            Field::new(metric, DataType::Float64, false),
+            Field::new("lower_bound", DataType::Float64, false),
+            Field::new("frontier", DataType::Boolean, false),
+        ]));
+        let round = |v: f64, d: i32| (v * 10f64.powi(d)).round() / 10f64.powi(d);
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    order.iter().map(|&i| f(i).format.to_string()),
+                )),
+                Arc::new(UInt32Array::from_iter_values(
+                    order.iter().map(|&i| f(i).bands),
+                )),
+                Arc::new(UInt64Array::from_iter_values(
+                    order.iter().map(|&i| f(i).bytes_per_image.round() as u64),
+                )),
+                Arc::new(Float64Array::from_iter_values(
+                    order.iter().map(|&i| round(f(i).decode_us, 0)),
+                )),
+                Arc::new(Float64Array::from_iter_values(
+                    order.iter().map(|&i| round(f(i).model_us, 0)),
+                )),
+                Arc::new(Float64Array::from_iter_values(
+                    order.iter().map(|&i| round(f(i).accuracy(), 4)),
+                )),
+                Arc::new(Float64Array::from_iter_values(
+                    order.iter().map(|&i| round(f(i).lower_bound(level), 4)),
+                )),
+                Arc::new(BooleanArray::from_iter(
+                    order.iter().map(|i| Some(frontier.contains(i))),
+                )),
+            ],
+        )?;
+        match self.write_chart(profile, level, opts.accuracy_target) {
+            Ok(path) => self.notices.lock().expect("notices lock").push(format!(
+                "chart of accuracy against cost: {}",
+                path.display()
+            )),
+            Err(e) => self
+                .warnings
+                .lock()
+                .expect("warnings lock")
+                .push(format!("could not draw the chart: {e}")),
+        }
+        Ok(self.ctx.read_batch(batch)?)
+    }
+
+    /// Writes the profile's chart as SVG: into `charts/` of a file-backed
+    /// database, or the system temp folder for an in-memory one.
+    fn write_chart(
+        &self,
+        profile: &Profile,
+        level: f64,
+        target: Option<f64>,
+    ) -> Result<std::path::PathBuf> {
+        let frontier = profile.frontier();
+        let points: Vec<ChartPoint> = profile
+            .formats
+            .iter()
+            .enumerate()
+            .map(|(i, f)| ChartPoint {
+                label: f.format.to_string(),
+                cost_us: f.cost_us(),
+                accuracy: f.accuracy(),
+                lower_bound: f.lower_bound(level),
+                frontier: frontier.contains(&i),
+            })
+            .collect();
+        let title = format!(
+            "{} on {} ({} images)",
+            profile.model, profile.table, profile.sample
+        );
+        let metric = match &profile.metric {
+            Metric::Agreement => "agreement with full quality".to_string(),
+            Metric::Labels { column } => format!("accuracy ({column})"),
+        };
+        let svg = render_svg(&title, &metric, &points, target).map_err(Error::Internal)?;
+        let dir = if self.is_in_memory() {
+            std::env::temp_dir().join("spectradb-charts")
+        } else {
+            self.path().join("charts")
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let path = dir.join(format!("{}_on_{}.svg", profile.model, profile.table));
+        std::fs::write(&path, svg).map_err(|e| Error::io(&path, e))?;
+        Ok(path)
+    }
+
+    /// Runs DataFusion's EXPLAIN ANALYZE and adds one row per model that
+    /// ran: images, time building input tensors, inference time.
+    pub(super) async fn explain_analyze(&self, sql: &str) -> Result<DataFrame> {
+        let handles = self.model_handles();
+        let before: Vec<_> = handles.iter().map(|h| h.stats.snapshot()).collect();
+        let df = self.ctx.sql(sql).await?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let mut batches = df.collect().await?;
+        let mut kinds = Vec::new();
+        let mut lines = Vec::new();
+        for (h, (n0, t0, i0)) in handles.iter().zip(before) {
+            let (n1, t1, i1) = h.stats.snapshot();
+            if n1 == n0 {
+                continue;
+            }
+            let n = n1 - n0;
+            let infer = i1.saturating_sub(i0);
+            kinds.push("Model inference".to_string());
+            lines.push(format!(
+                "{}: images={n}, input_tensors={}, inference={} ({:.2} ms/image)",
+                h.name,
+                secs(t1.saturating_sub(t0)),
+                secs(infer),
+                infer.as_secs_f64() * 1e3 / n as f64
+            ));
+        }
+        if !lines.is_empty() && schema.fields().len() == 2 {
+            batches.push(RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(kinds)),
+                    Arc::new(StringArray::from(lines)),
+                ],
+            )?);
+        }
+        Ok(self.ctx.read_batches(batches)?)
+    }
+}

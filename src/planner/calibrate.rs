@@ -1,0 +1,319 @@
+//! `CALIBRATE <model> ON <table>`: runs the model on a reproducible sample
+//! of the table under every format of the design space and measures, per
+//! format, accuracy (against a label column, or agreement with the
+//! full-quality format) and cost (bytes, decode time, inference time).
+//!
+//! Each format reads its own bands from the files (only the sample's rows),
+//! so decode time includes reading and entropy decoding, as a query pays.
+//! Nothing is stored here: the caller publishes the finished profile in one
+//! catalog commit, so an interrupted calibration leaves no half profile.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use arrow::array::{Array, UInt64Array};
+use arrow::util::display::array_value_to_string;
+
+use super::format::ReadFormat;
+use super::profile::{FormatStats, Metric, Profile};
+use super::rule::space_params;
+use crate::error::{Error, Result};
+use crate::model::spec::OutputKind;
+use crate::model::vector::cosine;
+use crate::model::ModelHandle;
+use crate::sql::image_table::ImageTable;
+use crate::storage::layout::{band_column, COL_ID};
+use crate::storage::ImageFileReader;
+
+/// Sample size when `SAMPLE` is not given.
+pub const DEFAULT_SAMPLE: usize = 300;
+
+/// Images per inference call during calibration.
+const BATCH: usize = 32;
+
+/// Embeddings whose cosine similarity with the reference reaches this agree.
+const EMBEDDING_AGREEMENT: f32 = 0.95;
+
+/// Receives calibration progress (the REPL draws a bar).
+pub trait CalibrationProgress: Send + Sync {
+    fn start(&self, formats: u64, images: u64);
+    /// Called after each format with its name.
+    fn format_done(&self, format: &str);
+    /// Called at the end, whether it succeeded or not.
+    fn finish(&self);
+}
+
+/// What to calibrate.
+#[derive(Debug, Clone)]
+pub struct CalibrateRequest {
+    /// Column holding the true label (else agreement with full quality).
+    pub label_column: Option<String>,
+    pub sample: usize,
+}
+
+/// The sample: `(file index, row indices)` plus ids, chosen by a hash of
+/// the row id so the same table always gives the same sample.
+fn choose_sample(files: &[ImageFileReader], n: usize) -> Result<Vec<(usize, Vec<usize>)>> {
+    let mut keyed: Vec<(u64, usize, usize)> = Vec::new();
+    for (f, reader) in files.iter().enumerate() {
+        let scan = reader.scan(&[COL_ID], &crate::storage::BandSelection::none(), 8192)?;
+        let mut row = 0;
+        for batch in scan {
+            let batch = batch?;
+            let ids = batch
+                .batch
+                .column_by_name(COL_ID)
+                .and_then(|c| c.as_any().downcast_ref::<UInt64Array>().cloned())
+                .ok_or_else(|| Error::corrupt(reader.path(), "id column missing"))?;
+            for i in 0..ids.len() {
+                keyed.push((splitmix(ids.value(i)), f, row));
+                row += 1;
+            }
+        }
+    }
+    keyed.sort_unstable();
+    keyed.truncate(n);
+    let mut by_file: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (_, f, r) in keyed {
+        by_file.entry(f).or_default().push(r);
+    }
+    Ok(by_file
+        .into_iter()
+        .map(|(f, mut rows)| {
+            rows.sort_unstable();
+            (f, rows)
+        })
+        .collect())
+}
+
+/// A fixed 64-bit mix (SplitMix64's finaliser): a reproducible shuffle key.
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// What one format produced on the sample.
+struct Run {
+    stats: FormatStats,
+    /// Per image, in sample order: the model's output vector.
+    outputs: Vec<Vec<f32>>,
+    labels: Vec<Option<String>>,
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |b, (i, &x)| if x > b.1 { (i, x) } else { b },
+        )
+        .0
+}
+
+/// Runs `model` on the sample under `format`.
+fn run_format(
+    model: &ModelHandle,
+    files: &[ImageFileReader],
+    sample: &[(usize, Vec<usize>)],
+    format: &ReadFormat,
+    label_column: Option<&str>,
+) -> Result<Run> {
+    let loaded = model.model()?;
+    let bands = format.bands();
+    let columns: Vec<&str> = label_column.into_iter().collect();
+    let (mut decode, mut infer) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+    let mut outputs = Vec::new();
+    let mut labels = Vec::new();
+    let (mut band_bytes, mut rows_in_files) = (0u64, 0u64);
+    for (f, rows) in sample {
+        let reader = &files[*f];
+        let wanted: std::collections::HashSet<String> = (0..reader.chroma().planes())
+            .flat_map(|p| {
+                (0..64)
+                    .filter(move |&k| bands.contains(p, k))
+                    .map(move |k| band_column(p, k))
+            })
+            .collect();
+        band_bytes += reader
+            .column_bytes()
+            .iter()
+            .filter(|(name, _)| wanted.contains(name))
+            .map(|(_, b)| b)
+            .sum::<u64>();
+        rows_in_files += reader.num_rows() as u64;
+        let started = Instant::now();
+        let scan = reader.scan_rows(&columns, &bands, BATCH, Some(rows))?;
+        decode += started.elapsed();
+        let mut scan = scan.peekable();
+        loop {
+            let started = Instant::now();
+            let Some(batch) = scan.next() else { break };
+            let batch = batch?;
+            let images = (0..batch.num_rows())
+                .map(|r| batch.image(r))
+                .collect::<Result<Vec<_>>>()?;
+            let (tensor, size) = loaded.format_tensor(images, format)?;
+            decode += started.elapsed();
+            if let Some(col) = label_column {
+                let c = batch.batch.column_by_name(col).ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "no column '{col}' in {}",
+                        reader.path().display()
+                    ))
+                })?;
+                for r in 0..c.len() {
+                    labels.push(if c.is_null(r) {
+                        None
+                    } else {
+                        Some(array_value_to_string(c, r)?)
+                    });
+                }
+            }
+            let started = Instant::now();
+            let scores = loaded.run_at(&tensor, batch.num_rows(), size)?;
+            infer += started.elapsed();
+            outputs.extend(scores.chunks_exact(loaded.outputs).map(<[f32]>::to_vec));
+        }
+    }
+    let n = outputs.len().max(1) as f64;
+    Ok(Run {
+        stats: FormatStats {
+            format: *format,
+            bands: format.band_count(files[0].chroma()),
+            bytes_per_image: band_bytes as f64 / rows_in_files.max(1) as f64,
+            decode_us: decode.as_secs_f64() * 1e6 / n,
+            model_us: infer.as_secs_f64() * 1e6 / n,
+            correct: 0,
+            n: outputs.len() as u64,
+        },
+        outputs,
+        labels,
+    })
+}
+
+/// Counts the images of `run` that agree with `reference` (or with the labels).
+fn score(model: &ModelHandle, run: &Run, reference: &Run, metric: &Metric) -> u64 {
+    let name = |i: usize| -> String {
+        match &model.labels {
+            Some(l) => l[i].clone(),
+            None => i.to_string(),
+        }
+    };
+    let mut correct = 0;
+    for (i, out) in run.outputs.iter().enumerate() {
+        let ok = match metric {
+            Metric::Labels { .. } => run.labels[i]
+                .as_deref()
+                .is_some_and(|l| l.trim().eq_ignore_ascii_case(name(argmax(out)).trim())),
+            Metric::Agreement if model.spec.output == OutputKind::Embedding => {
+                cosine(out, &reference.outputs[i]).is_some_and(|c| c >= EMBEDDING_AGREEMENT)
+            }
+            Metric::Agreement => argmax(out) == argmax(&reference.outputs[i]),
+        };
+        correct += ok as u64;
+    }
+    correct
+}
+
+/// Calibrates `model` on `table`. `cancel` stops it between formats.
+pub fn calibrate(
+    model: &ModelHandle,
+    table: &ImageTable,
+    request: &CalibrateRequest,
+    progress: Option<&dyn CalibrationProgress>,
+    cancel: &AtomicBool,
+) -> Result<Profile> {
+    if request.sample == 0 {
+        return Err(Error::InvalidArgument("SAMPLE must be at least 1".into()));
+    }
+    let metric = match &request.label_column {
+        Some(c) => {
+            if c == crate::sql::image_table::IMAGE_COLUMN || !table.schema_has_column(c) {
+                return Err(Error::InvalidArgument(format!(
+                    "CALIBRATE {} ON {} USING {c}: the table has no label column '{c}'",
+                    model.name,
+                    table.name()
+                )));
+            }
+            Metric::Labels { column: c.clone() }
+        }
+        None => Metric::Agreement,
+    };
+    let files = table
+        .files()
+        .iter()
+        .map(ImageFileReader::open)
+        .collect::<Result<Vec<_>>>()?;
+    let sample = choose_sample(&files, request.sample)?;
+    let images: usize = sample.iter().map(|(_, r)| r.len()).sum();
+    if images == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "CALIBRATE {} ON {}: the table is empty",
+            model.name,
+            table.name()
+        )));
+    }
+    let params = space_params(model, table)?;
+    let space = params.design_space();
+    if let Some(p) = progress {
+        p.start(space.len() as u64, images as u64);
+    }
+    let result = (|| {
+        let label_column = request.label_column.as_deref();
+        let mut runs: Vec<Run> = Vec::with_capacity(space.len());
+        for format in &space {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Error::Cancelled(format!(
+                    "CALIBRATE {} ON {} interrupted; no profile stored",
+                    model.name,
+                    table.name()
+                )));
+            }
+            runs.push(run_format(model, &files, &sample, format, label_column)?);
+            if let Some(p) = progress {
+                p.format_done(&format.to_string());
+            }
+        }
+        let reference = &runs[0];
+        let formats = runs
+            .iter()
+            .map(|r| FormatStats {
+                correct: score(model, r, reference, &metric),
+                ..r.stats.clone()
+            })
+            .collect();
+        Ok(Profile {
+            model: model.name.clone(),
+            table: table.name().to_string(),
+            model_checksum: model.entry.checksum.clone(),
+            table_version: table.version(),
+            metric: metric.clone(),
+            sample: images as u64,
+            reference: space[0],
+            formats,
+        })
+    })();
+    if let Some(p) = progress {
+        p.finish();
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_keys_are_a_fixed_shuffle() {
+        assert_eq!(splitmix(1), splitmix(1));
+        let mut keys: Vec<u64> = (0..100).map(splitmix).collect();
+        let sorted = keys.clone();
+        keys.sort_unstable();
+        assert_ne!(keys, sorted, "ids should not keep their order");
+        keys.dedup();
+        assert_eq!(keys.len(), 100);
+    }
+}

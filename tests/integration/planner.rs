@@ -1,0 +1,330 @@
+//! The format planner end to end: bands pushed into the scan, the choice
+//! from a profile, stale profiles, CALIBRATE on real photos, EXPLAIN.
+
+use std::sync::atomic::Ordering;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Float64Type;
+use spectradb::planner::profile::{FormatStats, Metric, Profile};
+use spectradb::storage::catalog::DatabaseDir;
+use spectradb::{BlockingDatabase, Database};
+
+const MOBILENET: &str = "CREATE MODEL mobilenet FROM 'tests/data/models/mobilenet_v2_imagenet.onnx' \
+     WITH (input = 'pixels', size = 224, mean = '0.485,0.456,0.406', std = '0.229,0.224,0.225', output = 'class')";
+
+/// All text of an EXPLAIN result, one line per plan row.
+fn plan_text(batches: &[RecordBatch]) -> String {
+    let mut out = String::new();
+    for b in batches {
+        let col = b.column(1).as_string::<i32>();
+        for i in 0..b.num_rows() {
+            out.push_str(col.value(i));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn with_labelled_photos_and_mobilenet() -> (tempfile::TempDir, BlockingDatabase) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = BlockingDatabase::open(dir.path().join("p.db")).unwrap();
+    db.sql("CREATE IMAGE TABLE photos FROM 'tests/data/photos/imagenet-labeled'")
+        .unwrap();
+    db.sql(MOBILENET).unwrap();
+    (dir, db)
+}
+
+/// Bytes and band columns a query's scans read.
+fn scan_cost(db: &BlockingDatabase, sql: &str) -> (u64, u64) {
+    let stats = db.database().scan_stats();
+    let (b0, c0) = (stats.bytes_read(), stats.band_columns_read());
+    db.sql(sql).unwrap();
+    (stats.bytes_read() - b0, stats.band_columns_read() - c0)
+}
+
+#[test]
+fn model_calls_read_only_their_formats_bands() {
+    let (_dir, db) = with_labelled_photos_and_mobilenet();
+    let files = db.database().catalog().unwrap().tables["photos"]
+        .files
+        .len() as u64;
+    // Everything: to_png needs the full image.
+    let (all_bytes, all_cols) = scan_cost(&db, "SELECT to_png(image) FROM photos");
+    assert_eq!(all_cols, 192 * files);
+    // No profile: the smallest scale that yields 224 from 512 (s4 on 512x512,
+    // s3 would give 192): the 4x4 corner of 3 planes.
+    let (default_bytes, cols) = scan_cost(&db, "SELECT mobilenet(image) FROM photos");
+    assert_eq!(cols, 48 * files);
+    // Low bands hold most of the bytes, but far from all.
+    assert!(
+        default_bytes * 4 < all_bytes * 3,
+        "{default_bytes} vs {all_bytes}"
+    );
+    // A forced luma-only s2 format reads 4 band columns per file.
+    db.sql("SET spectradb.read_format = 'y s2 112'").unwrap();
+    let (small_bytes, cols) = scan_cost(&db, "SELECT mobilenet(image) FROM photos");
+    assert_eq!(cols, 4 * files);
+    // (Footers are read either way.)
+    assert!(
+        small_bytes * 2 < default_bytes,
+        "{small_bytes} vs {default_bytes}"
+    );
+    // Two models in one query: one scan reads the union.
+    db.sql("SET spectradb.read_format = 'auto'").unwrap();
+    db.sql("CREATE MODEL tiny FROM 'tests/data/models/tiny_rgb.onnx'")
+        .unwrap();
+    let (_, cols) = scan_cost(
+        &db,
+        "SELECT mobilenet(image), tiny(image), width(image) FROM photos",
+    );
+    assert_eq!(cols, 48 * files, "tiny's s1 lies inside mobilenet's s4");
+    // A raw use of image beside a model call keeps every band.
+    let (_, cols) = scan_cost(&db, "SELECT mobilenet(image), image FROM photos");
+    assert_eq!(cols, 192 * files);
+    // A forced format that does not fit the model is an error naming both.
+    db.sql("SET spectradb.read_format = 'ycc k6 coef'").unwrap();
+    let err = db
+        .sql("SELECT mobilenet(image) FROM photos")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("'ycc k6 coef' does not fit model mobilenet"),
+        "{err}"
+    );
+    db.sql("SET spectradb.read_format = 'y s2 100x'").unwrap();
+    let err = db
+        .sql("SELECT mobilenet(image) FROM photos")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expected '<y|ycc>"), "{err}");
+}
+
+fn stats(name: &str, cost: f64, correct: u64) -> FormatStats {
+    FormatStats {
+        format: name.parse().unwrap(),
+        bands: 0,
+        bytes_per_image: 0.0,
+        decode_us: cost / 2.0,
+        model_us: cost / 2.0,
+        correct,
+        n: 300,
+    }
+}
+
+/// Publishes a made-up profile of mobilenet on photos.
+fn plant_profile(db: &BlockingDatabase, table_version: Option<u64>) {
+    let dir = DatabaseDir::open(db.database().path()).unwrap();
+    let lock = dir.lock_for_write().unwrap();
+    let mut catalog = dir.read_catalog().unwrap();
+    let profile = Profile {
+        model: "mobilenet".into(),
+        table: "photos".into(),
+        model_checksum: catalog.models["mobilenet"].checksum.clone(),
+        table_version: table_version.unwrap_or(catalog.tables["photos"].version),
+        metric: Metric::Agreement,
+        sample: 300,
+        reference: "ycc s8 224".parse().unwrap(),
+        formats: vec![
+            stats("ycc s8 224", 100.0, 300),
+            stats("ycc s4 224", 60.0, 297),
+            stats("ycc s2 112", 20.0, 270),
+            stats("y s1 56", 5.0, 150),
+        ],
+    };
+    catalog.profiles = vec![profile];
+    catalog.version += 1;
+    dir.publish(&catalog, &lock).unwrap();
+}
+
+#[test]
+fn explain_shows_the_cheapest_format_meeting_the_target() {
+    let (_dir, db) = with_labelled_photos_and_mobilenet();
+    plant_profile(&db, None);
+    let explain = |db: &BlockingDatabase| {
+        plan_text(
+            &db.sql("EXPLAIN SELECT count(*) FROM photos WHERE mobilenet(image) = 281")
+                .unwrap(),
+        )
+    };
+    let plan = explain(&db);
+    assert!(plan.contains("mobilenet: format=ycc s4 224"), "{plan}");
+    assert!(plan.contains("no accuracy target"), "{plan}");
+
+    db.sql("SET spectradb.accuracy_target = 0.95").unwrap();
+    let plan = explain(&db);
+    assert!(plan.contains("format=ycc s4 224 (cheapest calibrated format with agreement lower bound 0.971 >= 0.95"), "{plan}");
+    assert!(
+        plan.contains("bands=y:16 cb:16 cr:16 (48 of 192 band columns)"),
+        "{plan}"
+    );
+
+    db.sql("SET spectradb.accuracy_target = 0.85").unwrap();
+    let plan = explain(&db);
+    assert!(plan.contains("format=ycc s2 112 (cheapest"), "{plan}");
+    assert!(plan.contains("bands=y:4 cb:4 cr:4"), "{plan}");
+    // The choice is what runs: 12 band columns per file.
+    let files = db.database().catalog().unwrap().tables["photos"]
+        .files
+        .len() as u64;
+    let (_, cols) = scan_cost(&db, "SELECT mobilenet(image) FROM photos");
+    assert_eq!(cols, 12 * files);
+
+    // Nothing in a sample of 300 can promise 0.99: full quality, and why.
+    db.sql("SET spectradb.accuracy_target = 0.99").unwrap();
+    let plan = explain(&db);
+    assert!(
+        plan.contains(
+            "format=ycc s8 224 (no calibrated format has a lower bound on agreement >= 0.99"
+        ),
+        "{plan}"
+    );
+
+    // Bad settings are refused when a query uses them.
+    db.sql("SET spectradb.accuracy_target = 1.5").unwrap();
+    let err = db
+        .sql("SELECT mobilenet(image) FROM photos")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expected a fraction in 0..1"), "{err}");
+}
+
+#[test]
+fn a_stale_profile_is_not_used_and_explain_says_so() {
+    let (_dir, db) = with_labelled_photos_and_mobilenet();
+    plant_profile(&db, None);
+    db.sql("SET spectradb.accuracy_target = 0.85").unwrap();
+    // The table changes: the profile no longer describes it.
+    db.sql("INSERT INTO photos FROM 'tests/data/photos/dev/skimage_coffee.png'")
+        .unwrap();
+    let plan = plan_text(
+        &db.sql("EXPLAIN SELECT mobilenet(image) FROM photos")
+            .unwrap(),
+    );
+    assert!(plan.contains("is stale (the table changed"), "{plan}");
+    // The new 400x600 photo needs s5 to reach 224.
+    assert!(plan.contains("format=ycc s5 224"), "{plan}");
+    // SHOW FORMATS still shows it, with a warning.
+    let rows = db.sql("SHOW FORMATS FOR mobilenet ON photos").unwrap();
+    assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 4);
+    let warnings = db.database().take_warnings();
+    assert!(warnings.iter().any(|w| w.contains("stale")), "{warnings:?}");
+}
+
+#[test]
+fn calibrate_on_the_bundled_photos_gives_a_monotone_frontier() {
+    let (dir, db) = with_labelled_photos_and_mobilenet();
+    let batches = db.sql("CALIBRATE mobilenet ON photos SAMPLE 12").unwrap();
+    let names: Vec<String> = batches
+        .iter()
+        .flat_map(|b| {
+            let c = b.column(0).as_string::<i32>();
+            (0..c.len())
+                .map(|i| c.value(i).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(names.contains(&"ycc s8 224".to_string()), "{names:?}");
+    assert!(names.contains(&"y s1 56".to_string()), "{names:?}");
+    let catalog = db.database().catalog().unwrap();
+    let profile = &catalog.profiles[0];
+    assert_eq!(profile.sample, 12);
+    assert_eq!(profile.formats.len(), names.len());
+    // The reference agrees with itself.
+    assert_eq!(profile.formats[0].correct, 12);
+    let frontier = profile.frontier();
+    assert!(frontier.len() >= 2);
+    for w in frontier.windows(2) {
+        let (a, b) = (&profile.formats[w[0]], &profile.formats[w[1]]);
+        assert!(a.cost_us() <= b.cost_us() && a.accuracy() < b.accuracy());
+    }
+    for f in &profile.formats {
+        assert!(f.lower_bound(0.95) <= f.accuracy());
+        assert!(f.bytes_per_image > 0.0 && f.decode_us > 0.0 && f.model_us > 0.0);
+    }
+    // Fewer bands, fewer bytes.
+    let bytes = |n: &str| {
+        profile
+            .formats
+            .iter()
+            .find(|f| f.format.to_string() == n)
+            .unwrap()
+            .bytes_per_image
+    };
+    assert!(bytes("y s1 56") < bytes("ycc s2 112"));
+    assert!(bytes("ycc s2 112") < bytes("ycc s4 224"));
+    // SHOW FORMATS lists the frontier first and drew the chart.
+    let shown = db.sql("SHOW FORMATS FOR mobilenet ON photos").unwrap();
+    let frontier_col = shown[0].column(7).as_boolean();
+    assert!(frontier_col.value(0));
+    let notices = db.database().take_notices();
+    let chart = dir.path().join("p.db/charts/mobilenet_on_photos.svg");
+    assert!(chart.exists(), "{notices:?}");
+    assert!(std::fs::read_to_string(chart).unwrap().starts_with("<svg"));
+    let acc = shown[0].column(5).as_primitive::<Float64Type>();
+    assert!(acc.value(0) <= 1.0);
+    // The profile survives reopening, and drives the planner.
+    drop(db);
+    let db = BlockingDatabase::open(dir.path().join("p.db")).unwrap();
+    db.sql("SET spectradb.accuracy_target = 0.5").unwrap();
+    let plan = plan_text(
+        &db.sql("EXPLAIN SELECT mobilenet(image) FROM photos")
+            .unwrap(),
+    );
+    assert!(plan.contains("cheapest calibrated format"), "{plan}");
+}
+
+#[test]
+fn an_interrupted_calibration_stores_nothing() {
+    struct StopAfterTwo(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl spectradb::planner::calibrate::CalibrationProgress for StopAfterTwo {
+        fn start(&self, _formats: u64, _images: u64) {}
+        fn format_done(&self, _format: &str) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+        fn finish(&self) {}
+    }
+    let (_dir, db) = with_labelled_photos_and_mobilenet();
+    let inner: &Database = db.database();
+    inner.set_calibration_progress(Some(std::sync::Arc::new(StopAfterTwo(
+        inner.interrupt_flag(),
+    ))));
+    let before = inner.catalog().unwrap().version;
+    let err = db
+        .sql("CALIBRATE mobilenet ON photos SAMPLE 4")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("interrupted; no profile stored"), "{err}");
+    let after = inner.catalog().unwrap();
+    assert_eq!(after.version, before);
+    assert!(after.profiles.is_empty());
+}
+
+#[test]
+fn explain_analyze_reports_bytes_decode_and_inference() {
+    let (_dir, db) = with_labelled_photos_and_mobilenet();
+    let plan = plan_text(
+        &db.sql("EXPLAIN ANALYZE SELECT mobilenet(image) FROM photos")
+            .unwrap(),
+    );
+    assert!(plan.contains("ImageScanExec: table=photos"), "{plan}");
+    assert!(plan.contains("bytes_read="), "{plan}");
+    assert!(plan.contains("decode_time="), "{plan}");
+    assert!(plan.contains("mobilenet: images=20"), "{plan}");
+    assert!(plan.contains("inference="), "{plan}");
+    // CALIBRATE errors name what is missing.
+    for (sql, want) in [
+        ("CALIBRATE nope ON photos", "no model named 'nope'"),
+        ("CALIBRATE mobilenet ON nope", "no image table named 'nope'"),
+        (
+            "CALIBRATE mobilenet ON photos USING colour",
+            "no label column 'colour'",
+        ),
+        (
+            "SHOW FORMATS FOR mobilenet ON photos",
+            "run CALIBRATE mobilenet ON photos first",
+        ),
+    ] {
+        let err = db.sql(sql).unwrap_err().to_string();
+        assert!(err.contains(want), "{sql}: {err}");
+    }
+}
