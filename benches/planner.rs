@@ -45,16 +45,19 @@ const FASHION: Case = Case {
         WITH (labels = 'tests/data/models/fashion_mnist_classes.txt')",
 };
 
-/// All image files under `dir` (any depth), sorted.
+/// All image files (.jpg, .png, .webp) under `dir` (any depth), sorted.
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
             let p = e.unwrap().path();
+            let image = p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                ["jpg", "jpeg", "png", "webp"].contains(&e.to_ascii_lowercase().as_str())
+            });
             if p.is_dir() {
                 stack.push(p);
-            } else {
+            } else if image {
                 out.push(p);
             }
         }

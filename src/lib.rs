@@ -21,6 +21,9 @@
 //! - [`sql`]: the SQL layer: the image table provider (band projection),
 //!   the `image` column's value, image functions, spectradb's statements
 //! - [`model`]: ONNX models as SQL functions (ort, runtime loaded at run time)
+//! - [`planner`]: the format planner: read formats, CALIBRATE profiles, the
+//!   optimizer rule that picks each model's format and pushes its bands
+//!   into the scan
 //! - [`db`]: [`Database`]: catalog -> registered tables, statements,
 //!   ordinary tables kept in the catalog, the blocking wrapper
 //! - [`error`]: the one error type
@@ -31,8 +34,13 @@
 //!  ingest:  file bytes ──source──▶ CoefficientImage ──storage::writer──▶ part.parquet
 //!           (JPEG: coefficients as stored; else pixels ─codec::encode─▶ coefficients)
 //!
-//!  SQL:     db.sql ──statements (ours) or DataFusion──▶ plan ──sql::image_table scan──▶
-//!           plain columns only, or bands ─▶ image value per row ──sql::functions──▶ PNG, ...
+//!  SQL:     db.sql ──statements (ours) or DataFusion──▶ logical plan
+//!           ──planner::rule (model call -> read format; union of bands -> scan)──▶
+//!           sql::image_scan: plain columns only, or the chosen bands ─▶ image value per row
+//!           ──model functions (format's scale, channels, size) / sql::functions──▶ results
+//!
+//!  CALIBRATE: sample rows ──each format of planner::format's design space: read its
+//!           bands, tensor, model──▶ accuracy/agreement + cost ──▶ profile in the catalog
 //!
 //!  read:    part.parquet ──storage::reader (BandSelection = s x s corner)──▶ CoefficientImage
 //!             ──codec::decode (s x s IDCT, s/8 size)──▶ planes ──codec::tensor (resize,

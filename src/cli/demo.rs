@@ -9,7 +9,7 @@ use spectradb::sql::display::human_bytes;
 use spectradb::Database;
 
 use super::output::{print_batches, Format};
-use super::progress::Bar;
+use super::progress::{Bar, CalibrationBar};
 use super::shell::{collect, save_images};
 
 /// The demo runs a model: on a fresh machine it installs ONNX Runtime from
@@ -58,6 +58,7 @@ pub fn run(photos: &Path, out: &Path) -> Result<()> {
     ensure_onnx_runtime()?;
     let db = Database::open(&db_path)?;
     db.set_progress(Some(Arc::new(Bar::default())));
+    db.set_calibration_progress(Some(Arc::new(CalibrationBar::default())));
     let runtime = tokio::runtime::Runtime::new()?;
     let glob = format!("{}/**/*", photos.display());
     let steps: Vec<(&str, String)> = vec![
@@ -90,6 +91,18 @@ pub fn run(photos: &Path, out: &Path) -> Result<()> {
             "WITH q AS (SELECT mobilenet_scores(image) AS v FROM photos WHERE uri LIKE '%imagenet_06_609%') SELECT regexp_replace(p.uri, '.*/', '') AS file, round(cosine_distance(mobilenet_scores(p.image), q.v), 4) AS distance FROM photos p, q ORDER BY distance LIMIT 3".into(),
         ),
         (
+            "Calibrate: run the model under every read format on a sample, measuring agreement with full quality and cost (the frontier comes first)",
+            "CALIBRATE mobilenet ON photos SAMPLE 40".into(),
+        ),
+        (
+            "Ask for 90% agreement (as a 95% lower bound): EXPLAIN shows the format the planner picks, the bands the scan reads, and why",
+            "SET spectradb.accuracy_target = 0.9".into(),
+        ),
+        (
+            "",
+            "EXPLAIN SELECT count(*) FROM photos WHERE mobilenet(image) LIKE '%dog%'".into(),
+        ),
+        (
             "Files the ingest skipped, and why",
             "SELECT uri, reason FROM spectradb_ingest_errors ORDER BY uri LIMIT 5".into(),
         ),
@@ -99,10 +112,17 @@ pub fn run(photos: &Path, out: &Path) -> Result<()> {
         ),
     ];
     for (what, sql) in &steps {
-        println!("\n-- {what}\nspectradb> {sql};");
+        if what.is_empty() {
+            println!("spectradb> {sql};");
+        } else {
+            println!("\n-- {what}\nspectradb> {sql};");
+        }
         let before = db.scan_stats().bytes_read();
         let batches = runtime.block_on(collect(&db, sql))?;
         print_batches(&mut std::io::stdout(), &batches, Format::Table)?;
+        for n in db.take_notices() {
+            println!("({n})");
+        }
         let read = db.scan_stats().bytes_read() - before;
         if read > 0 {
             println!("(read {} of image table files)", human_bytes(read));

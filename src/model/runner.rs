@@ -10,7 +10,7 @@ use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use super::runtime::environment;
 use super::spec::ModelSpec;
-use crate::codec::tensor::{to_tensor_at, to_tensor_into, Layout, TensorScratch};
+use crate::codec::tensor::{choose_scale, to_tensor_at, to_tensor_into, Layout, TensorScratch};
 use crate::codec::CoefficientImage;
 use crate::error::{Error, Result};
 use crate::planner::format::{ReadFormat, Representation};
@@ -221,7 +221,11 @@ impl Model {
         let mut batch = vec![0f32; per * shaped.len()];
         let mut scratch = TensorScratch::new();
         for (img, out) in shaped.iter().zip(batch.chunks_exact_mut(per)) {
-            to_tensor_at(img, &tspec, scale as usize, out, &mut scratch)?;
+            // The format's scale is the most it reads: an image that reaches
+            // the input size at a smaller scale decodes there (the DCT-domain
+            // downscale keeps what a larger decode and a resize would).
+            let s = (scale as usize).min(choose_scale(img.width, img.height, size, size));
+            to_tensor_at(img, &tspec, s, out, &mut scratch)?;
             if self.spec.bgr {
                 swap_red_blue(out, self.spec.layout);
             }

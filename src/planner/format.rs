@@ -33,7 +33,9 @@ pub enum Channels {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Representation {
-    /// Inverse DCT at scale `scale/8`, colour conversion, resize to `size`.
+    /// Inverse DCT at scale `scale/8` (at most: an image that reaches
+    /// `size` at a smaller scale decodes there), colour conversion, resize
+    /// to `size`.
     Pixels {
         scale: u8,
         /// Only the first `prefix` zigzag bands of the corner (the rest are
