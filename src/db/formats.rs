@@ -43,6 +43,30 @@ impl Database {
         self.interrupt.clone()
     }
 
+    /// `RESET spectradb.<name>`: back to the default.
+    pub(super) fn reset_option(&self, name: &str) -> Result<()> {
+        let state = self.ctx.state_ref();
+        let mut state = state.write();
+        let opts = state
+            .config_mut()
+            .options_mut()
+            .extensions
+            .get_mut::<PlannerOptions>()
+            .ok_or_else(|| Error::Internal("planner options missing".into()))?;
+        let default = PlannerOptions::default();
+        match name {
+            "accuracy_target" => opts.accuracy_target = default.accuracy_target,
+            "confidence" => opts.confidence = default.confidence,
+            "read_format" => opts.read_format = default.read_format,
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown option spectradb.{other} (options: accuracy_target, confidence, read_format)"
+                )))
+            }
+        }
+        Ok(())
+    }
+
     /// Every registered model's handle.
     fn model_handles(&self) -> Vec<Arc<ModelHandle>> {
         let state = self.ctx.state();

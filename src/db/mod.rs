@@ -649,6 +649,10 @@ impl Database {
                 self.show_formats(&model, &table).await
             }
             Command::ShowFormats { model, table } => self.show_formats(&model, &table).await,
+            Command::ResetOption { name } => {
+                self.reset_option(&name)?;
+                Ok(self.ctx.read_empty()?)
+            }
         }
     }
 

@@ -11,6 +11,7 @@
 //! SHOW MODELS
 //! CALIBRATE m ON t [USING label_column] [SAMPLE n]
 //! SHOW FORMATS FOR m ON t
+//! RESET spectradb.<option>
 //! ```
 //! Everything else goes to DataFusion unchanged.
 
@@ -62,6 +63,10 @@ pub enum Command {
         model: String,
         table: String,
     },
+    /// `RESET spectradb.<name>` (DataFusion resets only its own options).
+    ResetOption {
+        name: String,
+    },
 }
 
 fn sql_error(e: ParserError) -> Error {
@@ -105,7 +110,7 @@ pub fn parse_command(sql: &str) -> Result<Option<Command>> {
         || at(0, "calibrate")
         || (at(0, "show") && at(1, "formats"));
     if !ours {
-        return Ok(None);
+        return Ok(parse_reset(&words));
     }
     let mut p = Parser::new(&dialect).try_with_sql(sql).map_err(sql_error)?;
     let cmd = if at(0, "calibrate") || at(1, "formats") {
@@ -149,6 +154,16 @@ fn parse_model_statement(p: &mut Parser) -> Result<Command, ParserError> {
         p.next_token();
         Ok(Command::ShowModels)
     }
+}
+
+/// `RESET spectradb.<name>` from its first tokens.
+fn parse_reset(words: &[&Token]) -> Option<Command> {
+    let [first, ns, Token::Period, Token::Word(name)] = words else {
+        return None;
+    };
+    (is_word(first, "reset") && is_word(ns, "spectradb")).then(|| Command::ResetOption {
+        name: name.value.to_ascii_lowercase(),
+    })
 }
 
 /// `CALIBRATE m ON t [USING col] [SAMPLE n]`, `SHOW FORMATS FOR m ON t`.
@@ -408,6 +423,13 @@ mod tests {
                 table: "t".into()
             })
         );
+        assert_eq!(
+            parse_command("RESET spectradb.accuracy_target").unwrap(),
+            Some(Command::ResetOption {
+                name: "accuracy_target".into()
+            })
+        );
+        assert_eq!(parse_command("RESET datafusion.x.y").unwrap(), None);
         for (sql, want) in [
             ("CALIBRATE m ON t SAMPLE 0", "positive number"),
             ("CALIBRATE m t", "ON"),

@@ -328,3 +328,56 @@ fn explain_analyze_reports_bytes_decode_and_inference() {
         assert!(err.contains(want), "{sql}: {err}");
     }
 }
+
+#[test]
+fn calibrate_using_labels_on_a_gray_table_matches_sql() {
+    let db = BlockingDatabase::in_memory().unwrap();
+    db.sql("CREATE IMAGE TABLE fashion FROM 'tests/data/fashion' WITH (label = 'parent_dir', chroma = 'gray')")
+        .unwrap();
+    db.sql("CREATE MODEL cnn FROM 'tests/data/models/fashion_mnist_cnn.onnx' WITH (labels = 'tests/data/models/fashion_mnist_classes.txt')")
+        .unwrap();
+    db.sql("CALIBRATE cnn ON fashion USING label").unwrap();
+    let catalog = db.database().catalog().unwrap();
+    let p = &catalog.profiles[0];
+    assert_eq!(
+        p.metric,
+        Metric::Labels {
+            column: "label".into()
+        }
+    );
+    assert_eq!(
+        p.sample, 40,
+        "the default sample covers the whole small table"
+    );
+    // A gray table: luma-only formats, scales 1..8 of a fixed 28x28 input.
+    assert_eq!(p.reference.to_string(), "y s8 28");
+    assert!(p
+        .formats
+        .iter()
+        .all(|f| f.format.to_string().starts_with("y s")));
+    assert!(p
+        .formats
+        .iter()
+        .any(|f| f.format.to_string() == "y s2 k3 28"));
+    // What CALIBRATE counted under a format is what SQL gets under it.
+    for i in [0, p.formats.len() - 1] {
+        let f = &p.formats[i];
+        db.sql(&format!("SET spectradb.read_format = '{}'", f.format))
+            .unwrap();
+        let b = db
+            .sql("SELECT count(*) FROM fashion WHERE cnn(image) = label")
+            .unwrap();
+        let n = b[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0);
+        assert_eq!(n as u64, f.correct, "{}", f.format);
+    }
+    // An in-memory database draws its chart in the temp folder.
+    db.sql("SHOW FORMATS FOR cnn ON fashion").unwrap();
+    let notices = db.database().take_notices();
+    assert!(
+        notices.iter().any(|n| n.contains("cnn_on_fashion.svg")),
+        "{notices:?}"
+    );
+}
