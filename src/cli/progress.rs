@@ -21,17 +21,21 @@ impl Bar {
     fn visible() -> bool {
         std::io::stderr().is_terminal()
     }
+
+    /// stderr on a terminal, nowhere otherwise (pipes and tests stay clean).
+    fn draw_target() -> ProgressDrawTarget {
+        if Self::visible() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        }
+    }
 }
 
 impl IngestProgress for Bar {
     fn start(&self, _table: &str, files: u64, _bytes: u64) {
         self.bytes.store(0, Ordering::Relaxed);
-        let target = if Self::visible() {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
-        let bar = ProgressBar::with_draw_target(Some(files), target);
+        let bar = ProgressBar::with_draw_target(Some(files), Self::draw_target());
         bar.set_style(
             ProgressStyle::with_template(
                 "[{bar:30.cyan/blue}] {pos}/{len} images  {msg}  {elapsed_precise} ({per_sec})",
@@ -82,12 +86,7 @@ pub struct CalibrationBar {
 
 impl CalibrationProgress for CalibrationBar {
     fn start(&self, formats: u64, images: u64) {
-        let target = if Bar::visible() {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
-        let bar = ProgressBar::with_draw_target(Some(formats), target);
+        let bar = ProgressBar::with_draw_target(Some(formats), Bar::draw_target());
         bar.set_style(
             ProgressStyle::with_template(&format!(
                 "[{{bar:30.cyan/blue}}] {{pos}}/{{len}} formats x {images} images  {{msg}}  {{elapsed_precise}}"
