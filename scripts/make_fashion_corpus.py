@@ -4,9 +4,9 @@ planner benchmark (benches/planner.rs) and as a labelled corpus:
 
     python3 scripts/make_fashion_corpus.py --out bench-data/fashion --split test --count 2000
 
-Reads the idx files of Debian's dataset-fashion-mnist package
-(/usr/share/datasets/fashion-mnist). The first N images in file order, so
-the corpus is the same every time. Needs numpy and Pillow.
+Reads the idx files (gzipped or not) of Debian's dataset-fashion-mnist
+package (/usr/share/datasets/fashion-mnist). The first N images in file
+order, so the corpus is the same every time. Needs numpy and Pillow.
 """
 import argparse
 import gzip
@@ -20,8 +20,15 @@ CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat",
 
 
 def read_idx(path):
-    with gzip.open(path, "rb") as f:
+    """An idx file, gzipped or not: `path` may name either form."""
+    if not os.path.exists(path) and path.endswith(".gz"):
+        path = path[:-3]
+    elif not os.path.exists(path) and os.path.exists(path + ".gz"):
+        path += ".gz"
+    with open(path, "rb") as f:
         data = f.read()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
     dims = data[3]
     shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
     return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
