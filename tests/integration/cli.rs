@@ -262,3 +262,34 @@ fn ordinary_tables_views_and_external_tables_persist() {
     assert_eq!(text(&out.stdout), "photo_id\n3\n5\n");
     assert!(text(&out.stderr).contains("noted"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn ctrl_c_stops_calibrate_in_the_repl_and_stores_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("p.db");
+    let cmd = format!("env HOME={} {BIN} {}", home.path().display(), db.display());
+    let mut p = rexpect::spawn(&cmd, Some(120_000)).unwrap();
+    p.exp_string("spectradb> ").unwrap();
+    p.send_line(&format!("{CREATE};")).unwrap();
+    p.exp_string("spectradb> ").unwrap();
+    p.send_line(
+        "CREATE MODEL mobilenet FROM 'tests/data/models/mobilenet_v2_imagenet.onnx' \
+         WITH (size = 224, mean = '0.485,0.456,0.406', std = '0.229,0.224,0.225');",
+    )
+    .unwrap();
+    p.exp_string("spectradb> ").unwrap();
+    p.send_line("CALIBRATE mobilenet ON photos SAMPLE 20;")
+        .unwrap();
+    // The progress bar shows once the first format is measured; then Ctrl-C.
+    p.exp_string("formats x 20 images").unwrap();
+    p.send_control('c').unwrap();
+    p.exp_string("interrupted; no profile stored").unwrap();
+    p.exp_string("spectradb> ").unwrap();
+    p.send_line("SHOW FORMATS FOR mobilenet ON photos;")
+        .unwrap();
+    p.exp_string("run CALIBRATE mobilenet ON photos first")
+        .unwrap();
+    p.exp_string("spectradb> ").unwrap();
+    p.send_line(".quit").unwrap();
+    p.exp_eof().unwrap();
+}
