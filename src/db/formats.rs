@@ -20,6 +20,7 @@ use crate::planner::chart::{render_svg, ChartPoint};
 use crate::planner::profile::{Metric, Profile};
 use crate::planner::PlannerOptions;
 use crate::sql::image_table::ImageTable;
+use crate::storage::catalog::Catalog;
 
 /// Whether `sql` is `EXPLAIN ANALYZE ...` (after leading whitespace).
 pub(super) fn is_explain_analyze(sql: &str) -> bool {
@@ -161,10 +162,14 @@ impl Database {
         Ok(profile)
     }
 
-    /// `SHOW FORMATS FOR model ON table`: the profile, Pareto frontier
-    /// first, and an SVG chart of accuracy against cost.
-    pub async fn show_formats(&self, model: &str, table: &str) -> Result<DataFrame> {
-        let catalog = self.dir.read_catalog()?;
+    /// `SHOW FORMATS FOR model ON table` against `catalog` (the version the
+    /// statement runs on): the profile, with a warning when it is stale.
+    pub(super) fn show_formats(
+        &self,
+        model: &str,
+        table: &str,
+        catalog: &Catalog,
+    ) -> Result<DataFrame> {
         let profile = catalog
             .profiles
             .iter()
@@ -174,6 +179,20 @@ impl Database {
                     "no profile of {model} on {table}: run CALIBRATE {model} ON {table} first"
                 ))
             })?;
+        if let (Some(m), Some(t)) = (catalog.models.get(model), catalog.tables.get(table)) {
+            if let Some(why) = profile.staleness(&m.checksum, t.version) {
+                self.warnings
+                    .lock()
+                    .expect("warnings lock")
+                    .push(format!("{why}: queries do not use it; run CALIBRATE again"));
+            }
+        }
+        self.profile_table(profile)
+    }
+
+    /// A profile as SHOW FORMATS prints it, Pareto frontier first, and its
+    /// SVG chart of accuracy against cost.
+    pub(super) fn profile_table(&self, profile: &Profile) -> Result<DataFrame> {
         let opts = self
             .ctx
             .state()
@@ -183,14 +202,6 @@ impl Database {
             .cloned()
             .unwrap_or_default();
         let level = opts.confidence;
-        if let (Some(m), Some(t)) = (catalog.models.get(model), catalog.tables.get(table)) {
-            if let Some(why) = profile.staleness(&m.checksum, t.version) {
-                self.warnings
-                    .lock()
-                    .expect("warnings lock")
-                    .push(format!("{why}: queries do not use it; run CALIBRATE again"));
-            }
-        }
         let frontier = profile.frontier();
         let mut order: Vec<usize> = frontier.clone();
         let mut rest: Vec<usize> = (0..profile.formats.len())

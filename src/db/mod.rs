@@ -645,10 +645,10 @@ impl Database {
                 label_column,
                 sample,
             } => {
-                self.calibrate(&model, &table, label_column, sample).await?;
-                self.show_formats(&model, &table).await
+                let profile = self.calibrate(&model, &table, label_column, sample).await?;
+                self.profile_table(&profile)
             }
-            Command::ShowFormats { model, table } => self.show_formats(&model, &table).await,
+            Command::ShowFormats { model, table } => self.show_formats(&model, &table, catalog),
             Command::ResetOption { name } => {
                 self.reset_option(&name)?;
                 Ok(self.ctx.read_empty()?)

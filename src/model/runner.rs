@@ -10,7 +10,7 @@ use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use super::runtime::environment;
 use super::spec::ModelSpec;
-use crate::codec::tensor::{choose_scale, to_tensor_at, to_tensor_into, Layout, TensorScratch};
+use crate::codec::tensor::{choose_scale, to_tensor_at, Layout, TensorScratch};
 use crate::codec::CoefficientImage;
 use crate::error::{Error, Result};
 use crate::planner::format::{ReadFormat, Representation};
@@ -166,17 +166,7 @@ impl Model {
         if self.spec.coefficient_bands.is_some() {
             return self.coefficient_batch(images);
         }
-        let tspec = self.spec.tensor(self.size);
-        let per = tspec.len();
-        let mut batch = vec![0f32; per * images.len()];
-        let mut scratch = TensorScratch::new();
-        for (img, out) in images.iter().zip(batch.chunks_exact_mut(per)) {
-            to_tensor_into(img, &tspec, out, &mut scratch)?;
-            if self.spec.bgr {
-                swap_red_blue(out, self.spec.layout);
-            }
-        }
-        Ok(batch)
+        self.pixel_batch(images, self.size, 8)
     }
 
     /// Like [`Model::batch_tensor`], under read format `format`: `images`
@@ -192,45 +182,39 @@ impl Model {
             .into_iter()
             .map(|img| format.shape_image(img, model_bands))
             .collect();
-        let (scale, size) = match format.repr {
-            Representation::Coefficients { .. } if model_bands > 0 => {
-                return Ok((self.coefficient_batch(&shaped)?, self.size))
+        format.check_fits(&self.name, &self.spec, self.size, self.dynamic_size())?;
+        match format.repr {
+            Representation::Coefficients { .. } => {
+                Ok((self.coefficient_batch(&shaped)?, self.size))
             }
-            Representation::Pixels { scale, size, .. } if model_bands == 0 => (scale, size),
-            _ => {
-                return Err(Error::InvalidArgument(format!(
-                    "read format '{format}' does not fit model {}, which takes {}",
-                    self.name,
-                    if model_bands > 0 {
-                        "coefficients"
-                    } else {
-                        "pixels"
-                    }
-                )))
+            Representation::Pixels { scale, size, .. } => {
+                Ok((self.pixel_batch(&shaped, size, scale as usize)?, size))
             }
-        };
-        if size != self.size && !self.dynamic_size() {
-            return Err(Error::InvalidArgument(format!(
-                "read format '{format}': model {} takes {p}x{p} inputs only",
-                self.name,
-                p = self.size
-            )));
         }
+    }
+
+    /// Pixel tensors of side `size`. A format's scale is the most it reads:
+    /// each image decodes at the smallest scale up to `max_scale` that
+    /// reaches the input size (the DCT-domain downscale keeps what a larger
+    /// decode and a resize would).
+    fn pixel_batch(
+        &self,
+        images: &[CoefficientImage],
+        size: u32,
+        max_scale: usize,
+    ) -> Result<Vec<f32>> {
         let tspec = self.spec.tensor(size);
         let per = tspec.len();
-        let mut batch = vec![0f32; per * shaped.len()];
+        let mut batch = vec![0f32; per * images.len()];
         let mut scratch = TensorScratch::new();
-        for (img, out) in shaped.iter().zip(batch.chunks_exact_mut(per)) {
-            // The format's scale is the most it reads: an image that reaches
-            // the input size at a smaller scale decodes there (the DCT-domain
-            // downscale keeps what a larger decode and a resize would).
-            let s = (scale as usize).min(choose_scale(img.width, img.height, size, size));
+        for (img, out) in images.iter().zip(batch.chunks_exact_mut(per)) {
+            let s = max_scale.min(choose_scale(img.width, img.height, size, size));
             to_tensor_at(img, &tspec, s, out, &mut scratch)?;
             if self.spec.bgr {
                 swap_red_blue(out, self.spec.layout);
             }
         }
-        Ok((batch, size))
+        Ok(batch)
     }
 
     fn coefficient_batch(&self, images: &[CoefficientImage]) -> Result<Vec<f32>> {

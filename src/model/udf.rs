@@ -39,7 +39,6 @@ pub fn model_functions(model: Arc<ModelHandle>) -> Vec<ScalarUDF> {
 #[derive(Clone)]
 pub struct ModelFn {
     name: String,
-    checksum: String,
     raw_scores: bool,
     model: Arc<ModelHandle>,
     format: Option<ReadFormat>,
@@ -60,14 +59,16 @@ impl std::fmt::Debug for ModelFn {
 
 impl PartialEq for ModelFn {
     fn eq(&self, other: &Self) -> bool {
-        self.name == other.name && self.checksum == other.checksum && self.format == other.format
+        self.name == other.name
+            && self.model.entry.checksum == other.model.entry.checksum
+            && self.format == other.format
     }
 }
 impl Eq for ModelFn {}
 impl Hash for ModelFn {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.name.hash(state);
-        self.checksum.hash(state);
+        self.model.entry.checksum.hash(state);
         self.format.hash(state);
     }
 }
@@ -81,7 +82,6 @@ impl ModelFn {
         };
         ModelFn {
             name,
-            checksum: model.entry.checksum.clone(),
             raw_scores,
             model,
             format: None,
@@ -166,7 +166,8 @@ impl ModelFn {
     }
 }
 
-fn argmax(v: &[f32]) -> usize {
+/// Index of the largest value (the top class).
+pub(crate) fn argmax(v: &[f32]) -> usize {
     v.iter()
         .enumerate()
         .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {

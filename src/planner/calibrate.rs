@@ -20,10 +20,11 @@ use super::profile::{FormatStats, Metric, Profile};
 use super::rule::space_params;
 use crate::error::{Error, Result};
 use crate::model::spec::OutputKind;
+use crate::model::udf::argmax;
 use crate::model::vector::cosine;
 use crate::model::ModelHandle;
 use crate::sql::image_table::ImageTable;
-use crate::storage::layout::{band_column, COL_ID};
+use crate::storage::layout::{parse_band_column, COL_ID};
 use crate::storage::ImageFileReader;
 
 /// Sample size when `SAMPLE` is not given.
@@ -103,16 +104,6 @@ struct Run {
     labels: Vec<Option<String>>,
 }
 
-fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold(
-            (0, f32::NEG_INFINITY),
-            |b, (i, &x)| if x > b.1 { (i, x) } else { b },
-        )
-        .0
-}
-
 /// Runs `model` on the sample under `format`.
 fn run_format(
     model: &ModelHandle,
@@ -130,24 +121,16 @@ fn run_format(
     let (mut band_bytes, mut rows_in_files) = (0u64, 0u64);
     for (f, rows) in sample {
         let reader = &files[*f];
-        let wanted: std::collections::HashSet<String> = (0..reader.chroma().planes())
-            .flat_map(|p| {
-                (0..64)
-                    .filter(move |&k| bands.contains(p, k))
-                    .map(move |k| band_column(p, k))
-            })
-            .collect();
         band_bytes += reader
             .column_bytes()
             .iter()
-            .filter(|(name, _)| wanted.contains(name))
+            .filter(|(name, _)| parse_band_column(name).is_some_and(|(p, k)| bands.contains(p, k)))
             .map(|(_, b)| b)
             .sum::<u64>();
         rows_in_files += reader.num_rows() as u64;
         let started = Instant::now();
-        let scan = reader.scan_rows(&columns, &bands, BATCH, Some(rows))?;
+        let mut scan = reader.scan_rows(&columns, &bands, BATCH, Some(rows))?;
         decode += started.elapsed();
-        let mut scan = scan.peekable();
         loop {
             let started = Instant::now();
             let Some(batch) = scan.next() else { break };

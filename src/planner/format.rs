@@ -17,6 +17,7 @@ use crate::codec::quant::scale_band_mask;
 use crate::codec::tensor::choose_scale;
 use crate::codec::{Chroma, CoefficientImage};
 use crate::error::{Error, Result};
+use crate::model::spec::ModelSpec;
 use crate::storage::BandSelection;
 
 /// Which planes a format reads.
@@ -164,6 +165,28 @@ impl ReadFormat {
             .iter()
             .map(|m| m.count_ones())
             .sum()
+    }
+
+    /// Checks that this format can feed a model with `spec`, native input
+    /// side `native`, taking other sizes when `dynamic_size`.
+    pub fn check_fits(
+        &self,
+        model: &str,
+        spec: &ModelSpec,
+        native: u32,
+        dynamic_size: bool,
+    ) -> Result<()> {
+        let why = match (self.repr, spec.coefficient_bands) {
+            (Representation::Pixels { .. }, Some(_)) => "it takes coefficients".to_string(),
+            (Representation::Coefficients { .. }, None) => "it takes pixels".to_string(),
+            (Representation::Pixels { size, .. }, None) if size != native && !dynamic_size => {
+                format!("its input is fixed at {native}x{native} pixels")
+            }
+            _ => return Ok(()),
+        };
+        Err(Error::InvalidArgument(format!(
+            "read format '{self}' does not fit model {model}: {why}"
+        )))
     }
 
     /// The input side the model gets (pixels), if this is a pixel format.

@@ -50,29 +50,6 @@ pub struct Choice {
     pub reason: String,
 }
 
-/// Checks that `format` can feed `model`.
-pub fn check_fits(format: &ReadFormat, model: &ModelHandle) -> Result<()> {
-    let bad = |why: String| {
-        Err(crate::Error::InvalidArgument(format!(
-            "read format '{format}' does not fit model {}: {why}",
-            model.name
-        )))
-    };
-    match (format.repr, model.spec.coefficient_bands) {
-        (Representation::Pixels { .. }, Some(_)) => bad("it takes coefficients".into()),
-        (Representation::Coefficients { .. }, None) => bad("it takes pixels".into()),
-        (Representation::Pixels { size, .. }, None)
-            if size != model.entry.size && !model.dynamic_size() =>
-        {
-            bad(format!(
-                "its input is fixed at {s}x{s} pixels",
-                s = model.entry.size
-            ))
-        }
-        _ => Ok(()),
-    }
-}
-
 /// Picks `model`'s format on `table`: forced, else the cheapest profiled
 /// format whose lower bound meets the target, else the default.
 pub fn choose_format(
@@ -83,7 +60,12 @@ pub fn choose_format(
 ) -> Result<Choice> {
     opts.validate()?;
     if let Some(format) = opts.forced_format()? {
-        check_fits(&format, model)?;
+        format.check_fits(
+            &model.name,
+            &model.spec,
+            model.entry.size,
+            model.dynamic_size(),
+        )?;
         return Ok(Choice {
             format,
             reason: "forced by spectradb.read_format".into(),
@@ -177,6 +159,17 @@ fn model_call(expr: &Expr) -> Option<(&ModelFn, Option<&TableReference>)> {
     }
 }
 
+/// The image table a model call's `image` column comes from: the scan its
+/// qualifier names, else the only image table in the plan.
+fn table_of<'a>(
+    tables: &'a [(TableReference, ImageTable)],
+    rel: Option<&TableReference>,
+) -> Option<&'a ImageTable> {
+    rel.and_then(|r| tables.iter().find(|(name, _)| name == r))
+        .or_else(|| (tables.len() == 1).then(|| &tables[0]))
+        .map(|(_, t)| t)
+}
+
 fn is_header_call(expr: &Expr) -> bool {
     matches!(expr, Expr::ScalarFunction(ScalarFunction { func, args })
         if HEADER_ONLY.contains(&func.name())
@@ -244,12 +237,7 @@ impl OptimizerRule for FormatPlanner {
         let profiles = self.profiles.read().expect("profiles lock").clone();
         let mut bindings: Vec<Binding> = Vec::new();
         for (model, rel) in &calls {
-            let table = match rel {
-                Some(r) => tables.iter().find(|(name, _)| name == r),
-                None => None,
-            }
-            .or_else(|| (tables.len() == 1).then(|| &tables[0]));
-            let Some((_, table)) = table else {
+            let Some(table) = table_of(&tables, rel.as_ref()) else {
                 // Cannot tell which table feeds it: leave it unbound and read everything.
                 raw_use = true;
                 continue;
@@ -288,7 +276,6 @@ impl OptimizerRule for FormatPlanner {
             }
             ReadPlan { bands, notes }
         };
-        let single_table = (tables.len() == 1).then(|| tables[0].1.name().to_string());
         plan.transform_up_with_subqueries(|node| {
             let node = match node {
                 LogicalPlan::TableScan(mut scan) => match image_table(&scan.source) {
@@ -312,13 +299,9 @@ impl OptimizerRule for FormatPlanner {
                         else {
                             return Ok(Transformed::no(x));
                         };
-                        let table = rel
-                            .as_ref()
-                            .and_then(|r| tables.iter().find(|(name, _)| name == r))
-                            .map(|(_, t)| t.name().to_string())
-                            .or_else(|| single_table.clone());
+                        let table = table_of(&tables, rel.as_ref()).map(ImageTable::name);
                         let Some(b) = bindings.iter().find(|b| {
-                            b.model == m.handle().name && Some(&b.table) == table.as_ref()
+                            b.model == m.handle().name && Some(b.table.as_str()) == table
                         }) else {
                             return Ok(Transformed::no(x));
                         };
