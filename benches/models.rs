@@ -14,8 +14,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
+use spectradb::format::model_spec::ModelSpec;
 use spectradb::model::runner::Model;
-use spectradb::model::spec::ModelSpec;
 use spectradb::source::{load_file, SourceOptions};
 use spectradb::Database;
 

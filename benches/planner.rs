@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use arrow::util::display::array_value_to_string;
-use spectradb::planner::profile::Profile;
+use spectradb::format::profile::Profile;
 use spectradb::BlockingDatabase;
 
 const TARGETS: [f64; 4] = [0.99, 0.95, 0.90, 0.80];

@@ -74,6 +74,15 @@ pub enum Error {
     #[error("{0}")]
     Model(String),
 
+    /// A SQL function failed on its input (the function's name, then what
+    /// went wrong, kept typed).
+    #[error("{name}: {source}")]
+    Function {
+        name: String,
+        #[source]
+        source: Box<Error>,
+    },
+
     /// The user interrupted a long statement; nothing was committed.
     #[error("{0}")]
     Cancelled(String),
@@ -111,23 +120,60 @@ impl Error {
 
 impl From<datafusion::error::DataFusionError> for Error {
     fn from(e: datafusion::error::DataFusionError) -> Self {
-        // Unwrap our own errors that travelled through DataFusion.
-        match e {
-            datafusion::error::DataFusionError::External(inner) => {
-                match inner.downcast::<Error>() {
-                    Ok(ours) => *ours,
-                    Err(other) => Error::DataFusion(Box::new(
-                        datafusion::error::DataFusionError::External(other),
-                    )),
-                }
+        ours(e).unwrap_or_else(|e| Error::DataFusion(Box::new(e)))
+    }
+}
+
+/// Our own error if `e` carries one (functions and scans hand them to
+/// DataFusion as `External`, which may wrap them on the way back), else `e`.
+fn ours(
+    e: datafusion::error::DataFusionError,
+) -> std::result::Result<Error, datafusion::error::DataFusionError> {
+    use datafusion::error::DataFusionError as D;
+    match e {
+        D::External(inner) => inner.downcast::<Error>().map(|b| *b).map_err(D::External),
+        D::Context(what, inner) => ours(*inner).map_err(|i| D::Context(what, Box::new(i))),
+        D::Diagnostic(d, inner) => ours(*inner).map_err(|i| D::Diagnostic(d, Box::new(i))),
+        D::Shared(shared) => match std::sync::Arc::try_unwrap(shared) {
+            Ok(inner) => ours(inner),
+            Err(shared) => Err(D::Shared(shared)),
+        },
+        D::ArrowError(arrow, context) => match *arrow {
+            arrow_schema::ArrowError::ExternalError(inner) => {
+                inner.downcast::<Error>().map(|b| *b).map_err(|i| {
+                    D::ArrowError(
+                        Box::new(arrow_schema::ArrowError::ExternalError(i)),
+                        context,
+                    )
+                })
             }
-            e => Error::DataFusion(Box::new(e)),
-        }
+            other => Err(D::ArrowError(Box::new(other), context)),
+        },
+        other => Err(other),
     }
 }
 
 impl From<Error> for datafusion::error::DataFusionError {
     fn from(e: Error) -> Self {
         datafusion::error::DataFusionError::External(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::error::DataFusionError;
+
+    #[test]
+    fn our_errors_come_back_typed_through_datafusion_wrappers() {
+        let wrapped = DataFusionError::Context(
+            "while running".into(),
+            Box::new(DataFusionError::Shared(std::sync::Arc::new(
+                Error::InvalidArgument("scale 9".into()).into(),
+            ))),
+        );
+        assert!(matches!(Error::from(wrapped), Error::InvalidArgument(m) if m == "scale 9"));
+        let plain = DataFusionError::Plan("no such column".into());
+        assert!(matches!(Error::from(plain), Error::DataFusion(_)));
     }
 }

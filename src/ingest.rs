@@ -1,6 +1,7 @@
-//! Ingest: source files -> data files of an image table -> a published
-//! catalog version. Decoding runs on all cores; the catalog is published
-//! once, after every data file is on disk, so an ingest is all or nothing.
+//! Ingest: source files -> data files of an image table -> a catalog
+//! change, published by the caller's commit. Decoding runs on all cores;
+//! the catalog is published once, after every data file is on disk, so an
+//! ingest is all or nothing.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +13,8 @@ use arrow_schema::{DataType, Field};
 use crate::codec::Chroma;
 use crate::error::{Error, Result};
 use crate::source::{load_file, SourceOptions};
-use crate::storage::catalog::{DataFile, DatabaseDir, IngestError, TableEntry, WriteLock};
+use crate::storage::catalog::{DataFile, IngestError, TableEntry};
+use crate::storage::commit::Transaction;
 use crate::storage::{write_image_file, ImageRow, WriteOptions};
 
 /// Where the `label` column comes from.
@@ -96,19 +98,19 @@ pub fn expand_sources(pattern: &str) -> Result<Vec<PathBuf>> {
 }
 
 /// Ingests `files` into `table` (created when `create`, else appended to)
-/// and publishes a new catalog version. `progress` is called after each
-/// file with its size in bytes.
+/// as part of `tx`; the caller commits it. `progress` is called after each
+/// file with its size in bytes. Data files are written as decoding goes
+/// (a round of `images_per_file` images at a time, bounding memory); an
+/// error or a dropped transaction takes them back.
 pub fn ingest(
-    db: &DatabaseDir,
-    lock: &WriteLock,
+    tx: &mut Transaction,
     table: &str,
     create: bool,
     files: &[PathBuf],
     opts: &IngestOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<IngestReport> {
-    let mut catalog = db.read_catalog()?;
-    let mut entry = match (catalog.tables.get(table), create) {
+    let mut entry = match (tx.catalog().tables.get(table), create) {
         (Some(_), true) => {
             return Err(Error::InvalidArgument(format!(
                 "table '{table}' already exists"
@@ -132,76 +134,64 @@ pub fn ingest(
         Label::Csv(path) => Some(read_label_csv(path)?),
         _ => None,
     };
-    let version = catalog.version + 1;
+    let version = tx.version();
     let mut written: Vec<DataFile> = Vec::new();
     let mut skipped = Vec::new();
-    let result = (|| -> Result<()> {
-        for chunk in files.chunks(opts.images_per_file.max(1)) {
-            let decoded = decode_parallel(chunk, &source, opts.threads, progress);
-            let mut rows = Vec::with_capacity(chunk.len());
-            let mut label_values = Vec::with_capacity(chunk.len());
-            for (path, image) in chunk.iter().zip(decoded) {
-                let uri = path.display().to_string();
-                match image {
-                    Ok(image) => {
-                        label_values.push(label_for(path, &opts.label, labels.as_ref()));
-                        rows.push(ImageRow {
-                            id: entry.next_id,
-                            uri,
-                            image,
-                        });
-                        entry.next_id += 1;
-                    }
-                    Err(e) if opts.on_error == OnError::Skip => skipped.push(IngestError {
-                        table: table.to_string(),
-                        version,
+    for chunk in files.chunks(opts.images_per_file.max(1)) {
+        let decoded = decode_parallel(chunk, &source, opts.threads, progress);
+        let mut rows = Vec::with_capacity(chunk.len());
+        let mut label_values = Vec::with_capacity(chunk.len());
+        for (path, image) in chunk.iter().zip(decoded) {
+            let uri = path.display().to_string();
+            match image {
+                Ok(image) => {
+                    label_values.push(label_for(path, &opts.label, labels.as_ref()));
+                    rows.push(ImageRow {
+                        id: entry.next_id,
                         uri,
-                        reason: e.to_string(),
-                    }),
-                    Err(e) => return Err(e),
+                        image,
+                    });
+                    entry.next_id += 1;
                 }
+                Err(e) if opts.on_error == OnError::Skip => skipped.push(IngestError {
+                    table: table.to_string(),
+                    version,
+                    uri,
+                    reason: e.to_string(),
+                }),
+                Err(e) => return Err(e),
             }
-            if rows.is_empty() {
-                continue;
-            }
-            let user: Vec<(Arc<Field>, ArrayRef)> = if opts.label == Label::None {
-                Vec::new()
-            } else {
-                vec![(
-                    Arc::new(Field::new("label", DataType::Utf8, true)),
-                    Arc::new(StringArray::from(label_values)) as ArrayRef,
-                )]
-            };
-            let (rel, abs) = db.new_data_file(table, lock)?;
-            let write = WriteOptions {
-                chroma: source.encode.chroma,
-                quality: source.encode.quality,
-                ..Default::default()
-            };
-            let stats = write_image_file(&abs, &write, &rows, &user)?;
-            written.push(DataFile {
-                path: rel,
-                rows: stats.rows as u64,
-                bytes: stats.file_bytes,
-            });
         }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        // Nothing was published: take the files back now (a crash here is
-        // handled by the next writer's cleanup).
-        for f in &written {
-            let _ = std::fs::remove_file(db.root().join(&f.path));
+        if rows.is_empty() {
+            continue;
         }
-        return Err(e);
+        let user: Vec<(Arc<Field>, ArrayRef)> = if opts.label == Label::None {
+            Vec::new()
+        } else {
+            vec![(
+                Arc::new(Field::new("label", DataType::Utf8, true)),
+                Arc::new(StringArray::from(label_values)) as ArrayRef,
+            )]
+        };
+        let (rel, abs) = tx.new_data_file(table)?;
+        let write = WriteOptions {
+            chroma: source.encode.chroma,
+            quality: source.encode.quality,
+            ..Default::default()
+        };
+        let stats = write_image_file(&abs, &write, &rows, &user)?;
+        written.push(DataFile {
+            path: rel,
+            rows: stats.rows as u64,
+            bytes: stats.file_bytes,
+        });
     }
     let ingested = written.iter().map(|f| f.rows).sum();
     entry.files.extend(written);
     entry.version = version;
+    let catalog = tx.catalog_mut();
     catalog.tables.insert(table.to_string(), entry);
     catalog.ingest_errors.extend(skipped.iter().cloned());
-    catalog.version = version;
-    db.publish(&catalog, lock)?;
     Ok(IngestReport {
         ingested,
         skipped,

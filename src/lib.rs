@@ -15,17 +15,22 @@
 //!   JPEGs are taken over coefficient for coefficient
 //! - [`storage`]: image table files: one Parquet column per band, a
 //!   Huffman code per column, a reader that touches only the bands asked for;
-//!   the database directory's catalog (atomic publish, one-writer lock)
-//! - [`ingest`]: files -> data files of a table -> a published catalog
-//!   version, decoding on all cores, all or nothing
+//!   the database directory's catalog (atomic publish, one-writer lock) and
+//!   the one commit path every write takes (superseded files kept for
+//!   older snapshots until `VACUUM` or the retention period)
+//! - [`format`]: the vocabulary models, planner and catalog share: model
+//!   specs, read formats, CALIBRATE profiles (a leaf: no cycles through it)
+//! - [`ingest`]: files -> data files of a table -> one commit, decoding on
+//!   all cores, all or nothing
 //! - [`sql`]: the SQL layer: the image table provider (band projection),
 //!   the `image` column's value, image functions, spectradb's statements
 //! - [`model`]: ONNX models as SQL functions (ort, runtime loaded at run time)
 //! - [`planner`]: the format planner: read formats, CALIBRATE profiles, the
 //!   optimizer rule that picks each model's format and pushes its bands
 //!   into the scan
-//! - [`db`]: [`Database`]: catalog -> registered tables, statements,
-//!   ordinary tables kept in the catalog, the blocking wrapper
+//! - [`db`]: [`Database`]: catalog -> registered tables, statement
+//!   dispatch, writes (each one transaction, blocking work off the async
+//!   workers), ordinary tables kept in the catalog, the blocking wrapper
 //! - [`error`]: the one error type
 //!
 //! # Data flow
@@ -36,10 +41,11 @@
 //!
 //!  SQL:     db.sql ──statements (ours) or DataFusion──▶ logical plan
 //!           ──planner::rule (model call -> read format; union of bands -> scan)──▶
-//!           sql::image_scan: plain columns only, or the chosen bands ─▶ image value per row
+//!           sql::image_scan (blocking pool ─bounded channel─▶ stream): plain columns
+//!           only, or the chosen bands ─▶ image value per row
 //!           ──model functions (format's scale, channels, size) / sql::functions──▶ results
 //!
-//!  CALIBRATE: sample rows ──each format of planner::format's design space: read its
+//!  CALIBRATE: sample rows ──each format of format::read_format's design space: read its
 //!           bands, tensor, model──▶ accuracy/agreement + cost ──▶ profile in the catalog
 //!
 //!  read:    part.parquet ──storage::reader (BandSelection = s x s corner)──▶ CoefficientImage
@@ -77,6 +83,7 @@
 pub mod codec;
 pub mod db;
 pub mod error;
+pub mod format;
 pub mod ingest;
 pub mod model;
 pub mod planner;

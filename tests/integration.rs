@@ -4,6 +4,7 @@ mod integration {
     mod cli;
     mod codec_photos;
     pub mod common;
+    mod concurrency;
     mod crash;
     mod database_api;
     mod ingest_db;

@@ -8,6 +8,7 @@
 //! - [`color`]: RGB <-> YCbCr (JPEG full range)
 //! - [`dct`]: forward 8x8 DCT-II and the s x s scaled inverse
 //! - [`quant`]: zigzag order and quality-scaled JPEG tables
+//! - [`selection`]: which bands of which planes a read needs
 //! - [`encode`]: pixels -> coefficients
 //! - [`decode`]: coefficients -> pixels at s/8 of the stored size
 //! - [`tensor`]: coefficients -> model-ready float tensor
@@ -17,10 +18,12 @@ pub mod dct;
 pub mod decode;
 pub mod encode;
 pub mod quant;
+pub mod selection;
 pub mod tensor;
 
 use crate::error::{Error, Result};
 pub use quant::QuantTable;
+pub use selection::BandSelection;
 
 /// Names of the colour planes, as used in column names (`image.y.0`).
 pub const CHANNEL_NAMES: [&str; 3] = ["y", "cb", "cr"];

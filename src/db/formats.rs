@@ -11,13 +11,13 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::prelude::DataFrame;
 
-use super::Database;
+use super::{off_worker, Database};
 use crate::error::{Error, Result};
-use crate::model::udf::{as_model_fn, off_runtime};
+use crate::format::profile::{Metric, Profile};
+use crate::model::udf::as_model_fn;
 use crate::model::ModelHandle;
 use crate::planner::calibrate::{calibrate, CalibrateRequest, CalibrationProgress, DEFAULT_SAMPLE};
 use crate::planner::chart::{render_svg, ChartPoint};
-use crate::planner::profile::{Metric, Profile};
 use crate::planner::PlannerOptions;
 use crate::sql::image_table::ImageTable;
 use crate::storage::catalog::Catalog;
@@ -42,30 +42,6 @@ impl Database {
     /// [`Error::Cancelled`] and stores nothing). Cleared when one starts.
     pub fn interrupt_flag(&self) -> Arc<AtomicBool> {
         self.interrupt.clone()
-    }
-
-    /// `RESET spectradb.<name>`: back to the default.
-    pub(super) fn reset_option(&self, name: &str) -> Result<()> {
-        let state = self.ctx.state_ref();
-        let mut state = state.write();
-        let opts = state
-            .config_mut()
-            .options_mut()
-            .extensions
-            .get_mut::<PlannerOptions>()
-            .ok_or_else(|| Error::Internal("planner options missing".into()))?;
-        let default = PlannerOptions::default();
-        match name {
-            "accuracy_target" => opts.accuracy_target = default.accuracy_target,
-            "confidence" => opts.confidence = default.confidence,
-            "read_format" => opts.read_format = default.read_format,
-            other => {
-                return Err(Error::InvalidArgument(format!(
-                    "unknown option spectradb.{other} (options: accuracy_target, confidence, read_format)"
-                )))
-            }
-        }
-        Ok(())
     }
 
     /// Every registered model's handle.
@@ -127,7 +103,7 @@ impl Database {
             .expect("progress lock")
             .clone();
         let interrupt = self.interrupt.clone();
-        let profile = off_runtime(|| {
+        let profile = off_worker(move || {
             calibrate(
                 &handle,
                 &image_table,
@@ -135,30 +111,31 @@ impl Database {
                 progress.as_deref(),
                 &interrupt,
             )
-        })?;
-        let lock = self.dir.lock_for_write()?;
-        let mut catalog = self.dir.read_catalog()?;
-        let unchanged = catalog
-            .models
-            .get(model)
-            .is_some_and(|m| m.checksum == profile.model_checksum)
-            && catalog
-                .tables
-                .get(table)
-                .is_some_and(|t| t.version == profile.table_version);
-        if !unchanged {
-            return Err(Error::InvalidArgument(format!(
-                "{model} or {table} changed while CALIBRATE ran; run it again"
-            )));
-        }
-        catalog
-            .profiles
-            .retain(|p| !(p.model == model && p.table == table));
-        catalog.profiles.push(profile.clone());
-        catalog.version += 1;
-        self.dir.publish(&catalog, &lock)?;
-        drop(lock);
-        self.refresh()?;
+        })
+        .await?;
+        let (model, table, made) = (model.to_string(), table.to_string(), profile.clone());
+        self.write(move |tx| {
+            let catalog = tx.catalog_mut();
+            let unchanged = catalog
+                .models
+                .get(&model)
+                .is_some_and(|m| m.checksum == made.model_checksum)
+                && catalog
+                    .tables
+                    .get(&table)
+                    .is_some_and(|t| t.version == made.table_version);
+            if !unchanged {
+                return Err(Error::InvalidArgument(format!(
+                    "{model} or {table} changed while CALIBRATE ran; run it again"
+                )));
+            }
+            catalog
+                .profiles
+                .retain(|p| !(p.model == model && p.table == table));
+            catalog.profiles.push(made);
+            Ok(())
+        })
+        .await?;
         Ok(profile)
     }
 
@@ -181,10 +158,7 @@ impl Database {
             })?;
         if let (Some(m), Some(t)) = (catalog.models.get(model), catalog.tables.get(table)) {
             if let Some(why) = profile.staleness(&m.checksum, t.version) {
-                self.warnings
-                    .lock()
-                    .expect("warnings lock")
-                    .push(format!("{why}: queries do not use it; run CALIBRATE again"));
+                self.warn(format!("{why}: queries do not use it; run CALIBRATE again"));
             }
         }
         self.profile_table(profile)
@@ -259,21 +233,17 @@ impl Database {
             ],
         )?;
         match self.write_chart(profile, level, opts.accuracy_target) {
-            Ok(path) => self.notices.lock().expect("notices lock").push(format!(
+            Ok(path) => self.notice(format!(
                 "chart of accuracy against cost: {}",
                 path.display()
             )),
-            Err(e) => self
-                .warnings
-                .lock()
-                .expect("warnings lock")
-                .push(format!("could not draw the chart: {e}")),
+            Err(e) => self.warn(format!("could not draw the chart: {e}")),
         }
         Ok(self.ctx.read_batch(batch)?)
     }
 
-    /// Writes the profile's chart as SVG: into `charts/` of a file-backed
-    /// database, or the system temp folder for an in-memory one.
+    /// Writes the profile's chart as SVG into `charts/` of the database
+    /// directory.
     fn write_chart(
         &self,
         profile: &Profile,
@@ -302,11 +272,9 @@ impl Database {
             Metric::Labels { column } => format!("accuracy ({column})"),
         };
         let svg = render_svg(&title, &metric, &points, target).map_err(Error::Internal)?;
-        let dir = if self.is_in_memory() {
-            std::env::temp_dir().join("spectradb-charts")
-        } else {
-            self.path().join("charts")
-        };
+        // An in-memory database's directory is a private temporary one,
+        // removed with it.
+        let dir = self.path().join("charts");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let path = dir.join(format!("{}_on_{}.svg", profile.model, profile.table));
         std::fs::write(&path, svg).map_err(|e| Error::io(&path, e))?;

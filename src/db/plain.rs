@@ -2,25 +2,31 @@
 //! statements, kept across sessions like DuckDB does.
 //!
 //! DataFusion keeps `CREATE TABLE` data in memory. When such a statement
-//! changes a file-backed database, the writer lock is taken first, the
-//! statement runs, each changed table is written to one Parquet file and a
-//! new catalog version is published; views and external tables are kept as
-//! the statement that made them and replayed when a database opens.
+//! changes a file-backed database, a transaction is opened first (the
+//! writer lock), the statement runs, each changed table is written to one
+//! Parquet file and the transaction commits; views and external tables are
+//! kept as the statement that made them and replayed when a database
+//! opens. Statements that would change memory without a way to keep it
+//! (`EXPLAIN ANALYZE` or `PREPARE` of a change) are refused.
 
 use std::any::Any;
 use std::fs::File;
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Statement, TableObject};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 
+use super::{off_worker, Database};
 use crate::error::{Error, Result};
 use crate::sql::statements::normalize_ident;
-use crate::storage::catalog::{Catalog, DataFile, DatabaseDir, Definition, WriteLock};
+use crate::storage::catalog::{DataFile, DatabaseDir, Definition};
+use crate::storage::commit::Transaction;
 
 /// What a DataFusion statement changes in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +39,10 @@ pub enum Effect {
     AllTables,
     /// Keep a view or external table definition.
     Define(String),
-    /// Forget these tables or views.
+    /// Forget these views.
     Drop(Vec<String>),
+    /// Would change data without keeping it: refused, with the reason.
+    Refused(String),
 }
 
 fn object_name(name: &ObjectName) -> String {
@@ -53,8 +61,21 @@ pub fn classify(sql: &str) -> Effect {
     if statements.len() != 1 {
         return Effect::None;
     }
-    match statements.pop_front().expect("one statement") {
+    classify_statement(statements.pop_front().expect("one statement"))
+}
+
+fn classify_statement(statement: DfStatement) -> Effect {
+    match statement {
         DfStatement::CreateExternalTable(t) => Effect::Define(object_name(&t.name)),
+        DfStatement::Explain(e) if e.options.analyze => match classify_statement(*e.statement) {
+            Effect::None => Effect::None,
+            _ => Effect::Refused(
+                "EXPLAIN ANALYZE of a statement that changes tables would change them \
+                     without keeping the change: run the statement itself (EXPLAIN without \
+                     ANALYZE shows its plan)"
+                    .into(),
+            ),
+        },
         DfStatement::Statement(s) => match *s {
             Statement::CreateTable(t) => Effect::Tables(vec![object_name(&t.name)]),
             Statement::CreateView(v) => Effect::Define(object_name(&v.name)),
@@ -66,10 +87,21 @@ pub fn classify(sql: &str) -> Effect {
                 Effect::AllTables
             }
             Statement::Drop {
-                object_type: ObjectType::Table | ObjectType::View,
+                object_type: ObjectType::View,
                 names,
                 ..
             } => Effect::Drop(names.iter().map(object_name).collect()),
+            Statement::Prepare { statement, .. } => {
+                match classify_statement(DfStatement::Statement(statement)) {
+                    Effect::None => Effect::None,
+                    _ => Effect::Refused(
+                        "PREPARE of a statement that changes tables is not supported in a \
+                         database directory (EXECUTE would change them without keeping the \
+                         change): run the statement itself"
+                            .into(),
+                    ),
+                }
+            }
             _ => Effect::None,
         },
         _ => Effect::None,
@@ -85,73 +117,149 @@ async fn mem_table(ctx: &SessionContext, name: &str) -> Result<Option<Arc<MemTab
     Ok(any.downcast::<MemTable>().ok())
 }
 
-/// Applies `effect` (the statement `sql` already ran) to `catalog`.
-/// Returns the files replaced, to delete once the catalog is published.
-pub async fn apply(
+/// An ordinary table's rows after the statement, or `None` when it is gone.
+type TableData = (String, Option<(SchemaRef, Vec<RecordBatch>)>);
+
+/// The rows of every ordinary table `effect` changed, read from the session.
+async fn changed_tables(
     ctx: &SessionContext,
-    dir: &DatabaseDir,
-    lock: &WriteLock,
-    catalog: &mut Catalog,
     effect: &Effect,
-    sql: &str,
-) -> Result<Vec<String>> {
-    let mut replaced = Vec::new();
+    tx: &Transaction,
+) -> Result<Vec<TableData>> {
     let names: Vec<String> = match effect {
-        Effect::None => return Ok(replaced),
         Effect::Tables(n) => n.clone(),
-        Effect::AllTables => catalog.plain_tables.keys().cloned().collect(),
+        Effect::AllTables => tx.catalog().plain_tables.keys().cloned().collect(),
+        _ => return Ok(Vec::new()),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let data = match mem_table(ctx, &name).await? {
+            Some(table) => {
+                let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
+                Some((schema, ctx.read_table(table)?.collect().await?))
+            }
+            None => None,
+        };
+        out.push((name, data));
+    }
+    Ok(out)
+}
+
+/// Applies `effect` (the statement `sql` already ran) to the transaction:
+/// writes each changed table to a new file and retires the file it had.
+fn apply(tx: &mut Transaction, effect: &Effect, sql: &str, tables: Vec<TableData>) -> Result<()> {
+    match effect {
         Effect::Define(name) => {
+            let catalog = tx.catalog_mut();
             catalog.definitions.retain(|d| &d.name != name);
             catalog.definitions.push(Definition {
                 name: name.clone(),
                 sql: sql.trim().to_string(),
             });
-            return Ok(replaced);
         }
         Effect::Drop(names) => {
             for n in names {
-                catalog.definitions.retain(|d| &d.name != n);
-                if let Some(old) = catalog.plain_tables.remove(n) {
-                    replaced.push(old.path);
-                }
+                tx.catalog_mut().definitions.retain(|d| &d.name != n);
             }
-            return Ok(replaced);
         }
-    };
-    for name in names {
-        match mem_table(ctx, &name).await? {
-            Some(table) => {
-                let schema = datafusion::catalog::TableProvider::schema(table.as_ref());
-                let batches = ctx.read_table(table)?.collect().await?;
-                let (rel, abs) = dir.new_plain_file(lock)?;
-                let file = File::create(&abs).map_err(|e| Error::io(&abs, e))?;
-                let mut w = ArrowWriter::try_new(file, schema, None)
-                    .map_err(|e| Error::parquet(&abs, e))?;
-                let mut rows = 0;
-                for b in &batches {
-                    rows += b.num_rows() as u64;
-                    w.write(b).map_err(|e| Error::parquet(&abs, e))?;
-                }
-                let file = w.into_inner().map_err(|e| Error::parquet(&abs, e))?;
-                file.sync_all().map_err(|e| Error::io(&abs, e))?;
-                let bytes = file.metadata().map_err(|e| Error::io(&abs, e))?.len();
-                let new = DataFile {
-                    path: rel,
-                    rows,
-                    bytes,
-                };
-                if let Some(old) = catalog.plain_tables.insert(name.clone(), new) {
-                    replaced.push(old.path);
-                }
-            }
-            None => {
-                if let Some(old) = catalog.plain_tables.remove(&name) {
-                    replaced.push(old.path);
-                }
-            }
+        _ => {}
+    }
+    for (name, data) in tables {
+        let new = match data {
+            Some((schema, batches)) => Some(write_table(tx, schema, &batches)?),
+            None => None,
+        };
+        let catalog = tx.catalog_mut();
+        let old = match new {
+            Some(file) => catalog.plain_tables.insert(name, file),
+            None => catalog.plain_tables.remove(&name),
+        };
+        if let Some(old) = old {
+            tx.retire(&old.path);
         }
     }
-    Ok(replaced)
+    Ok(())
+}
+
+/// Writes one ordinary table to a new Parquet file of the transaction.
+fn write_table(
+    tx: &mut Transaction,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<DataFile> {
+    let (rel, abs) = tx.new_plain_file()?;
+    let file = File::create(&abs).map_err(|e| Error::io(&abs, e))?;
+    let mut w = ArrowWriter::try_new(file, schema, None).map_err(|e| Error::parquet(&abs, e))?;
+    let mut rows = 0;
+    for b in batches {
+        rows += b.num_rows() as u64;
+        w.write(b).map_err(|e| Error::parquet(&abs, e))?;
+    }
+    let file = w.into_inner().map_err(|e| Error::parquet(&abs, e))?;
+    file.sync_all().map_err(|e| Error::io(&abs, e))?;
+    let bytes = file.metadata().map_err(|e| Error::io(&abs, e))?.len();
+    Ok(DataFile {
+        path: rel,
+        rows,
+        bytes,
+    })
+}
+
+impl Database {
+    /// Runs a DataFusion statement that changes kept state as one
+    /// transaction. If it fails after DataFusion changed the session, the
+    /// session reloads from the published catalog.
+    pub(super) async fn run_kept(&self, sql: &str, effect: Effect) -> Result<DataFrame> {
+        let dir = self.dir.clone();
+        let tx = off_worker(move || dir.begin()).await?;
+        let touched = match &effect {
+            Effect::Tables(names) | Effect::Drop(names) => names.clone(),
+            Effect::Define(name) => vec![name.clone()],
+            _ => Vec::new(),
+        };
+        let result = self.run_kept_in(tx, sql, effect).await;
+        if result.is_err() {
+            self.forget_kept_tables(&touched);
+        }
+        result
+    }
+
+    async fn run_kept_in(
+        &self,
+        mut tx: Transaction,
+        sql: &str,
+        effect: Effect,
+    ) -> Result<DataFrame> {
+        // Under the lock, the session must see the latest version.
+        self.sync_async(tx.catalog().clone()).await?;
+        self.restore_definitions(tx.catalog()).await;
+        let df = self.ctx.sql(sql).await?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        let tables = changed_tables(&self.ctx, &effect, &tx).await?;
+        let sql_text = sql.to_string();
+        let catalog = off_worker(move || {
+            apply(&mut tx, &effect, &sql_text, tables)?;
+            Ok(tx.commit()?.0)
+        })
+        .await?;
+        {
+            // The session already holds what was published.
+            let mut reg = self.registered.lock().expect("registry lock");
+            reg.plain = catalog
+                .plain_tables
+                .iter()
+                .map(|(n, f)| (n.clone(), f.path.clone()))
+                .collect();
+            reg.definitions = catalog.definitions.clone();
+        }
+        self.sync_async(catalog).await?;
+        Ok(if batches.is_empty() {
+            self.ctx.read_batch(RecordBatch::new_empty(schema))?
+        } else {
+            self.ctx.read_batches(batches)?
+        })
+    }
 }
 
 /// Reads an ordinary table's file back into an in-memory table.
@@ -195,6 +303,23 @@ mod tests {
             classify("DROP VIEW IF EXISTS v"),
             Effect::Drop(vec!["v".into()])
         );
+        assert_eq!(classify("EXPLAIN ANALYZE SELECT 1"), Effect::None);
+        assert_eq!(
+            classify("EXPLAIN INSERT INTO notes VALUES (1)"),
+            Effect::None
+        );
+        for refused in [
+            "EXPLAIN ANALYZE INSERT INTO notes VALUES (1)",
+            "EXPLAIN ANALYZE CREATE TABLE t AS SELECT 1",
+            "PREPARE ins(INT) AS INSERT INTO notes VALUES ($1)",
+        ] {
+            assert!(
+                matches!(classify(refused), Effect::Refused(_)),
+                "{refused}: {:?}",
+                classify(refused)
+            );
+        }
+        assert_eq!(classify("PREPARE q(INT) AS SELECT $1"), Effect::None);
         assert_eq!(classify("SELEC oops"), Effect::None);
     }
 }

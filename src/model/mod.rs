@@ -9,9 +9,8 @@
 
 pub mod runner;
 pub mod runtime;
-pub mod spec;
-pub mod udf;
-pub mod vector;
+pub(crate) mod udf;
+pub(crate) mod vector;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -23,9 +22,10 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::storage::catalog::{DatabaseDir, ModelEntry, WriteLock, MODELS_DIR};
+use crate::format::model_spec::ModelSpec;
+use crate::storage::catalog::{DatabaseDir, ModelEntry, MODELS_DIR};
+use crate::storage::commit::Transaction;
 use runner::Model;
-use spec::ModelSpec;
 
 /// A registered model; loads its sessions on first use.
 pub struct ModelHandle {
@@ -159,11 +159,10 @@ fn sha256_file(path: &Path) -> Result<(String, u64)> {
 }
 
 /// Checks a model file against its options and copies it (and its labels)
-/// into the database directory. Returns the catalog entry to publish; on
-/// error nothing is left behind.
+/// into the database directory as part of `tx`. Returns the catalog entry
+/// to publish; if `tx` does not commit, the copies are removed.
 pub fn prepare_model(
-    dir: &DatabaseDir,
-    _lock: &WriteLock,
+    tx: &mut Transaction,
     name: &str,
     source: &Path,
     options: &BTreeMap<String, String>,
@@ -182,25 +181,29 @@ pub fn prepare_model(
     let spec = ModelSpec::parse(options, labels.is_some())?;
     let model = Model::load(name, source, spec, labels, 1)?;
     let (checksum, bytes) = sha256_file(source)?;
-    let models = dir.root().join(MODELS_DIR);
+    let models = tx.root().join(MODELS_DIR);
     std::fs::create_dir_all(&models).map_err(|e| Error::io(&models, e))?;
-    let file = format!("{MODELS_DIR}/{name}-{}.onnx", &checksum[..12]);
-    let copy = |from: &Path, rel: &str| -> Result<()> {
-        let to = dir.root().join(rel);
+    let prefix = checksum.get(..12).unwrap_or(&checksum);
+    // Copies are named by their content's checksum: one already there (a
+    // model dropped and created again, kept for older snapshots) is the
+    // same file.
+    let mut copy = |from: &Path, rel: String| -> Result<String> {
+        if tx.root().join(&rel).is_file() {
+            return Ok(rel);
+        }
+        let to = tx.track_new_file(&rel);
         std::fs::copy(from, &to).map_err(|e| Error::io(&to, e))?;
         std::fs::File::open(&to)
             .and_then(|f| f.sync_all())
-            .map_err(|e| Error::io(&to, e))
+            .map_err(|e| Error::io(&to, e))?;
+        Ok(rel)
     };
-    copy(source, &file)?;
+    let file = copy(source, format!("{MODELS_DIR}/{name}-{prefix}.onnx"))?;
     let labels_file = match &labels_src {
         Some(p) => {
-            let rel = format!("{MODELS_DIR}/{name}-{}.labels.txt", &checksum[..12]);
-            if let Err(e) = copy(p, &rel) {
-                let _ = std::fs::remove_file(dir.root().join(&file));
-                return Err(e);
-            }
-            Some(rel)
+            let (sum, _) = sha256_file(p)?;
+            let rel = format!("{MODELS_DIR}/{name}-{}.labels.txt", &sum[..12]);
+            Some(copy(p, rel)?)
         }
         None => None,
     };

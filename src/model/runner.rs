@@ -9,11 +9,11 @@ use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use super::runtime::environment;
-use super::spec::ModelSpec;
 use crate::codec::tensor::{choose_scale, to_tensor_at, Layout, TensorScratch};
 use crate::codec::CoefficientImage;
 use crate::error::{Error, Result};
-use crate::planner::format::{ReadFormat, Representation};
+use crate::format::model_spec::ModelSpec;
+use crate::format::read_format::{ReadFormat, Representation};
 
 /// A model ready to run.
 pub struct Model {

@@ -17,9 +17,10 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
-use super::spec::OutputKind;
 use super::ModelHandle;
-use crate::planner::format::ReadFormat;
+use crate::error::Error;
+use crate::format::model_spec::OutputKind;
+use crate::format::read_format::ReadFormat;
 use crate::sql::image_value::{binary_values, decode_image_value_bands, read_image_header};
 
 /// Images per model call.
@@ -220,8 +221,12 @@ impl ScalarUDFImpl for ModelFn {
                 a.data_type()
             );
         };
-        let results = off_runtime(|| self.infer(&images))
-            .map_err(|e| DataFusionError::Execution(format!("{}: {e}", self.name)))?;
+        let results = off_runtime(|| self.infer(&images)).map_err(|e| {
+            DataFusionError::from(Error::Function {
+                name: self.name.clone(),
+                source: Box::new(e),
+            })
+        })?;
         let out: ArrayRef = match self.kind() {
             OutputKind::Label => {
                 let labels = self.model.labels.as_ref().expect("checked at CREATE MODEL");

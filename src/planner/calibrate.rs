@@ -15,11 +15,11 @@ use std::time::Instant;
 use arrow::array::{Array, UInt64Array};
 use arrow::util::display::array_value_to_string;
 
-use super::format::ReadFormat;
-use super::profile::{FormatStats, Metric, Profile};
 use super::rule::space_params;
 use crate::error::{Error, Result};
-use crate::model::spec::OutputKind;
+use crate::format::model_spec::OutputKind;
+use crate::format::profile::{FormatStats, Metric, Profile};
+use crate::format::read_format::ReadFormat;
 use crate::model::udf::argmax;
 use crate::model::vector::cosine;
 use crate::model::ModelHandle;

@@ -1,9 +1,9 @@
 //! The format planner: per query, which bands each model's input is built
 //! from.
 //!
-//! - [`format`]: read formats and the design space of a model on a table;
-//! - [`profile`]: what `CALIBRATE` measured, the Pareto frontier, and the
-//!   choice by a confidence lower bound;
+//! Read formats, the design space and profiles live in [`crate::format`]
+//! (the model functions and the catalog use them too).
+//!
 //! - [`calibrate`]: runs a model under every format on a sample;
 //! - [`rule`]: the DataFusion optimizer rule that binds each model call to
 //!   a format and pushes the union of their bands into the image scan;
@@ -13,10 +13,8 @@
 //! [`PlannerOptions`].
 
 pub mod calibrate;
-pub mod chart;
-pub mod format;
-pub mod profile;
-pub mod rule;
+pub(crate) mod chart;
+pub(crate) mod rule;
 
 use datafusion::common::config::ConfigExtension;
 use datafusion::common::extensions_options;
@@ -61,7 +59,7 @@ impl PlannerOptions {
     }
 
     /// The forced format, if one is set.
-    pub fn forced_format(&self) -> crate::Result<Option<format::ReadFormat>> {
+    pub fn forced_format(&self) -> crate::Result<Option<crate::format::ReadFormat>> {
         let v = self.read_format.trim();
         if v.is_empty() || v.eq_ignore_ascii_case("auto") {
             Ok(None)

@@ -16,11 +16,11 @@ use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{Expr, LogicalPlan, TableSource};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
-use super::format::{ReadFormat, Representation, SpaceParams};
-use super::profile::Profile;
 use super::PlannerOptions;
 use crate::codec::Chroma;
 use crate::error::Result;
+use crate::format::profile::Profile;
+use crate::format::read_format::{ReadFormat, Representation, SpaceParams};
 use crate::model::udf::{as_model_fn, ModelFn};
 use crate::model::ModelHandle;
 use crate::sql::image_scan::ReadPlan;

@@ -70,7 +70,11 @@ impl ImageFn {
 }
 
 fn to_df(fname: &str, e: Error) -> DataFusionError {
-    DataFusionError::Execution(format!("{fname}: {e}"))
+    Error::Function {
+        name: fname.to_string(),
+        source: Box::new(e),
+    }
+    .into()
 }
 
 /// The image argument as optional byte slices, whichever binary type it has.

@@ -19,7 +19,7 @@ use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{
     Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
 };
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
@@ -109,11 +109,6 @@ impl ImageScanExec {
             props: Arc::new(props),
         }
     }
-
-    /// The bands this scan reads.
-    pub fn bands(&self) -> BandSelection {
-        self.bands
-    }
 }
 
 impl DisplayAs for ImageScanExec {
@@ -195,10 +190,21 @@ impl ExecutionPlan for ImageScanExec {
             stats: self.stats.clone(),
             metrics,
         };
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.schema.clone(),
-            futures::stream::iter(scan),
-        )))
+        // Reading and entropy decoding are blocking work: they run on the
+        // blocking pool and hand batches over a small bounded channel, so a
+        // long scan never stalls other queries on the async workers, and a
+        // dropped consumer stops it at the next batch.
+        let mut stream = RecordBatchReceiverStream::builder(self.schema.clone(), 2);
+        let tx = stream.tx();
+        stream.spawn_blocking(move || {
+            for batch in scan {
+                if tx.blocking_send(batch).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        Ok(stream.build())
     }
 
     fn metrics(&self) -> Option<MetricsSet> {

@@ -3,8 +3,8 @@
 //! DataFusion lacks.
 
 pub mod display;
-pub mod functions;
-pub mod image_scan;
+pub(crate) mod functions;
+pub(crate) mod image_scan;
 pub mod image_table;
 pub mod image_value;
 pub mod statements;

@@ -4,8 +4,9 @@
 //! ```sql
 //! CREATE IMAGE TABLE [IF NOT EXISTS] t FROM '<glob or dir>' [WITH (k = v, ...)]
 //! INSERT INTO t FROM '<glob or dir>' [WITH (k = v, ...)]
-//! DROP TABLE [IF EXISTS] t        -- image tables here, others to DataFusion
+//! DROP TABLE [IF EXISTS] t [, ...] -- image tables here, others to DataFusion
 //! SHOW TABLES
+//! VACUUM [RETAIN n SECONDS|MINUTES|HOURS|DAYS]
 //! CREATE MODEL m FROM '<file.onnx>' [WITH (k = v, ...)]
 //! DROP MODEL [IF EXISTS] m
 //! SHOW MODELS
@@ -27,22 +28,28 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     CreateImageTable {
-        name: String,
+        name: TableName,
         if_not_exists: bool,
         source: String,
         options: Vec<(String, String)>,
     },
     InsertFrom {
-        name: String,
+        name: TableName,
         source: String,
         options: Vec<(String, String)>,
     },
-    /// Handled by spectradb when `name` is an image table, else by DataFusion.
+    /// Image tables are dropped by spectradb, others by DataFusion, all in
+    /// one commit.
     DropTable {
-        name: String,
+        names: Vec<TableName>,
         if_exists: bool,
     },
     ShowTables,
+    /// Deletes files superseded longer ago than `retain` (the database's
+    /// retention period when `None`).
+    Vacuum {
+        retain: Option<std::time::Duration>,
+    },
     CreateModel {
         name: String,
         source: String,
@@ -67,6 +74,26 @@ pub enum Command {
     ResetOption {
         name: String,
     },
+}
+
+/// A table name as written: one to three parts (`t`, `public.t`,
+/// `datafusion.public.t`), each normalised like DataFusion does.
+pub type TableName = Vec<String>;
+
+fn parse_table_name(p: &mut Parser) -> Result<TableName, ParserError> {
+    let name = p.parse_object_name(false)?;
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|part| part.as_ident().map(normalize_ident))
+        .collect::<Option<_>>()
+        .ok_or_else(|| ParserError::ParserError(format!("'{name}' is not a table name")))?;
+    if parts.len() > 3 {
+        return Err(ParserError::ParserError(format!(
+            "'{name}' has more than three parts (catalog.schema.table)"
+        )));
+    }
+    Ok(parts)
 }
 
 fn sql_error(e: ParserError) -> Error {
@@ -108,12 +135,15 @@ pub fn parse_command(sql: &str) -> Result<Option<Command>> {
         || (at(0, "drop") && at(1, "model"))
         || (at(0, "show") && at(1, "models"))
         || at(0, "calibrate")
-        || (at(0, "show") && at(1, "formats"));
+        || (at(0, "show") && at(1, "formats"))
+        || at(0, "vacuum");
     if !ours {
         return Ok(parse_reset(&words));
     }
     let mut p = Parser::new(&dialect).try_with_sql(sql).map_err(sql_error)?;
-    let cmd = if at(0, "calibrate") || at(1, "formats") {
+    let cmd = if at(0, "vacuum") {
+        parse_vacuum(&mut p)
+    } else if at(0, "calibrate") || at(1, "formats") {
         parse_format_statement(&mut p)
     } else if at(1, "model") || at(1, "models") {
         parse_model_statement(&mut p)
@@ -215,7 +245,7 @@ fn parse_other(p: &mut Parser) -> Result<Command, ParserError> {
         p.next_token(); // IMAGE, checked by the caller
         p.expect_keyword_is(Keyword::TABLE)?;
         let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
-        let name = normalize_ident(&p.parse_identifier()?);
+        let name = parse_table_name(p)?;
         p.expect_keyword_is(Keyword::FROM)?;
         let source = parse_quoted(p)?;
         let options = parse_with_options(p)?;
@@ -226,7 +256,7 @@ fn parse_other(p: &mut Parser) -> Result<Command, ParserError> {
             options,
         })
     } else if p.parse_keywords(&[Keyword::INSERT, Keyword::INTO]) {
-        let name = normalize_ident(&p.parse_identifier()?);
+        let name = parse_table_name(p)?;
         p.expect_keyword_is(Keyword::FROM)?;
         let source = parse_quoted(p)?;
         let options = parse_with_options(p)?;
@@ -237,13 +267,52 @@ fn parse_other(p: &mut Parser) -> Result<Command, ParserError> {
         })
     } else if p.parse_keywords(&[Keyword::DROP, Keyword::TABLE]) {
         let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
-        let name = normalize_ident(&p.parse_identifier()?);
-        Ok(Command::DropTable { name, if_exists })
+        let names = p.parse_comma_separated(parse_table_name)?;
+        if p.parse_keyword(Keyword::CASCADE) || p.parse_keyword(Keyword::RESTRICT) {
+            return Err(ParserError::ParserError(
+                "DROP TABLE takes no CASCADE or RESTRICT: views over a dropped table stop working and are reported".into(),
+            ));
+        }
+        Ok(Command::DropTable { names, if_exists })
     } else {
         p.next_token();
         p.next_token();
         Ok(Command::ShowTables)
     }
+}
+
+/// `VACUUM [RETAIN n SECONDS|MINUTES|HOURS|DAYS]`.
+fn parse_vacuum(p: &mut Parser) -> Result<Command, ParserError> {
+    p.next_token(); // VACUUM
+    if !is_word(&p.peek_token().token, "retain") {
+        return Ok(Command::Vacuum { retain: None });
+    }
+    p.next_token();
+    let tok = p.next_token();
+    let Token::Number(n, _) = &tok.token else {
+        return p.expected("a number after RETAIN (VACUUM RETAIN 1 HOURS)", tok);
+    };
+    let Ok(n) = n.parse::<u64>() else {
+        return p.expected("a whole number after RETAIN", tok);
+    };
+    let unit = p.next_token();
+    let secs = match &unit.token {
+        Token::Word(w) => match w.value.to_ascii_lowercase().trim_end_matches('s') {
+            "second" => 1,
+            "minute" => 60,
+            "hour" => 3600,
+            "day" => 86400,
+            _ => return p.expected("SECONDS, MINUTES, HOURS or DAYS", unit),
+        },
+        _ => return p.expected("SECONDS, MINUTES, HOURS or DAYS", unit),
+    };
+    let retain = n
+        .checked_mul(secs)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| ParserError::ParserError(format!("RETAIN {n} {unit} is too long")))?;
+    Ok(Command::Vacuum {
+        retain: Some(retain),
+    })
 }
 
 /// A single-quoted string (file patterns must be quoted, as in COPY).
@@ -342,7 +411,7 @@ mod tests {
         assert_eq!(
             cmd,
             Command::CreateImageTable {
-                name: "photos".into(),
+                name: vec!["photos".into()],
                 if_not_exists: true,
                 source: "a/**/*.jpg".into(),
                 options: vec![
@@ -368,7 +437,7 @@ mod tests {
         assert_eq!(
             parse_command("insert into t from 'x/*.png'").unwrap(),
             Some(Command::InsertFrom {
-                name: "t".into(),
+                name: vec!["t".into()],
                 source: "x/*.png".into(),
                 options: vec![]
             })
@@ -376,14 +445,66 @@ mod tests {
         assert_eq!(
             parse_command("DROP TABLE IF EXISTS \"Mixed\"").unwrap(),
             Some(Command::DropTable {
-                name: "Mixed".into(),
+                names: vec![vec!["Mixed".into()]],
                 if_exists: true
             })
         );
         assert_eq!(
+            parse_command("drop table a, public.B, datafusion.public.c").unwrap(),
+            Some(Command::DropTable {
+                names: vec![
+                    vec!["a".into()],
+                    vec!["public".into(), "b".into()],
+                    vec!["datafusion".into(), "public".into(), "c".into()]
+                ],
+                if_exists: false
+            })
+        );
+        let err = parse_command("DROP TABLE a.b.c.d").unwrap_err().to_string();
+        assert!(err.contains("more than three parts"), "{err}");
+        let err = parse_command("DROP TABLE t CASCADE")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CASCADE"), "{err}");
+        assert_eq!(
             parse_command("show tables").unwrap(),
             Some(Command::ShowTables)
         );
+    }
+
+    #[test]
+    fn parses_vacuum_with_and_without_retention() {
+        assert_eq!(
+            parse_command("VACUUM;").unwrap(),
+            Some(Command::Vacuum { retain: None })
+        );
+        assert_eq!(
+            parse_command("vacuum retain 2 hours").unwrap(),
+            Some(Command::Vacuum {
+                retain: Some(std::time::Duration::from_secs(7200))
+            })
+        );
+        assert_eq!(
+            parse_command("VACUUM RETAIN 0 SECONDS").unwrap(),
+            Some(Command::Vacuum {
+                retain: Some(std::time::Duration::ZERO)
+            })
+        );
+        for bad in [
+            "VACUUM RETAIN",
+            "VACUUM RETAIN 3 weeks",
+            "VACUUM RETAIN -1 days",
+        ] {
+            let err = parse_command(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("RETAIN") || err.contains("SECONDS"),
+                "{bad}: {err}"
+            );
+        }
+        let err = parse_command("VACUUM RETAIN 99999999999999999 DAYS")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("too long"), "{err}");
     }
 
     #[test]

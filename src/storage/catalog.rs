@@ -7,6 +7,8 @@
 //! <db>/catalog.json            the published catalog (this module)
 //! <db>/LOCK                    held (flock) by the one writer; holds its pid
 //! <db>/tables/<table>/*.parquet  data files, written before they are published
+//! <db>/tables/.plain/*.parquet   ordinary tables' files
+//! <db>/models/                 registered models' copied files
 //! ```
 //!
 //! A writer writes its data files first and publishes a new catalog last
@@ -14,6 +16,7 @@
 //! directory), so a crash at any point leaves the last published catalog
 //! intact, and rows of an unpublished write invisible. Files a crashed
 //! writer left behind are removed when the next writer takes the lock.
+//! Writes go through [`super::commit::Transaction`].
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -23,7 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::planner::profile::Profile;
+use crate::format::profile::Profile;
 
 /// Version of the catalog layout written by this build.
 pub const CATALOG_FORMAT: u32 = 1;
@@ -59,6 +62,21 @@ pub struct Catalog {
     /// What CALIBRATE measured, one profile per (model, table).
     #[serde(default)]
     pub profiles: Vec<Profile>,
+    /// Files no longer listed, kept for queries that still read an older
+    /// version until they are purged.
+    #[serde(default)]
+    pub retired: Vec<RetiredFile>,
+}
+
+/// A file an older catalog version listed and this one does not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredFile {
+    /// Relative to the database directory.
+    pub path: String,
+    /// The first catalog version without it.
+    pub version: u64,
+    /// When it was retired (seconds since the Unix epoch).
+    pub retired_at: u64,
 }
 
 /// A registered model: its copied files and what CREATE MODEL found.
@@ -99,7 +117,25 @@ impl Default for Catalog {
             definitions: Vec::new(),
             models: BTreeMap::new(),
             profiles: Vec::new(),
+            retired: Vec::new(),
         }
+    }
+}
+
+impl Catalog {
+    /// Every file this version lists (relative paths): data files, ordinary
+    /// tables' files and models' files. Retired files are not included.
+    pub fn referenced_files(&self) -> std::collections::HashSet<&str> {
+        self.tables
+            .values()
+            .flat_map(|t| t.files.iter().map(|f| f.path.as_str()))
+            .chain(self.plain_tables.values().map(|f| f.path.as_str()))
+            .chain(
+                self.models
+                    .values()
+                    .flat_map(|m| std::iter::once(m.file.as_str()).chain(m.labels_file.as_deref())),
+            )
+            .collect()
     }
 }
 
@@ -142,7 +178,7 @@ pub struct DatabaseDir {
 
 /// Proof that this process is the database's one writer; released on drop.
 #[derive(Debug)]
-pub struct WriteLock {
+pub(super) struct WriteLock {
     _file: File,
 }
 
@@ -190,7 +226,7 @@ impl DatabaseDir {
     }
 
     /// Becomes the one writer, or says who is.
-    pub fn lock_for_write(&self) -> Result<WriteLock> {
+    pub(super) fn lock_for_write(&self) -> Result<WriteLock> {
         let path = self.root.join(LOCK_FILE);
         let mut file = OpenOptions::new()
             .read(true)
@@ -237,31 +273,21 @@ impl DatabaseDir {
         Ok(lock)
     }
 
-    /// A fresh path for a new data file of `table`: (relative, absolute).
-    pub fn new_data_file(&self, table: &str, _lock: &WriteLock) -> Result<(String, PathBuf)> {
-        self.fresh_file(table, "part")
-    }
-
-    /// A fresh path for the file of an ordinary table: (relative, absolute).
-    /// They live in `tables/.plain`, a name no image table can have.
-    pub fn new_plain_file(&self, _lock: &WriteLock) -> Result<(String, PathBuf)> {
-        self.fresh_file(PLAIN_DIR, "plain")
-    }
-
-    /// `tables/<folder>/<prefix>-<time>-<pid>.parquet`, folder created.
-    fn fresh_file(&self, folder: &str, prefix: &str) -> Result<(String, PathBuf)> {
-        let dir = self.root.join(TABLES_DIR).join(folder);
+    /// `<folder>/<prefix>-<time>-<pid>.parquet` (folder relative to the
+    /// root, created): (relative, absolute).
+    pub(super) fn fresh_file(&self, folder: &str, prefix: &str) -> Result<(String, PathBuf)> {
+        let dir = self.root.join(folder);
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let name = format!("{prefix}-{nanos:x}-{}.parquet", std::process::id());
-        Ok((format!("{TABLES_DIR}/{folder}/{name}"), dir.join(name)))
+        Ok((format!("{folder}/{name}"), dir.join(name)))
     }
 
     /// Publishes `catalog` atomically: temp file, fsync, rename, fsync dir.
-    pub fn publish(&self, catalog: &Catalog, _lock: &WriteLock) -> Result<()> {
+    pub(super) fn publish(&self, catalog: &Catalog, _lock: &WriteLock) -> Result<()> {
         let path = self.root.join(CATALOG_FILE);
         let tmp = self
             .root
@@ -277,17 +303,14 @@ impl DatabaseDir {
         sync_dir(&self.root)
     }
 
-    /// Removes what a crashed writer left: temporary catalogs and data
-    /// files that no published table lists. Needs the write lock, so it
-    /// never touches the files of a writer still at work.
+    /// Removes what a crashed writer left: temporary catalogs, and data or
+    /// model files that the catalog neither lists nor keeps as retired.
+    /// Needs the write lock, so it never touches the files of a writer
+    /// still at work.
     fn remove_unpublished(&self, _lock: &WriteLock) -> Result<()> {
         let catalog = self.read_catalog()?;
-        let published: std::collections::HashSet<&str> = catalog
-            .tables
-            .values()
-            .flat_map(|t| t.files.iter().map(|f| f.path.as_str()))
-            .chain(catalog.plain_tables.values().map(|f| f.path.as_str()))
-            .collect();
+        let mut known = catalog.referenced_files();
+        known.extend(catalog.retired.iter().map(|r| r.path.as_str()));
         for entry in fs::read_dir(&self.root).map_err(|e| Error::io(&self.root, e))? {
             let p = entry.map_err(|e| Error::io(&self.root, e))?.path();
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -296,21 +319,22 @@ impl DatabaseDir {
             }
         }
         let tables = self.root.join(TABLES_DIR);
+        let mut folders = vec![(MODELS_DIR.to_string(), self.root.join(MODELS_DIR))];
         for table in fs::read_dir(&tables).map_err(|e| Error::io(&tables, e))? {
             let dir = table.map_err(|e| Error::io(&tables, e))?.path();
-            if !dir.is_dir() {
-                continue;
+            if dir.is_dir() {
+                let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                folders.push((format!("{TABLES_DIR}/{name}"), dir.clone()));
             }
-            let tname = dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("")
-                .to_string();
-            for file in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+        }
+        for (rel_dir, dir) in folders {
+            let Ok(files) = fs::read_dir(&dir) else {
+                continue; // no models folder yet
+            };
+            for file in files {
                 let p = file.map_err(|e| Error::io(&dir, e))?.path();
                 let fname = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                let rel = format!("{TABLES_DIR}/{tname}/{fname}");
-                if !published.contains(rel.as_str()) {
+                if p.is_file() && !known.contains(format!("{rel_dir}/{fname}").as_str()) {
                     fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
                 }
             }
@@ -353,7 +377,7 @@ mod tests {
         let db = DatabaseDir::open(dir.path().join("new.db")).unwrap();
         assert_eq!(db.read_catalog().unwrap(), Catalog::default());
         let lock = db.lock_for_write().unwrap();
-        let (rel, abs) = db.new_data_file("photos", &lock).unwrap();
+        let (rel, abs) = db.fresh_file("tables/photos", "part").unwrap();
         fs::write(&abs, b"data").unwrap();
         let mut c = Catalog {
             version: 1,
@@ -374,14 +398,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = DatabaseDir::open(dir.path()).unwrap();
         let lock = db.lock_for_write().unwrap();
-        let (kept, kept_abs) = db.new_data_file("t", &lock).unwrap();
+        let (kept, kept_abs) = db.fresh_file("tables/t", "part").unwrap();
         fs::write(&kept_abs, b"published").unwrap();
         let mut c = Catalog::default();
         c.tables.insert("t".into(), table(&[&kept]));
         db.publish(&c, &lock).unwrap();
-        // A write that never published: its data file and a half-written catalog.
-        let (_, orphan) = db.new_data_file("t", &lock).unwrap();
+        let (retired, retired_abs) = db.fresh_file("tables/t", "part").unwrap();
+        fs::write(&retired_abs, b"an older version's").unwrap();
+        c.retired.push(RetiredFile {
+            path: retired,
+            version: 1,
+            retired_at: 0,
+        });
+        db.publish(&c, &lock).unwrap();
+        // A write that never published: its data file, a model copy and a
+        // half-written catalog.
+        let (_, orphan) = db.fresh_file("tables/t", "part").unwrap();
         fs::write(&orphan, b"unpublished").unwrap();
+        let (_, orphan_model) = db.fresh_file(MODELS_DIR, "model").unwrap();
+        fs::write(&orphan_model, b"unpublished model").unwrap();
         fs::write(dir.path().join("catalog.json.tmp-999"), b"{ half").unwrap();
         drop(lock);
 
@@ -389,7 +424,9 @@ mod tests {
         assert_eq!(db.read_catalog().unwrap(), c);
         let _lock = db.lock_for_write().unwrap();
         assert!(kept_abs.exists());
+        assert!(retired_abs.exists(), "older snapshots may still read it");
         assert!(!orphan.exists());
+        assert!(!orphan_model.exists());
         assert!(!dir.path().join("catalog.json.tmp-999").exists());
     }
 

@@ -1,14 +1,16 @@
 //! Image tables on disk: one Parquet column per (channel, band).
 //!
 //! - [`catalog`]: the database directory: catalog, atomic publish, writer lock
+//! - [`commit`]: one write: lock, change, publish, retire superseded files
 //! - [`layout`]: column names, schema, metadata keys, format version
 //! - [`huffman`]: length-limited canonical Huffman codes
 //! - [`bands`]: the coded form of one band of one image
 //! - [`writer`]: images -> a Parquet file with per-file band codes
 //! - [`reader`]: a Parquet file -> images, reading only the selected bands
 
-pub mod bands;
+pub(crate) mod bands;
 pub mod catalog;
+pub mod commit;
 pub mod huffman;
 pub mod layout;
 pub mod reader;

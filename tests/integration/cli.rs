@@ -149,7 +149,7 @@ fn a_second_writer_is_refused_with_the_holders_pid() {
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("p.db");
     let db = DatabaseDir::open(&db_path).unwrap();
-    let _lock = db.lock_for_write().unwrap();
+    let _tx = db.begin().unwrap();
     let out = run(&[db_path.to_str().unwrap(), "-c", CREATE], None);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);

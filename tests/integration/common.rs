@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use spectradb::ingest::{ingest, IngestOptions, IngestReport};
+use spectradb::storage::catalog::DatabaseDir;
+
 pub fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
@@ -21,4 +24,19 @@ pub fn photos(sub: &str) -> Vec<PathBuf> {
 pub fn decoded_rgb(path: &Path) -> (u32, u32, Vec<u8>) {
     let img = image::open(path).expect("fixture decodes").to_rgb8();
     (img.width(), img.height(), img.into_raw())
+}
+
+/// Ingests `files` into `table` as one committed write.
+pub fn ingest_committed(
+    db: &DatabaseDir,
+    table: &str,
+    create: bool,
+    files: &[PathBuf],
+    opts: &IngestOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> spectradb::Result<IngestReport> {
+    let mut tx = db.begin()?;
+    let report = ingest(&mut tx, table, create, files, opts, progress)?;
+    tx.commit()?;
+    Ok(report)
 }

@@ -7,11 +7,11 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use spectradb::ingest::{expand_sources, ingest, IngestOptions};
+use spectradb::ingest::{expand_sources, IngestOptions};
 use spectradb::storage::catalog::DatabaseDir;
 use spectradb::storage::ImageFileReader;
 
-use super::common::data_dir;
+use super::common::{data_dir, ingest_committed};
 
 const ENV: &str = "SPECTRADB_CRASH_DB";
 
@@ -21,7 +21,6 @@ const ENV: &str = "SPECTRADB_CRASH_DB";
 fn crash_child() {
     let Ok(path) = std::env::var(ENV) else { return };
     let db = DatabaseDir::open(&path).unwrap();
-    let lock = db.lock_for_write().unwrap();
     let files = expand_sources(&format!(
         "{}/photos/imagenet-labeled/*.jpg",
         data_dir().display()
@@ -33,10 +32,10 @@ fn crash_child() {
         ..Default::default()
     };
     let exists = db.read_catalog().unwrap().tables.contains_key("t");
-    ingest(&db, &lock, "t", !exists, &files[..3], &opts, &|_| {}).unwrap();
+    ingest_committed(&db, "t", !exists, &files[..3], &opts, &|_| {}).unwrap();
     for i in 0.. {
         let n = 1 + i % 4;
-        ingest(&db, &lock, "t", false, &files[..n], &opts, &|_| {}).unwrap();
+        ingest_committed(&db, "t", false, &files[..n], &opts, &|_| {}).unwrap();
     }
 }
 
@@ -74,7 +73,7 @@ fn sigkill_during_ingest_leaves_the_last_committed_version() {
 
         // The database opens, and the next writer cleans up after the dead one.
         let db = DatabaseDir::open(&path).unwrap();
-        let _lock = db.lock_for_write().unwrap();
+        let _tx = db.begin().unwrap();
         let catalog = db.read_catalog().unwrap();
         assert!(
             catalog.version >= last_version,

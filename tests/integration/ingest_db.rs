@@ -3,11 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use arrow_array::{Array, StringArray, UInt64Array};
-use spectradb::ingest::{expand_sources, ingest, IngestOptions, Label, OnError};
+use spectradb::ingest::{expand_sources, IngestOptions, Label, OnError};
 use spectradb::storage::catalog::DatabaseDir;
 use spectradb::storage::{BandSelection, ImageFileReader};
 
-use super::common::data_dir;
+use super::common::{data_dir, ingest_committed};
 
 /// (id, label) of every published row of `table`.
 fn rows(db: &DatabaseDir, table: &str) -> Vec<(u64, Option<String>)> {
@@ -62,7 +62,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 fn ingest_creates_and_appends_with_stable_ids_and_labels() {
     let dir = tempfile::tempdir().unwrap();
     let db = DatabaseDir::open(dir.path().join("photos.db")).unwrap();
-    let lock = db.lock_for_write().unwrap();
     let photos = data_dir().join("photos/imagenet-labeled");
     let files = expand_sources(photos.to_str().unwrap()).unwrap();
     assert_eq!(files.len(), 20);
@@ -73,7 +72,7 @@ fn ingest_creates_and_appends_with_stable_ids_and_labels() {
         ..Default::default()
     };
     let seen = std::sync::atomic::AtomicU64::new(0);
-    let report = ingest(&db, &lock, "photos", true, &files, &opts, &|_| {
+    let report = ingest_committed(&db, "photos", true, &files, &opts, &|_| {
         seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     })
     .unwrap();
@@ -97,16 +96,16 @@ fn ingest_creates_and_appends_with_stable_ids_and_labels() {
     // INSERT: a glob, ids continue, the table's own layout is kept.
     let glob = format!("{}/photos/dev/opencv_a*.jpg", data_dir().display());
     let more = expand_sources(&glob).unwrap();
-    let report = ingest(&db, &lock, "photos", false, &more, &opts, &|_| {}).unwrap();
+    let report = ingest_committed(&db, "photos", false, &more, &opts, &|_| {}).unwrap();
     assert_eq!(report.version, 2);
     let r = rows(&db, "photos");
     assert_eq!(r.len(), 20 + more.len());
     assert_eq!(r.last().unwrap().0, (20 + more.len() - 1) as u64);
-    assert!(ingest(&db, &lock, "photos", true, &more, &opts, &|_| {})
+    assert!(ingest_committed(&db, "photos", true, &more, &opts, &|_| {})
         .unwrap_err()
         .to_string()
         .contains("already exists"));
-    assert!(ingest(&db, &lock, "nope", false, &more, &opts, &|_| {})
+    assert!(ingest_committed(&db, "nope", false, &more, &opts, &|_| {})
         .unwrap_err()
         .to_string()
         .contains("no table named"));
@@ -137,12 +136,11 @@ fn on_error_fail_commits_nothing_and_skip_records_the_file() {
     assert_eq!(files.len(), 4);
 
     let db = DatabaseDir::open(dir.path().join("db")).unwrap();
-    let lock = db.lock_for_write().unwrap();
     let fail = IngestOptions {
         images_per_file: 2,
         ..Default::default()
     };
-    let err = ingest(&db, &lock, "t", true, &files, &fail, &|_| {})
+    let err = ingest_committed(&db, "t", true, &files, &fail, &|_| {})
         .unwrap_err()
         .to_string();
     assert!(err.contains("imagenet_01_zz_broken.jpg"), "{err}");
@@ -157,7 +155,7 @@ fn on_error_fail_commits_nothing_and_skip_records_the_file() {
         on_error: OnError::Skip,
         ..fail
     };
-    let report = ingest(&db, &lock, "t", true, &files, &skip, &|_| {}).unwrap();
+    let report = ingest_committed(&db, "t", true, &files, &skip, &|_| {}).unwrap();
     assert_eq!(report.ingested, 3);
     assert_eq!(report.skipped.len(), 1);
     let catalog = db.read_catalog().unwrap();

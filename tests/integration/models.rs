@@ -7,8 +7,8 @@ use std::process::Command;
 
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
+use spectradb::format::model_spec::ModelSpec;
 use spectradb::model::runner::Model;
-use spectradb::model::spec::ModelSpec;
 use spectradb::source::{load_file, SourceOptions};
 use spectradb::BlockingDatabase;
 

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Float64Type;
-use spectradb::planner::profile::{FormatStats, Metric, Profile};
+use spectradb::format::profile::{FormatStats, Metric, Profile};
 use spectradb::storage::catalog::DatabaseDir;
 use spectradb::{BlockingDatabase, Database};
 
@@ -114,8 +114,8 @@ fn stats(name: &str, cost: f64, correct: u64) -> FormatStats {
 /// Publishes a made-up profile of mobilenet on photos.
 fn plant_profile(db: &BlockingDatabase, table_version: Option<u64>) {
     let dir = DatabaseDir::open(db.database().path()).unwrap();
-    let lock = dir.lock_for_write().unwrap();
-    let mut catalog = dir.read_catalog().unwrap();
+    let mut tx = dir.begin().unwrap();
+    let catalog = tx.catalog_mut();
     let profile = Profile {
         model: "mobilenet".into(),
         table: "photos".into(),
@@ -132,8 +132,7 @@ fn plant_profile(db: &BlockingDatabase, table_version: Option<u64>) {
         ],
     };
     catalog.profiles = vec![profile];
-    catalog.version += 1;
-    dir.publish(&catalog, &lock).unwrap();
+    tx.commit().unwrap();
 }
 
 #[test]

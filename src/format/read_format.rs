@@ -13,12 +13,12 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::model_spec::ModelSpec;
 use crate::codec::quant::scale_band_mask;
 use crate::codec::tensor::choose_scale;
+use crate::codec::BandSelection;
 use crate::codec::{Chroma, CoefficientImage};
 use crate::error::{Error, Result};
-use crate::model::spec::ModelSpec;
-use crate::storage::BandSelection;
 
 /// Which planes a format reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::format::ReadFormat;
+use super::read_format::ReadFormat;
 
 /// What a profile's accuracy is measured against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

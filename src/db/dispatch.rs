@@ -1,0 +1,143 @@
+//! One statement: spectradb's own statements run here, everything else
+//! goes to DataFusion (through `plain` when it changes kept state).
+
+use std::path::PathBuf;
+
+use datafusion::prelude::DataFrame;
+
+use super::options::ingest_options;
+use super::{formats, Database, IngestMode};
+use crate::error::{Error, Result};
+use crate::sql::statements::{parse_command, Command, TableName};
+use crate::storage::catalog::Catalog;
+
+impl Database {
+    /// Runs `sql`; `catalog` is the version the session was just synced
+    /// to (writers re-read it under their lock).
+    pub(super) async fn dispatch(&self, sql: &str, catalog: &Catalog) -> Result<DataFrame> {
+        match parse_command(sql)? {
+            Some(cmd) => self.run_command(cmd, catalog).await,
+            None => self.run_datafusion(sql).await,
+        }
+    }
+
+    /// The table a possibly qualified name means: spectradb keeps every
+    /// table in the session's default catalog and schema.
+    fn resolve(&self, name: &TableName) -> Result<String> {
+        let state = self.ctx.state();
+        let defaults = &state.config_options().catalog;
+        let (catalog, schema) = (&defaults.default_catalog, &defaults.default_schema);
+        match name.as_slice() {
+            [t] => Ok(t.clone()),
+            [s, t] if s == schema => Ok(t.clone()),
+            [c, s, t] if c == catalog && s == schema => Ok(t.clone()),
+            _ => Err(Error::InvalidArgument(format!(
+                "'{}': spectradb keeps every table in {catalog}.{schema}",
+                name.join(".")
+            ))),
+        }
+    }
+
+    async fn run_command(&self, cmd: Command, catalog: &Catalog) -> Result<DataFrame> {
+        match cmd {
+            Command::CreateImageTable {
+                name,
+                if_not_exists,
+                source,
+                options,
+            } => {
+                let name = self.resolve(&name)?;
+                if catalog.tables.contains_key(&name) {
+                    if if_not_exists {
+                        return self.ingest_result(&name, 0, 0);
+                    }
+                    return Err(Error::InvalidArgument(format!(
+                        "image table '{name}' already exists (use INSERT INTO {name} FROM '...' to add images)"
+                    )));
+                }
+                let opts = ingest_options(&options, true)?;
+                let r = self
+                    .ingest_async(&name, &source, IngestMode::Create, &opts)
+                    .await?;
+                self.ingest_result(&name, r.ingested, r.skipped.len() as u64)
+            }
+            Command::InsertFrom {
+                name,
+                source,
+                options,
+            } => {
+                let name = self.resolve(&name)?;
+                let opts = ingest_options(&options, false)?;
+                if !catalog.tables.contains_key(&name) {
+                    return Err(Error::InvalidArgument(format!(
+                        "no image table named '{name}' (INSERT INTO .. FROM '<files>' adds images to an image table; create one with CREATE IMAGE TABLE)"
+                    )));
+                }
+                let r = self
+                    .ingest_async(&name, &source, IngestMode::Append, &opts)
+                    .await?;
+                self.ingest_result(&name, r.ingested, r.skipped.len() as u64)
+            }
+            Command::DropTable { names, if_exists } => {
+                let names = names
+                    .iter()
+                    .map(|n| self.resolve(n))
+                    .collect::<Result<Vec<_>>>()?;
+                self.drop_tables(names, if_exists).await?;
+                Ok(self.ctx.read_empty()?)
+            }
+            Command::ShowTables => self.show_tables(catalog).await,
+            Command::Vacuum { retain } => {
+                let purged = self.vacuum(retain).await?;
+                self.vacuum_result(&purged)
+            }
+            Command::CreateModel {
+                name,
+                source,
+                options,
+            } => {
+                self.create_model_async(name, PathBuf::from(source), options)
+                    .await?;
+                Ok(self.ctx.read_empty()?)
+            }
+            Command::DropModel { name, if_exists } => {
+                self.drop_model_async(name, if_exists).await?;
+                Ok(self.ctx.read_empty()?)
+            }
+            Command::ShowModels => self.show_models(catalog),
+            Command::Calibrate {
+                model,
+                table,
+                label_column,
+                sample,
+            } => {
+                let profile = self.calibrate(&model, &table, label_column, sample).await?;
+                self.profile_table(&profile)
+            }
+            Command::ShowFormats { model, table } => self.show_formats(&model, &table, catalog),
+            Command::ResetOption { name } => {
+                self.reset_option(&name)?;
+                Ok(self.ctx.read_empty()?)
+            }
+        }
+    }
+
+    /// Runs a statement DataFusion knows. One that changes ordinary tables,
+    /// views or external tables of a file-backed database is kept on disk
+    /// (see `plain`).
+    async fn run_datafusion(&self, sql: &str) -> Result<DataFrame> {
+        let effect = if self.is_in_memory() {
+            super::plain::Effect::None
+        } else {
+            super::plain::classify(sql)
+        };
+        match effect {
+            super::plain::Effect::None if formats::is_explain_analyze(sql) => {
+                self.explain_analyze(sql).await
+            }
+            super::plain::Effect::None => Ok(self.ctx.sql(sql).await?),
+            super::plain::Effect::Refused(why) => Err(Error::InvalidArgument(why)),
+            effect => self.run_kept(sql, effect).await,
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Option parsing: `WITH (...)` of the ingest statements and `RESET` of
+//! spectradb's session settings.
+
+use std::path::PathBuf;
+
+use super::Database;
+use crate::codec::Chroma;
+use crate::error::{Error, Result};
+use crate::ingest::{IngestOptions, Label, OnError};
+use crate::planner::PlannerOptions;
+
+/// Ingest options from `WITH (...)`; `create` allows the layout options.
+pub(super) fn ingest_options(options: &[(String, String)], create: bool) -> Result<IngestOptions> {
+    let mut opts = IngestOptions::default();
+    for (key, value) in options {
+        match key.as_str() {
+            "label" => {
+                opts.label = match value.to_ascii_lowercase().as_str() {
+                    "parent_dir" => Label::ParentDir,
+                    "none" => Label::None,
+                    _ if value.to_ascii_lowercase().ends_with(".csv") => {
+                        Label::Csv(PathBuf::from(value))
+                    }
+                    _ => {
+                        return Err(Error::InvalidArgument(format!(
+                            "label = '{value}': expected 'parent_dir', 'none' or the path of a .csv file of file,label lines"
+                        )))
+                    }
+                }
+            }
+            "on_error" => {
+                opts.on_error = match value.to_ascii_lowercase().as_str() {
+                    "fail" => OnError::Fail,
+                    "skip" => OnError::Skip,
+                    _ => {
+                        return Err(Error::InvalidArgument(format!(
+                            "on_error = '{value}': expected 'fail' or 'skip'"
+                        )))
+                    }
+                }
+            }
+            "quality" | "chroma" if !create => {
+                return Err(Error::InvalidArgument(format!(
+                    "{key} is fixed when the table is created; INSERT INTO uses the table's own"
+                )))
+            }
+            "quality" => {
+                opts.source.encode.quality = value
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|q| (1..=100).contains(q))
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(format!("quality = '{value}': expected 1..100"))
+                    })?;
+            }
+            "chroma" => opts.source.encode.chroma = Chroma::parse(value)?,
+            other => {
+                let valid = if create {
+                    "label, quality, chroma, on_error"
+                } else {
+                    "label, on_error"
+                };
+                return Err(Error::InvalidArgument(format!(
+                    "unknown option '{other}' (valid options: {valid})"
+                )));
+            }
+        }
+    }
+    Ok(opts)
+}
+
+impl Database {
+    /// `RESET spectradb.<name>`: back to the default.
+    pub(super) fn reset_option(&self, name: &str) -> Result<()> {
+        let state = self.ctx.state_ref();
+        let mut state = state.write();
+        let opts = state
+            .config_mut()
+            .options_mut()
+            .extensions
+            .get_mut::<PlannerOptions>()
+            .ok_or_else(|| Error::Internal("planner options missing".into()))?;
+        let default = PlannerOptions::default();
+        match name {
+            "accuracy_target" => opts.accuracy_target = default.accuracy_target,
+            "confidence" => opts.confidence = default.confidence,
+            "read_format" => opts.read_format = default.read_format,
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown option spectradb.{other} (options: accuracy_target, confidence, read_format)"
+                )))
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,266 @@
+//! Keeps the session in step with the published catalog: image tables,
+//! ordinary tables, views and external tables, model functions, profiles.
+//!
+//! Loading what changed reads files (table footers, ordinary tables'
+//! Parquet, model labels), so statements do it on the blocking pool and
+//! only register the result on the async worker.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::datasource::MemTable;
+
+use super::system_tables::{ingest_errors_table, INGEST_ERRORS_TABLE};
+use super::{off_worker, plain, Database};
+use crate::codec::Chroma;
+use crate::error::Result;
+use crate::model::udf::model_functions;
+use crate::model::ModelHandle;
+use crate::sql::image_table::{ImageTable, ScanStats};
+use crate::storage::catalog::{Catalog, DatabaseDir, Definition};
+
+/// What the session was last built from.
+#[derive(Default)]
+pub(super) struct Registered {
+    pub(super) catalog_version: Option<u64>,
+    /// Image table name -> table version registered.
+    tables: BTreeMap<String, u64>,
+    /// Ordinary table name -> the file it was loaded from.
+    pub(super) plain: BTreeMap<String, String>,
+    /// Views and external tables replayed so far.
+    pub(super) definitions: Vec<Definition>,
+    /// Model name -> checksum of the model registered.
+    models: BTreeMap<String, String>,
+}
+
+/// What a catalog version needs that the session lacks, loaded from disk.
+struct Loaded {
+    catalog: Catalog,
+    tables: Vec<(String, u64, ImageTable)>,
+    plain: Vec<(String, String, MemTable)>,
+    models: Vec<(String, String, Arc<ModelHandle>)>,
+}
+
+/// The versions registered, to tell what to load.
+#[derive(Clone)]
+struct Have {
+    tables: BTreeMap<String, u64>,
+    plain: BTreeMap<String, String>,
+    models: BTreeMap<String, String>,
+}
+
+/// Loads what `catalog` lists that `have` lacks (blocking file I/O).
+fn load(
+    dir: &DatabaseDir,
+    stats: &Arc<ScanStats>,
+    have: &Have,
+    catalog: Catalog,
+) -> Result<Loaded> {
+    let mut tables = Vec::new();
+    for (name, entry) in &catalog.tables {
+        if have.tables.get(name) == Some(&entry.version) {
+            continue;
+        }
+        let files: Vec<PathBuf> = entry
+            .files
+            .iter()
+            .map(|f| dir.root().join(&f.path))
+            .collect();
+        let chroma = Chroma::parse(&entry.chroma)?;
+        let table = ImageTable::open(name, entry.version, chroma, files, stats.clone())?;
+        tables.push((name.clone(), entry.version, table));
+    }
+    let mut plain_tables = Vec::new();
+    for (name, file) in &catalog.plain_tables {
+        if have.plain.get(name) != Some(&file.path) {
+            plain_tables.push((name.clone(), file.path.clone(), plain::load(dir, file)?));
+        }
+    }
+    let mut models = Vec::new();
+    for (name, entry) in &catalog.models {
+        if have.models.get(name) != Some(&entry.checksum) {
+            let handle = Arc::new(ModelHandle::new(dir, name, entry)?);
+            models.push((name.clone(), entry.checksum.clone(), handle));
+        }
+    }
+    Ok(Loaded {
+        catalog,
+        tables,
+        plain: plain_tables,
+        models,
+    })
+}
+
+impl Database {
+    fn have(&self) -> Have {
+        let reg = self.registered.lock().expect("registry lock");
+        Have {
+            tables: reg.tables.clone(),
+            plain: reg.plain.clone(),
+            models: reg.models.clone(),
+        }
+    }
+
+    fn is_current(&self, version: u64) -> bool {
+        let reg = self.registered.lock().expect("registry lock");
+        reg.catalog_version.is_some_and(|v| v >= version)
+    }
+
+    /// Brings the session up to the published catalog and returns it
+    /// (blocking: for the synchronous API).
+    pub(super) fn refresh(&self) -> Result<Catalog> {
+        let catalog = self.dir.read_catalog()?;
+        self.sync(&catalog)?;
+        Ok(catalog)
+    }
+
+    /// [`Self::refresh`] with the file I/O on the blocking pool.
+    pub(super) async fn refresh_async(&self) -> Result<Catalog> {
+        let dir = self.dir.clone();
+        let catalog = off_worker(move || dir.read_catalog()).await?;
+        self.sync_async(catalog.clone()).await?;
+        Ok(catalog)
+    }
+
+    /// [`Self::sync`] with the file I/O on the blocking pool.
+    pub(super) async fn sync_async(&self, catalog: Catalog) -> Result<()> {
+        if self.is_current(catalog.version) {
+            return Ok(());
+        }
+        let (dir, stats) = (self.dir.clone(), self.stats.clone());
+        let have = self.have();
+        let loaded = off_worker(move || load(&dir, &stats, &have, catalog)).await?;
+        self.register(loaded)
+    }
+
+    /// Brings the session up to `catalog` (a version just published or read).
+    pub(super) fn sync(&self, catalog: &Catalog) -> Result<()> {
+        if self.is_current(catalog.version) {
+            return Ok(());
+        }
+        let have = self.have();
+        self.register(load(&self.dir, &self.stats, &have, catalog.clone())?)
+    }
+
+    /// Registers what was loaded and forgets what the catalog dropped. A
+    /// version older than the one registered (a slower concurrent refresh)
+    /// is ignored.
+    fn register(&self, loaded: Loaded) -> Result<()> {
+        let Loaded {
+            catalog,
+            tables,
+            plain,
+            models,
+        } = loaded;
+        let mut reg = self.registered.lock().expect("registry lock");
+        if reg.catalog_version.is_some_and(|v| v >= catalog.version) {
+            return Ok(());
+        }
+        let gone: Vec<String> = reg
+            .tables
+            .keys()
+            .filter(|t| !catalog.tables.contains_key(*t))
+            .cloned()
+            .collect();
+        for t in gone {
+            self.ctx.deregister_table(t.as_str())?;
+            reg.tables.remove(&t);
+        }
+        for (name, version, table) in tables {
+            self.ctx.deregister_table(name.as_str())?;
+            self.ctx.register_table(name.as_str(), Arc::new(table))?;
+            reg.tables.insert(name, version);
+        }
+        let plain_gone: Vec<String> = reg
+            .plain
+            .keys()
+            .filter(|t| !catalog.plain_tables.contains_key(*t))
+            .cloned()
+            .collect();
+        for t in plain_gone {
+            self.ctx.deregister_table(t.as_str())?;
+            reg.plain.remove(&t);
+        }
+        for (name, path, table) in plain {
+            self.ctx.deregister_table(name.as_str())?;
+            self.ctx.register_table(name.as_str(), Arc::new(table))?;
+            reg.plain.insert(name, path);
+        }
+        let models_gone: Vec<String> = reg
+            .models
+            .keys()
+            .filter(|m| !catalog.models.contains_key(*m))
+            .cloned()
+            .collect();
+        for m in models_gone {
+            self.ctx.deregister_udf(&m);
+            self.ctx.deregister_udf(&format!("{m}_scores"));
+            reg.models.remove(&m);
+        }
+        for (name, checksum, handle) in models {
+            for f in model_functions(handle) {
+                self.ctx.register_udf(f);
+            }
+            reg.models.insert(name, checksum);
+        }
+        self.ctx.deregister_table(INGEST_ERRORS_TABLE)?;
+        self.ctx.register_table(
+            INGEST_ERRORS_TABLE,
+            Arc::new(ingest_errors_table(&catalog)?),
+        )?;
+        *self.profiles.write().expect("profiles lock") = catalog.profiles.clone();
+        reg.catalog_version = Some(catalog.version);
+        Ok(())
+    }
+
+    /// Makes the next refresh reload every ordinary table and replay every
+    /// definition from the published catalog: after a kept statement
+    /// failed half-way, the session may hold changes that were not kept
+    /// (`touched`: the tables it may have created or changed).
+    pub(super) fn forget_kept_tables(&self, touched: &[String]) {
+        let mut reg = self.registered.lock().expect("registry lock");
+        for name in touched {
+            let _ = self.ctx.deregister_table(name.as_str());
+            reg.plain.remove(name);
+        }
+        for path in reg.plain.values_mut() {
+            path.clear(); // no file has an empty path: reloaded
+        }
+        reg.catalog_version = None;
+        reg.definitions.clear();
+    }
+
+    /// Replays the catalog's views and external tables the session lacks.
+    pub(super) async fn restore_definitions(&self, catalog: &Catalog) {
+        let (gone, new): (Vec<Definition>, Vec<Definition>) = {
+            let reg = self.registered.lock().expect("registry lock");
+            if reg.definitions == catalog.definitions {
+                return;
+            }
+            (
+                reg.definitions
+                    .iter()
+                    .filter(|d| !catalog.definitions.contains(d))
+                    .cloned()
+                    .collect(),
+                catalog
+                    .definitions
+                    .iter()
+                    .filter(|d| !reg.definitions.contains(d))
+                    .cloned()
+                    .collect(),
+            )
+        };
+        for d in &gone {
+            let _ = self.ctx.deregister_table(d.name.as_str());
+        }
+        for d in &new {
+            let _ = self.ctx.deregister_table(d.name.as_str());
+            if let Err(e) = self.ctx.sql(&d.sql).await {
+                self.warn(format!("could not restore '{}' ({}): {e}", d.name, d.sql));
+            }
+        }
+        self.registered.lock().expect("registry lock").definitions = catalog.definitions.clone();
+    }
+}

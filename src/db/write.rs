@@ -1,0 +1,364 @@
+//! Statements that change the database. Each runs as one
+//! [`Transaction`] on the blocking pool (taking the lock, decoding and
+//! fsync are blocking work) and the session syncs to the version it
+//! published.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::TableType;
+
+use super::system_tables::INGEST_ERRORS_TABLE;
+use super::{off_worker, Database};
+use crate::error::{Error, Result};
+use crate::ingest::{expand_sources, ingest, IngestOptions, IngestReport};
+use crate::model::prepare_model;
+use crate::storage::commit::{Purged, Transaction};
+
+/// Whether an ingest creates its table or appends to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestMode {
+    Create,
+    Append,
+}
+
+/// Receives ingest progress (the REPL draws a bar with it).
+pub trait IngestProgress: Send + Sync {
+    /// Called once the source files are known.
+    fn start(&self, table: &str, files: u64, bytes: u64);
+    /// Called after each file with its size in bytes.
+    fn advance(&self, bytes: u64);
+    /// Called when the ingest committed (not called when it failed).
+    fn finish(&self, report: &IngestReport);
+    /// Called when the ingest failed and committed nothing.
+    fn abandon(&self) {}
+}
+
+/// What `VACUUM` deleted.
+pub type VacuumReport = Purged;
+
+/// One ingest, ready to run anywhere (it owns what it needs).
+struct IngestJob {
+    table: String,
+    mode: IngestMode,
+    /// A glob or a directory, expanded when the job runs (walking a large
+    /// folder is blocking work too).
+    source: String,
+    opts: IngestOptions,
+    progress: Option<Arc<dyn IngestProgress>>,
+}
+
+impl IngestJob {
+    fn run(self, tx: &mut Transaction) -> Result<IngestReport> {
+        let files = expand_sources(&self.source)?;
+        let progress = self.progress;
+        if let Some(p) = &progress {
+            let bytes = files
+                .iter()
+                .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+                .sum();
+            p.start(&self.table, files.len() as u64, bytes);
+        }
+        let tick = |b: u64| {
+            if let Some(p) = &progress {
+                p.advance(b)
+            }
+        };
+        let create = self.mode == IngestMode::Create;
+        let report = ingest(tx, &self.table, create, &files, &self.opts, &tick);
+        match (&report, &progress) {
+            (Ok(r), Some(p)) => p.finish(r),
+            (Err(_), Some(p)) => p.abandon(),
+            _ => {}
+        }
+        report
+    }
+}
+
+impl Database {
+    /// Runs `change` in one transaction on the blocking pool, commits it
+    /// and syncs the session to the version it published.
+    pub(super) async fn write<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut Transaction) -> Result<T> + Send + 'static,
+    ) -> Result<(T, Purged)> {
+        let dir = self.dir.clone();
+        let (value, catalog, purged) = off_worker(move || {
+            let mut tx = dir.begin()?;
+            let value = change(&mut tx)?;
+            let (catalog, purged) = tx.commit()?;
+            Ok((value, catalog, purged))
+        })
+        .await?;
+        self.sync_async(catalog).await?;
+        Ok((value, purged))
+    }
+
+    /// [`Self::write`] for the synchronous API: runs on the calling thread.
+    fn write_blocking<T>(&self, change: impl FnOnce(&mut Transaction) -> Result<T>) -> Result<T> {
+        let mut tx = self.dir.begin()?;
+        let value = change(&mut tx)?;
+        self.commit(tx)?;
+        Ok(value)
+    }
+
+    /// Sets (or clears) the receiver of ingest progress.
+    pub fn set_progress(&self, progress: Option<Arc<dyn IngestProgress>>) {
+        *self.progress.lock().expect("progress lock") = progress;
+    }
+
+    fn ingest_job(
+        &self,
+        table: &str,
+        source: &str,
+        mode: IngestMode,
+        opts: &IngestOptions,
+    ) -> Result<IngestJob> {
+        check_table_name(table)?;
+        if mode == IngestMode::Create
+            && !self.dir.read_catalog()?.tables.contains_key(table)
+            && self.ctx.table_exist(table)?
+        {
+            return Err(Error::InvalidArgument(format!(
+                "a table named '{table}' already exists (not an image table)"
+            )));
+        }
+        Ok(IngestJob {
+            table: table.to_string(),
+            mode,
+            source: source.to_string(),
+            opts: opts.clone(),
+            progress: self.progress.lock().expect("progress lock").clone(),
+        })
+    }
+
+    /// Ingests the files matching `source` (a glob or a directory) into
+    /// image table `table`, creating it or appending to it. Blocks; from
+    /// async code use `CREATE IMAGE TABLE` / `INSERT INTO .. FROM` through
+    /// [`Database::sql`], which decode on the blocking pool.
+    pub fn ingest(
+        &self,
+        table: &str,
+        source: &str,
+        mode: IngestMode,
+        opts: &IngestOptions,
+    ) -> Result<IngestReport> {
+        let job = self.ingest_job(table, source, mode, opts)?;
+        self.write_blocking(|tx| job.run(tx))
+    }
+
+    pub(super) async fn ingest_async(
+        &self,
+        table: &str,
+        source: &str,
+        mode: IngestMode,
+        opts: &IngestOptions,
+    ) -> Result<IngestReport> {
+        let job = self.ingest_job(table, source, mode, opts)?;
+        Ok(self.write(|tx| job.run(tx)).await?.0)
+    }
+
+    /// Checks a new model's name against the session's functions.
+    fn check_model_name(&self, name: &str) -> Result<()> {
+        check_table_name(name).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "'{name}' is not a valid model name: use letters, digits and '_' (not starting with a digit)"
+            ))
+        })?;
+        let registered = self.dir.read_catalog()?.models.contains_key(name);
+        if !registered
+            && (self.ctx.udf(name).is_ok() || self.ctx.udf(&format!("{name}_scores")).is_ok())
+        {
+            return Err(Error::InvalidArgument(format!(
+                "a function named '{name}' already exists: choose another model name"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Registers an ONNX model as the SQL functions `name(image)` and
+    /// `name_scores(image)` (see [`crate::model`] for the options).
+    pub fn create_model(
+        &self,
+        name: &str,
+        source: &Path,
+        options: &[(String, String)],
+    ) -> Result<()> {
+        self.check_model_name(name)?;
+        let options: BTreeMap<String, String> = options.iter().cloned().collect();
+        self.write_blocking(|tx| add_model(tx, name, source, &options))
+    }
+
+    pub(super) async fn create_model_async(
+        &self,
+        name: String,
+        source: PathBuf,
+        options: Vec<(String, String)>,
+    ) -> Result<()> {
+        self.check_model_name(&name)?;
+        let options: BTreeMap<String, String> = options.into_iter().collect();
+        self.write(move |tx| add_model(tx, &name, &source, &options))
+            .await
+            .map(|_| ())
+    }
+
+    /// Removes a model and its functions.
+    pub fn drop_model(&self, name: &str, if_exists: bool) -> Result<()> {
+        self.write_blocking(|tx| remove_model(tx, name, if_exists))
+    }
+
+    pub(super) async fn drop_model_async(&self, name: String, if_exists: bool) -> Result<()> {
+        self.write(move |tx| remove_model(tx, &name, if_exists))
+            .await
+            .map(|_| ())
+    }
+
+    /// Drops image table `table`: publishes a catalog without it; its
+    /// files stay for older snapshots until they are purged.
+    pub fn drop_image_table(&self, table: &str) -> Result<()> {
+        self.write_blocking(|tx| {
+            if !tx.catalog().tables.contains_key(table) {
+                return Err(Error::InvalidArgument(format!(
+                    "no image table named '{table}'"
+                )));
+            }
+            remove_tables(tx, &[table.to_string()]);
+            Ok(())
+        })
+    }
+
+    /// `DROP TABLE [IF EXISTS] a, b, ...`: image tables, ordinary tables
+    /// and external tables, all in one commit. Every name is checked
+    /// before anything is dropped.
+    pub(super) async fn drop_tables(&self, names: Vec<String>, if_exists: bool) -> Result<()> {
+        let catalog = self.dir.read_catalog()?;
+        let mut drop = Vec::new();
+        for name in names {
+            if name == INGEST_ERRORS_TABLE {
+                return Err(Error::InvalidArgument(format!(
+                    "{INGEST_ERRORS_TABLE} is a system table and cannot be dropped"
+                )));
+            }
+            if catalog.tables.contains_key(&name) {
+                drop.push(name);
+                continue;
+            }
+            match self.ctx.table_provider(name.as_str()).await {
+                Ok(t) if t.table_type() == TableType::View => {
+                    return Err(Error::InvalidArgument(format!(
+                        "'{name}' is a view: use DROP VIEW {name}"
+                    )))
+                }
+                Ok(_) => drop.push(name),
+                Err(_) if if_exists => {}
+                Err(_) => {
+                    return Err(Error::InvalidArgument(format!(
+                        "no table named '{name}' (SHOW TABLES lists them)"
+                    )))
+                }
+            }
+        }
+        drop.sort();
+        drop.dedup();
+        if drop.is_empty() {
+            return Ok(());
+        }
+        let names = drop.clone();
+        self.write(move |tx| {
+            remove_tables(tx, &names);
+            Ok(())
+        })
+        .await?;
+        for name in &drop {
+            // Ordinary tables of in-memory databases live only in the
+            // session; views over dropped tables report when used.
+            self.ctx.deregister_table(name.as_str())?;
+        }
+        Ok(())
+    }
+
+    /// `VACUUM [RETAIN ...]`: deletes files that no version newer than the
+    /// retention period lists. Queries still reading an older version
+    /// than that may then fail to open their files.
+    pub async fn vacuum(&self, retain: Option<Duration>) -> Result<VacuumReport> {
+        let retain = retain.unwrap_or(crate::storage::commit::DEFAULT_RETENTION);
+        Ok(self
+            .write(move |tx| {
+                tx.set_retention(retain);
+                Ok(())
+            })
+            .await?
+            .1)
+    }
+}
+
+fn add_model(
+    tx: &mut Transaction,
+    name: &str,
+    source: &Path,
+    options: &BTreeMap<String, String>,
+) -> Result<()> {
+    if tx.catalog().models.contains_key(name) {
+        return Err(Error::InvalidArgument(format!(
+            "model '{name}' already exists (DROP MODEL {name} first)"
+        )));
+    }
+    let entry = prepare_model(tx, name, source, options)?;
+    tx.catalog_mut().models.insert(name.to_string(), entry);
+    Ok(())
+}
+
+fn remove_model(tx: &mut Transaction, name: &str, if_exists: bool) -> Result<()> {
+    let Some(entry) = tx.catalog_mut().models.remove(name) else {
+        return if if_exists {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!("no model named '{name}'")))
+        };
+    };
+    tx.catalog_mut().profiles.retain(|p| p.model != name);
+    tx.retire(&entry.file);
+    if let Some(labels) = &entry.labels_file {
+        tx.retire(labels);
+    }
+    Ok(())
+}
+
+/// Removes tables (image, ordinary or external) from the catalog and
+/// retires their files; names the catalog does not hold are skipped.
+fn remove_tables(tx: &mut Transaction, names: &[String]) {
+    for name in names {
+        let catalog = tx.catalog_mut();
+        catalog.ingest_errors.retain(|e| &e.table != name);
+        catalog.profiles.retain(|p| &p.table != name);
+        catalog.definitions.retain(|d| &d.name != name);
+        let mut files: Vec<String> = Vec::new();
+        if let Some(entry) = catalog.tables.remove(name) {
+            files.extend(entry.files.into_iter().map(|f| f.path));
+        }
+        if let Some(file) = catalog.plain_tables.remove(name) {
+            files.push(file.path);
+        }
+        for f in files {
+            tx.retire(&f);
+        }
+    }
+}
+
+/// Image table names become directory names: keep them to identifiers.
+pub(super) fn check_table_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "'{name}' is not a valid image table name: use letters, digits and '_' (not starting with a digit)"
+        )))
+    }
+}
