@@ -59,7 +59,9 @@ fn slt_type(t: &DataType) -> SltType {
         | DataType::BinaryView => SltType::Text,
         DataType::Dictionary(_, v) => slt_type(v),
         t if t.is_integer() => SltType::Integer,
-        t if t.is_floating() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) => {
+        t if t.is_floating()
+            || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) =>
+        {
             SltType::Float
         }
         DataType::Boolean => SltType::Boolean,
@@ -108,7 +110,11 @@ impl sqllogictest::AsyncDB for SltDb {
             return Ok(DBOutput::StatementComplete(0));
         }
         Ok(DBOutput::Rows {
-            types: schema.fields().iter().map(|f| slt_type(f.data_type())).collect(),
+            types: schema
+                .fields()
+                .iter()
+                .map(|f| slt_type(f.data_type()))
+                .collect(),
             rows: rows(&batches)?,
         })
     }
