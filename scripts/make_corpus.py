@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Builds the benchmark corpus for issue 2's data-path benchmark (benches/data_path.rs).
+"""Builds the benchmark corpus of the data-path, models and planner benchmarks (benches/).
 
 What it builds, in --out DIR:
   DIR/<photo-stem>_<n>.jpg   --count crops of --size x --size pixels, saved the
@@ -11,11 +11,12 @@ What it builds, in --out DIR:
                              of spectradb's format against them (off: --no-source);
   DIR/MANIFEST.txt           the parameters, then each photo used (path, size, crops).
 
-Real photos only, no synthetic images: the shared photos
-(/work/shared/data/photos/{dev,imagenet-labeled}) and the nature photographs of
+Real photos only, no synthetic images. By default: the repository's photos
+(tests/data/photos/{dev,imagenet-labeled}) and the nature photographs of
 Debian's mate-backgrounds package (/usr/share/backgrounds/mate/nature; its
 abstract/ and desktop/ folders, like ukui-wallpapers, hold rendered art and are
-not used). Each large photo is first downscaled by a random factor between 1x
+not used). --photos (repeatable) or SPECTRADB_CORPUS_PHOTOS (paths separated
+by ':') replace them: each is a folder (its *.jpg, *.jpeg and *.png) or a glob. Each large photo is first downscaled by a random factor between 1x
 and 4x (LANCZOS; never below the crop size), so that crops look like typical
 512 px photos rather than texture patches; a few scales per photo, several
 random crops per scale. Photos whose short side is below the crop size are
@@ -27,7 +28,8 @@ Deterministic for a given --seed (random.Random(seed)) and set of photos. A
 rerun with the same parameters over a complete corpus does nothing; otherwise
 the old *.jpg, source/*.png and MANIFEST.txt in DIR are replaced.
 
-    python3 scripts/make_corpus.py --out DIR [--count 1000] [--size 512] [--quality 90] [--seed 0] [--no-source]
+    python3 scripts/make_corpus.py --out DIR [--count 1000] [--size 512] [--quality 90] [--seed 0]
+                                   [--no-source] [--photos DIR_OR_GLOB ...]
 """
 import argparse
 import glob
@@ -42,13 +44,19 @@ VERSION = 2  # bump when the way crops are cut changes, so old corpora are rebui
 MIN_SHORT = 0.75  # photos with a short side below MIN_SHORT * size are skipped
 GRID = 64  # a photo offers one crop position per GRID pixels of slack
 CROPS_PER_SCALE = 8
-SHARED = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "photos"))
-SOURCES = [
-    os.path.join(SHARED, "dev", "*.jpg"),
-    os.path.join(SHARED, "dev", "*.png"),
-    os.path.join(SHARED, "imagenet-labeled", "*.jpg"),
+PHOTOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "photos")
+DEFAULT_SOURCES = [
+    os.path.join(PHOTOS, "dev"),
+    os.path.join(PHOTOS, "imagenet-labeled"),
     "/usr/share/backgrounds/mate/nature/*.jpg",
 ]
+
+
+def patterns(source):
+    """Globs for one source: a folder's photos, or the glob itself."""
+    if os.path.isdir(source):
+        return [os.path.join(source, f"*.{ext}") for ext in ("jpg", "jpeg", "png")]
+    return [source]
 
 
 def load(path, size):
@@ -97,7 +105,12 @@ def main():
     ap.add_argument("--quality", type=int, default=90)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-source", action="store_true", help="do not write source/*.png")
+    ap.add_argument("--photos", action="append",
+                    help="a folder or glob of source photos (repeatable; default: the repository's "
+                         "photos and /usr/share/backgrounds/mate/nature)")
     a = ap.parse_args()
+    env = os.environ.get("SPECTRADB_CORPUS_PHOTOS")
+    sources = a.photos or (env.split(":") if env else DEFAULT_SOURCES)
 
     params = (f"version={VERSION} count={a.count} size={a.size} quality={a.quality} "
               f"subsampling=4:2:0 baseline seed={a.seed} source={not a.no_source}")
@@ -109,9 +122,9 @@ def main():
         print(f"corpus in {a.out} is complete ({params})")
         return
 
-    paths = sorted(p for pattern in SOURCES for p in glob.glob(pattern))
+    paths = sorted({os.path.normpath(p) for s in sources for pattern in patterns(s) for p in glob.glob(pattern)})
     if not paths:
-        sys.exit("no source photos found: is /work/shared/data/photos there, mate-backgrounds installed?")
+        sys.exit(f"no source photos found in {sources}")
     stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
     assert len(set(stems)) == len(stems), "two source photos share a file name"
     photos, skipped = [], []

@@ -8,6 +8,6 @@ python3 -c "import PIL" 2>/dev/null || pip install --quiet pillow
 if [ ! -d /usr/share/backgrounds/mate/nature ]; then
     apt-get install -y --no-install-recommends mate-backgrounds >/dev/null 2>&1 ||
         { apt-get update >/dev/null && apt-get install -y --no-install-recommends mate-backgrounds >/dev/null; } ||
-        echo "warning: could not install mate-backgrounds; using the shared photos only" >&2
+        echo "warning: could not install mate-backgrounds; using the repository's photos only" >&2
 fi
 exec python3 "$(dirname "$0")/make_corpus.py" "$@"

@@ -29,7 +29,7 @@ struct Cli {
     /// Database directory (created when missing); in-memory when omitted.
     database: Option<PathBuf>,
     /// Run these statements and exit (repeatable); exits non-zero on the first error.
-    #[arg(short = 'c', long = "command")]
+    #[arg(short = 'c', long = "command", allow_hyphen_values = true)]
     commands: Vec<String>,
     /// How results are printed.
     #[arg(long, value_enum, default_value = "table")]

@@ -100,11 +100,17 @@ impl Shell {
         self.finish_pending()
     }
 
-    /// Runs a statement left without its `;` at the end of a script.
+    /// Runs a statement left without its `;` at the end of a script. One
+    /// that ends inside a quote or comment goes to the parser as written,
+    /// which says what is unterminated.
     pub fn finish_pending(&mut self) -> Result<Flow> {
         let rest = std::mem::take(&mut self.pending);
-        if !rest.trim().is_empty() {
+        let (statements, open) = split_statements(&format!("{rest}\n;"));
+        if !open.is_empty() {
             self.execute(rest.trim())?;
+        }
+        for sql in statements {
+            self.execute(&sql)?;
         }
         Ok(Flow::Continue)
     }
@@ -288,12 +294,14 @@ pub async fn collect(db: &Database, sql: &str) -> Result<Vec<RecordBatch>> {
 }
 
 /// Writes every image value (as PNG at the scale it carries) and every PNG
-/// of `batches` into `dir`, named after the row's `id` (or row number) and
-/// column. Returns the number of files written.
+/// of `batches` into `dir`, named `<id>_<column>.png` after the row's `id`
+/// (or row number) and the column's alias or name. Returns the number of
+/// files written.
 pub fn save_images(batches: &[RecordBatch], dir: &Path) -> Result<usize> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut written = 0;
     let mut row_no = 0usize;
+    let mut used = std::collections::HashSet::new();
     for batch in batches {
         // File names use the `id` column when it reads as text, else the row number.
         let ids = batch
@@ -303,6 +311,7 @@ pub fn save_images(batches: &[RecordBatch], dir: &Path) -> Result<usize> {
             let Some(values) = binary_values(col.as_ref()) else {
                 continue;
             };
+            let column = column_file_name(field.name());
             for (i, v) in values.into_iter().enumerate() {
                 let Some(bytes) = v else { continue };
                 let png = if bytes.starts_with(b"\x89PNG") {
@@ -313,15 +322,22 @@ pub fn save_images(batches: &[RecordBatch], dir: &Path) -> Result<usize> {
                     continue;
                 };
                 let key = match &ids {
-                    Some(ids) if !ids.is_null(i) => ids.as_string::<i32>().value(i).to_string(),
-                    _ => (row_no + i).to_string(),
+                    Some(ids) if !ids.is_null(i) => file_name_part(ids.as_string::<i32>().value(i)),
+                    _ => String::new(),
                 };
-                let name: String = field
-                    .name()
-                    .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                    .collect();
-                let path = dir.join(format!("{key}_{}.png", name.trim_matches('_')));
+                let key = if key.is_empty() {
+                    (row_no + i).to_string()
+                } else {
+                    key
+                };
+                // Ids that differ only in replaced characters do not overwrite each other.
+                let mut name = format!("{key}_{column}.png");
+                let mut n = 1;
+                while !used.insert(name.clone()) {
+                    n += 1;
+                    name = format!("{key}_{column}_{n}.png");
+                }
+                let path = dir.join(name);
                 std::fs::write(&path, png)
                     .with_context(|| format!("writing {}", path.display()))?;
                 written += 1;
@@ -330,4 +346,56 @@ pub fn save_images(batches: &[RecordBatch], dir: &Path) -> Result<usize> {
         row_no += batch.num_rows();
     }
     Ok(written)
+}
+
+/// `text` as one safe piece of a file name: ASCII letters, digits, `-` and
+/// `_`; everything else (`/`, `.`, spaces) becomes `_`, so an id such as
+/// `../x` cannot leave the folder.
+fn file_name_part(text: &str) -> String {
+    let s: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    s.trim_matches('_').to_string()
+}
+
+/// A result column's part of a file name: its alias or column name
+/// (`thumb`, `image` for `photos.image`), or for an expression left without
+/// an alias its function's name (`thumbnail`, not
+/// `thumbnail_photos_image_Int64_256`).
+fn column_file_name(name: &str) -> String {
+    let short = match name.split_once('(') {
+        Some((function, _)) if !function.is_empty() => function,
+        _ => name.rsplit('.').next().unwrap_or(name),
+    };
+    match file_name_part(short) {
+        s if s.is_empty() => "image".to_string(),
+        s => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_stay_in_the_folder_and_use_short_column_names() {
+        assert_eq!(file_name_part("../x"), "x");
+        assert_eq!(file_name_part("a/../../b c"), "a_______b_c");
+        assert_eq!(file_name_part("/etc/passwd"), "etc_passwd");
+        assert_eq!(file_name_part(".."), "");
+        assert_eq!(column_file_name("thumb"), "thumb");
+        assert_eq!(column_file_name("photos.image"), "image");
+        assert_eq!(
+            column_file_name("thumbnail(photos.image,Int64(256))"),
+            "thumbnail"
+        );
+        assert_eq!(column_file_name("\"..\""), "image");
+    }
 }

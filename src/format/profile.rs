@@ -241,11 +241,20 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn wilson_bound_is_below_the_estimate_and_tightens_with_n() {
+    fn wilson_bounds_match_published_values() {
         // 300/300 at 95 %: 1 - 3.84/303.84.
         assert!((wilson_lower_bound(300, 300, 0.95) - 0.98736).abs() < 1e-4);
         assert!((wilson_lower_bound(81, 100, 0.95) - 0.7222).abs() < 1e-3);
-        assert!(wilson_lower_bound(9, 10, 0.95) < wilson_lower_bound(900, 1000, 0.95));
+        // Newcombe (1998), Statistics in Medicine 17:857, table II, method 3.
+        for (k, n, lower) in [
+            (81, 263, 0.2553),
+            (15, 148, 0.0624),
+            (0, 20, 0.0),
+            (1, 29, 0.0061),
+        ] {
+            let got = wilson_lower_bound(k, n, 0.95);
+            assert!((got - lower).abs() < 5e-5, "{k}/{n}: {got}");
+        }
         assert_eq!(wilson_lower_bound(0, 0, 0.95), 0.0);
     }
 

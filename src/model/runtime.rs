@@ -42,19 +42,38 @@ fn python_capi_dir() -> Option<PathBuf> {
     Some(Path::new(dir.trim()).join("capi"))
 }
 
+/// The version numbers after `libonnxruntime.so.` (`[1, 31, 1]`; empty for
+/// the bare `.so`), or `None` for another file. Compared as numbers, so
+/// that 1.31 is newer than 1.9.
+fn library_version(name: &str) -> Option<Vec<u64>> {
+    let rest = name.strip_prefix("libonnxruntime.so")?;
+    if rest.is_empty() {
+        return Some(Vec::new());
+    }
+    rest.strip_prefix('.')?
+        .split('.')
+        .map(|part| part.parse().ok())
+        .collect()
+}
+
 /// The newest `libonnxruntime.so*` in `dir`.
 fn library_in(dir: &Path) -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+    newest_library(
+        std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path())),
+    )
+}
+
+/// The path among `paths` whose file name carries the highest library version.
+fn newest_library(paths: impl Iterator<Item = PathBuf>) -> Option<PathBuf> {
+    paths
+        .filter_map(|p| {
+            let version = library_version(p.file_name()?.to_str()?)?;
+            Some((version, p))
         })
-        .collect();
-    found.sort();
-    found.pop()
+        .max()
+        .map(|(_, p)| p)
 }
 
 /// Where the library is, or why none was found.
@@ -111,4 +130,36 @@ pub fn environment() -> Result<&'static Environment> {
         })
         .as_ref()
         .map_err(|e| Error::Runtime(e.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_library_is_chosen_by_version_number() {
+        let names = [
+            "libonnxruntime.so",
+            "libonnxruntime.so.1.9.0",
+            "libonnxruntime.so.1.31.1",
+            "libonnxruntime.so.1.31.0",
+            "libonnxruntime.so.1.4",
+            "libonnxruntime_providers_shared.so",
+            "libonnxruntime.so.1.40.bak",
+        ];
+        let paths = names.iter().map(|n| Path::new("/lib").join(n));
+        assert_eq!(
+            newest_library(paths),
+            Some(PathBuf::from("/lib/libonnxruntime.so.1.31.1"))
+        );
+        assert_eq!(library_version("libonnxruntime.so.1.9"), Some(vec![1, 9]));
+        assert_eq!(library_version("libonnxruntime.so"), Some(vec![]));
+        assert_eq!(library_version("libonnxruntime.sox"), None);
+        // Only the bare name: it is found too.
+        let bare = std::iter::once(PathBuf::from("/lib/libonnxruntime.so"));
+        assert_eq!(
+            newest_library(bare),
+            Some(PathBuf::from("/lib/libonnxruntime.so"))
+        );
+    }
 }

@@ -305,7 +305,16 @@ mod tests {
 
     #[test]
     fn sample_keys_are_a_fixed_shuffle() {
-        assert_eq!(splitmix(1), splitmix(1));
+        // SplitMix64's published outputs: seed 0, then seed 1234567 (each
+        // call mixes the seed plus one step of the golden-ratio increment).
+        const STEP: u64 = 0x9E37_79B9_7F4A_7C15;
+        assert_eq!(splitmix(0), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(splitmix(STEP), 0x6E78_9E6A_A1B9_65F4);
+        assert_eq!(splitmix(1_234_567), 6_457_827_717_110_365_317);
+        assert_eq!(
+            splitmix(1_234_567u64.wrapping_add(STEP)),
+            3_203_168_211_198_807_973
+        );
         let mut keys: Vec<u64> = (0..100).map(splitmix).collect();
         let sorted = keys.clone();
         keys.sort_unstable();

@@ -347,41 +347,56 @@ fn parse_with_options(p: &mut Parser) -> Result<Vec<(String, String)>, ParserErr
 }
 
 /// Splits a script into statements at top-level `;` (not inside quotes or
-/// comments). Returns the statements and whether the text ends inside an
-/// unfinished statement (the REPL keeps reading lines then).
+/// comments). Returns the complete statements, comments removed (line
+/// breaks kept) and those that hold nothing else skipped, and the
+/// unfinished rest exactly as written, so that the caller can append the
+/// next line to it and split again; the rest is empty when nothing but
+/// whitespace and finished comments follows the last `;`.
 pub fn split_statements(script: &str) -> (Vec<String>, String) {
     let mut out = Vec::new();
+    // The current statement without its comments.
     let mut cur = String::new();
-    let mut chars = script.chars().peekable();
-    while let Some(c) = chars.next() {
+    // Where the current statement's text starts in `script`.
+    let mut start = 0;
+    // The script ends inside a quote or a block comment.
+    let mut open = false;
+    let mut chars = script.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
         match c {
             '\'' | '"' | '`' => {
                 cur.push(c);
-                for d in chars.by_ref() {
+                open = true;
+                for (_, d) in chars.by_ref() {
                     cur.push(d);
                     if d == c {
+                        open = false;
                         break;
                     }
                 }
             }
-            '-' if chars.peek() == Some(&'-') => {
-                for d in chars.by_ref() {
+            '-' if chars.peek().is_some_and(|&(_, d)| d == '-') => {
+                for (_, d) in chars.by_ref() {
                     if d == '\n' {
                         cur.push('\n');
                         break;
                     }
                 }
             }
-            '/' if chars.peek() == Some(&'*') => {
+            '/' if chars.peek().is_some_and(|&(_, d)| d == '*') => {
                 chars.next();
+                cur.push(' ');
+                open = true;
                 let mut prev = ' ';
-                for d in chars.by_ref() {
+                for (_, d) in chars.by_ref() {
+                    if d == '\n' {
+                        cur.push('\n');
+                    }
                     if prev == '*' && d == '/' {
+                        open = false;
                         break;
                     }
                     prev = d;
                 }
-                cur.push(' ');
             }
             ';' => {
                 let stmt = cur.trim();
@@ -389,11 +404,17 @@ pub fn split_statements(script: &str) -> (Vec<String>, String) {
                     out.push(stmt.to_string());
                 }
                 cur.clear();
+                start = i + 1;
             }
             _ => cur.push(c),
         }
     }
-    (out, cur.trim().to_string())
+    let rest = if open || !cur.trim().is_empty() {
+        script[start..].trim_start().to_string()
+    } else {
+        String::new()
+    };
+    (out, rest)
 }
 
 #[cfg(test)]
@@ -568,5 +589,81 @@ mod tests {
             split_statements("SELECT ';' AS a; -- c;\nSELECT 2 /* ; */ ;\n SELECT 3");
         assert_eq!(stmts, vec!["SELECT ';' AS a", "SELECT 2"]);
         assert_eq!(rest, "SELECT 3");
+    }
+
+    /// Feeds `script` a line at a time as the shell does: each line is
+    /// appended to the unfinished rest, which is split again.
+    fn split_by_lines(script: &str) -> (Vec<String>, String) {
+        let (mut all, mut pending) = (Vec::new(), String::new());
+        for line in script.lines() {
+            pending.push_str(line);
+            pending.push('\n');
+            let (stmts, rest) = split_statements(&pending);
+            all.extend(stmts);
+            pending = rest;
+        }
+        (all, pending)
+    }
+
+    #[test]
+    fn splits_scripts_as_people_write_them() {
+        let cases: &[(&str, &[&str], &str)] = &[
+            // A clause per line, no indentation: the line break separates words.
+            (
+                "SELECT count(*) AS n\nFROM t\nWHERE n > 1;\n",
+                &["SELECT count(*) AS n\nFROM t\nWHERE n > 1"],
+                "",
+            ),
+            // Comments at line ends, and between statements.
+            (
+                "SELECT a, -- the first\nb -- the second\nFROM t; -- done\n-- next: the count\nSELECT 2;\n",
+                &["SELECT a, \nb \nFROM t", "SELECT 2"],
+                "",
+            ),
+            // A `;` inside strings and quoted names, also across lines.
+            (
+                "SELECT 'a;b' AS \"x;y\";\nSELECT 'two\nlines;' AS s;\n",
+                &["SELECT 'a;b' AS \"x;y\"", "SELECT 'two\nlines;' AS s"],
+                "",
+            ),
+            // A block comment over several lines, with a `;` in it.
+            (
+                "/* set up;\n   the table */\nSELECT 1\n/* a\n;b */ AS one;\n",
+                &["SELECT 1\n \n AS one"],
+                "",
+            ),
+            // The last statement has no `;`: it is the rest, as written.
+            (
+                "SELECT 1;\nSELECT x -- why\nFROM t\n",
+                &["SELECT 1"],
+                "SELECT x -- why\nFROM t\n",
+            ),
+            // Nothing but comments and empty statements.
+            ("-- only a comment\n;\n/* and; this */ ;\n\n", &[], ""),
+        ];
+        for (script, want, rest) in cases {
+            let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+            let want = (want, rest.to_string());
+            assert_eq!(split_statements(script), want, "{script:?}");
+            assert_eq!(split_by_lines(script), want, "by lines: {script:?}");
+        }
+    }
+
+    #[test]
+    fn an_unfinished_quote_or_block_comment_is_kept_as_written() {
+        for text in [
+            "SELECT 1 /* still\n  open ;\n",
+            "SELECT 'still\nopen ;\n",
+            "/* a comment\n",
+        ] {
+            let (stmts, rest) = split_statements(text);
+            assert!(stmts.is_empty(), "{text:?}: {stmts:?}");
+            assert_eq!(rest, text);
+        }
+        let (stmts, rest) = split_statements("SELECT 1; /* open\n");
+        assert_eq!(
+            (stmts, rest.as_str()),
+            (vec!["SELECT 1".to_string()], "/* open\n")
+        );
     }
 }

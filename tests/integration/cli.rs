@@ -144,6 +144,124 @@ fn dot_commands_read_save_and_schema() {
     }
 }
 
+/// A script written as people write SQL: a clause per line without
+/// indentation, comments at line ends and between statements, a `;` inside
+/// strings, a block comment over several lines, and a last statement
+/// without `;`.
+const SCRIPT: &str = "-- set up
+CREATE TABLE t AS VALUES (1, 'a;b'), (2, 'c');
+/* a block comment
+over several lines; with a semicolon */
+SELECT count(*) AS n
+FROM t; -- two rows
+SELECT column2 AS s -- the text column
+FROM t
+WHERE column1 = 1;
+-- the last statement has no semicolon
+SELECT 'x;y' AS q
+FROM t
+WHERE column1 = 2
+";
+
+/// What SCRIPT prints as CSV.
+const SCRIPT_OUT: &str = "n\n2\ns\na;b\nq\nx;y\n";
+
+#[test]
+fn scripts_over_several_lines_run_from_dash_c_stdin_and_read() {
+    let out = run(&["--format", "csv", "-c", SCRIPT], None);
+    assert!(out.status.success(), "-c: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), SCRIPT_OUT, "-c");
+
+    let out = run(&["--format", "csv"], Some(SCRIPT));
+    assert!(out.status.success(), "stdin: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), SCRIPT_OUT, "stdin");
+
+    // The same without the final line break, and the reported shape itself.
+    let out = run(&["--format", "csv"], Some(SCRIPT.trim_end()));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), SCRIPT_OUT);
+    let out = run(
+        &["--format", "csv"],
+        Some("SELECT count(*) AS n\nFROM (VALUES (1), (2)) AS t(x);\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "n\n2\n");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("script.sql");
+    std::fs::write(&file, SCRIPT).unwrap();
+    let input = format!(
+        ".format csv\n.read {}\nSELECT 'after' AS done;\n",
+        file.display()
+    );
+    let out = run(&[], Some(&input));
+    assert!(out.status.success(), ".read: {}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{SCRIPT_OUT}done\nafter\n"),
+        ".read"
+    );
+
+    // A comment line does not hide the dot command after it; an unfinished
+    // block comment does, until it ends.
+    let out = run(
+        &[],
+        Some("-- first\n.format csv\n/* open\n.format json\n*/ SELECT 1 AS a;\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "a\n1\n");
+
+    // A script ending inside a string or comment is an error that says so.
+    let out = run(&[], Some("SELECT 1 AS a;\nSELECT 'open\n"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("Unterminated string literal"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&[], Some("SELECT 1 /* open\n"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("comment"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn save_names_files_after_the_column_and_keeps_them_in_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let out_dir = dir.path().join("out");
+    let input = format!(
+        "{CREATE};\n\
+         .save SELECT '../x' AS id, thumbnail(image, 16) AS thumb FROM photos WHERE id = 0 {out}\n\
+         .save SELECT id, thumbnail(image, 16), image AS original FROM photos WHERE id < 2 {out}\n",
+        out = out_dir.display()
+    );
+    let out = run(&[db.to_str().unwrap()], Some(&input));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut names: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "0_original.png",
+            "0_thumbnail.png",
+            "1_original.png",
+            "1_thumbnail.png",
+            "x_thumb.png"
+        ]
+    );
+    // Nothing was written next to the folder.
+    assert!(!dir.path().join("x_thumb.png").exists());
+    let img = image::open(out_dir.join("0_original.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (512, 512));
+}
+
 #[test]
 fn a_second_writer_is_refused_with_the_holders_pid() {
     let dir = tempfile::tempdir().unwrap();
@@ -178,6 +296,22 @@ fn repl_in_a_terminal_keeps_going_after_errors_and_saves_history() {
     p.exp_string("-> ").unwrap();
     p.send_line("  'line' AS how;").unwrap();
     p.exp_string("| multi | line |").unwrap();
+    p.exp_string("spectradb> ").unwrap();
+    // A clause per line without indentation, comments and a `;` in a string.
+    p.send_line("SELECT count(*) AS n -- how many").unwrap();
+    p.exp_string("-> ").unwrap();
+    p.send_line("FROM (VALUES ('a;b'), ('c')) AS t(s)").unwrap();
+    p.exp_string("-> ").unwrap();
+    p.send_line("WHERE s <> ';';").unwrap();
+    p.exp_string("| 2 |").unwrap();
+    p.exp_string("spectradb> ").unwrap();
+    p.send_line("/* a comment").unwrap();
+    p.exp_string("-> ").unwrap();
+    p.send_line("over two lines; */ SELECT 'after the comment' AS c;")
+        .unwrap();
+    p.exp_string("| after the comment |").unwrap();
+    p.exp_string("spectradb> ").unwrap();
+    p.send_line("-- a comment alone").unwrap();
     p.exp_string("spectradb> ").unwrap();
     // An error is one clear message, and the shell carries on.
     p.send_line("SELECT * FROM missing_table;").unwrap();

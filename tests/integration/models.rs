@@ -1,15 +1,11 @@
 //! Models on real photos: MobileNetV2's accuracy on the 20 labelled
-//! ImageNet photos, agreement with Python's onnxruntime on the same
-//! pixels, and what happens without ONNX Runtime.
+//! ImageNet photos, agreement with Python (Pillow and onnxruntime) decoding
+//! the same files itself, and what happens without ONNX Runtime.
 
-use std::io::Write;
 use std::process::Command;
 
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
-use spectradb::format::model_spec::ModelSpec;
-use spectradb::model::runner::Model;
-use spectradb::source::{load_file, SourceOptions};
 use spectradb::BlockingDatabase;
 
 use super::common::{data_dir, photos};
@@ -43,51 +39,77 @@ fn mobilenet_top1_on_labelled_photos_and_agreement_with_onnxruntime() {
     assert_eq!(ours.len(), 20);
     let right = ours.iter().filter(|(u, c)| true_class(u) == *c).count();
 
-    // The same decoded-and-resized pixels through Python's onnxruntime.
+    // Python's usual pipeline on the same JPEG files, decoded by Pillow:
+    // RGB, resized to 224x224 (antialiased bilinear, as the model's
+    // `size = 224` asks), ImageNet mean/std, NCHW, onnxruntime.
     let files = photos("imagenet-labeled");
+    assert_eq!(
+        files
+            .iter()
+            .map(|f| f
+                .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string())
+            .collect::<Vec<_>>(),
+        ours.iter().map(|(u, _)| u.clone()).collect::<Vec<_>>(),
+        "the photos in id order"
+    );
     let model_path = data_dir().join("models/mobilenet_v2_imagenet.onnx");
-    let model = Model::load("m", &model_path, ModelSpec::imagenet(224), None, 2).unwrap();
-    let images: Vec<_> = files
-        .iter()
-        .map(|f| load_file(f, &SourceOptions::default()).unwrap().0)
-        .collect();
-    let tensor = model.batch_tensor(&images).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let raw = dir.path().join("batch.f32");
-    let mut f = std::fs::File::create(&raw).unwrap();
-    for v in &tensor {
-        f.write_all(&v.to_le_bytes()).unwrap();
-    }
-    drop(f);
     let script = format!(
-        "import numpy as np, onnxruntime as ort\n\
-         x = np.fromfile({raw:?}, dtype='<f4').reshape(20, 3, 224, 224)\n\
+        "import sys, numpy as np, onnxruntime as ort\n\
+         from PIL import Image\n\
+         mean = np.array([0.485, 0.456, 0.406], dtype=np.float32)\n\
+         std = np.array([0.229, 0.224, 0.225], dtype=np.float32)\n\
+         def pixels(path):\n\
+         \x20   img = Image.open(path).convert('RGB').resize((224, 224), Image.BILINEAR)\n\
+         \x20   x = (np.asarray(img, dtype=np.float32) / 255.0 - mean) / std\n\
+         \x20   return x.transpose(2, 0, 1)\n\
+         x = np.stack([pixels(p) for p in sys.argv[1:]])\n\
          s = ort.InferenceSession({model:?}, providers=['CPUExecutionProvider'])\n\
          print(' '.join(str(int(i)) for i in s.run(None, {{'input': x}})[0].argmax(1)))\n",
-        raw = raw.display().to_string(),
         model = model_path.display().to_string()
     );
     let out = Command::new("python3")
-        .args(["-c", &script])
+        .arg("-c")
+        .arg(&script)
+        .args(&files)
         .output()
         .expect("python3 runs");
     assert!(
         out.status.success(),
-        "python3 with onnxruntime (installed by .ci/run) failed: {}",
+        "python3 with onnxruntime and Pillow (installed by .ci/run) failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let python: Vec<i64> = String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .map(|s| s.parse().unwrap())
         .collect();
+    assert_eq!(python.len(), 20);
     let agree = ours
         .iter()
         .zip(&python)
         .filter(|((_, c), p)| c == *p)
         .count();
-    println!("MobileNetV2 top-1: {right}/20 right; agrees with Python onnxruntime on {agree}/20");
+    let python_right = ours
+        .iter()
+        .zip(&python)
+        .filter(|((u, _), p)| true_class(u) == **p)
+        .count();
+    println!(
+        "MobileNetV2 top-1: spectradb {right}/20 right, Python (Pillow + onnxruntime) \
+         {python_right}/20; same class on {agree}/20"
+    );
     assert!(right >= 17, "top-1 {right}/20: {ours:?}");
-    assert_eq!(agree, 20, "ours {ours:?} python {python:?}");
+    // Measured: 20 of 20 (2026-11-25, Pillow 13.0, onnxruntime 1.31.1). The
+    // two pipelines differ (spectradb decodes at 4/8 scale in the DCT
+    // domain and resizes 256 -> 224; Pillow decodes in full and resizes
+    // 512 -> 224), so a photo with a thin top-1 margin may flip: allow two.
+    assert!(
+        agree >= 18,
+        "agreement {agree}/20: ours {ours:?} python {python:?}"
+    );
 }
 
 #[test]
