@@ -165,7 +165,7 @@ pub fn read_coefficients(data: &[u8], max_pixels: u64) -> R<JpegCoefficients> {
             return invalid(format!("quantization table {} is not defined", c.tq));
         };
         quant.push(q);
-        let mut plane = CoefPlane::empty(c.pw, c.ph);
+        let mut plane = CoefPlane::empty(c.pw, c.ph).map_err(|e| JpegError::Invalid(e.to_string()))?;
         debug_assert_eq!((plane.blocks_w(), plane.blocks_h()), (c.bw, c.bh));
         // Block-major to band-major, a row of blocks at a time so the
         // source stays in cache while its 64 bands are picked out.
@@ -176,21 +176,16 @@ pub fn read_coefficients(data: &[u8], max_pixels: u64) -> R<JpegCoefficients> {
                 band.extend(row.chunks_exact(64).map(|block| block[k]));
             }
         }
-        for (slot, band) in plane.bands.iter_mut().zip(bands) {
-            *slot = Some(band);
+        for (k, band) in bands.into_iter().enumerate() {
+            plane
+                .set_band(k, band)
+                .map_err(|e| JpegError::Invalid(e.to_string()))?;
         }
         planes.push(plane);
     }
-    Ok(JpegCoefficients {
-        image: CoefficientImage {
-            width,
-            height,
-            chroma,
-            quant,
-            planes,
-        },
-        exif,
-    })
+    let image = CoefficientImage::new(width, height, chroma, quant, planes)
+        .map_err(|e| JpegError::Invalid(e.to_string()))?;
+    Ok(JpegCoefficients { image, exif })
 }
 
 /// The payload of the segment whose length field starts at `pos`.

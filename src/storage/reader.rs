@@ -24,7 +24,19 @@ use crate::codec::{Chroma, CoefPlane, CoefficientImage, QuantTable};
 use crate::error::{Error, Result};
 
 /// Largest width or height a stored image may claim (JPEG's own limit is 65,535).
-pub const MAX_DIMENSION: u32 = 65_535;
+pub use crate::codec::MAX_DIMENSION;
+
+/// Most pixels a stored image may claim: the writer refuses more, so a
+/// file that says more is damaged, and its claim must not size a buffer
+/// (65,535 x 65,535 would ask for ~8 GB per plane).
+pub const MAX_PIXELS: u64 = 100_000_000;
+
+/// Most bytes a coded band of `blocks` values can take: every value costs
+/// at most a 12-bit code and 15 extra bits, a zero run of 16 or more at most
+/// 30 bits, the end-of-band code 12 bits.
+fn max_band_bytes(blocks: usize) -> usize {
+    blocks.saturating_mul(4).saturating_add(8)
+}
 
 /// Which bands to read, per plane, as bit masks (bit `k` = zigzag band `k`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -384,6 +396,11 @@ impl ImageBatch {
             Ok(v)
         };
         let (width, height) = (dim(COL_WIDTH)?, dim(COL_HEIGHT)?);
+        if width as u64 * height as u64 > MAX_PIXELS {
+            return Err(corrupt(format!(
+                "claims {width}x{height} pixels, over the limit of {MAX_PIXELS}"
+            )));
+        }
         let quant_col = binary_column(&self.batch, COL_QUANT, &self.path)?;
         let qbytes = quant_col.value(row);
         let np = self.chroma.planes();
@@ -401,23 +418,32 @@ impl ImageBatch {
         let mut planes: Vec<CoefPlane> = (0..np)
             .map(|p| {
                 let (w, h) = self.chroma.plane_dims(p, width, height);
-                CoefPlane::empty(w, h)
+                CoefPlane::empty(w, h).map_err(|e| corrupt(e.to_string()))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         for ((plane, k, dec), arr) in self.bands.iter().zip(&self.band_arrays) {
-            let p = &mut planes[*plane];
+            let column = band_column(*plane, *k);
+            let p = planes
+                .get_mut(*plane)
+                .ok_or_else(|| corrupt(format!("{column}: no plane {plane} in this layout")))?;
+            let data = arr.value(row);
+            if data.len() > max_band_bytes(p.blocks()) {
+                return Err(corrupt(format!(
+                    "{column}: {} bytes for {} blocks, more than a {}x{} plane can code",
+                    data.len(),
+                    p.blocks(),
+                    p.width(),
+                    p.height()
+                )));
+            }
             let mut values = vec![0i16; p.blocks()];
-            decode_band(arr.value(row), p.blocks_w(), *k == 0, dec, &mut values)
-                .map_err(|e| corrupt(format!("{}: {e}", band_column(*plane, *k))))?;
-            p.bands[*k] = Some(values);
+            decode_band(data, p.blocks_w(), *k == 0, dec, &mut values)
+                .map_err(|e| corrupt(format!("{column}: {e}")))?;
+            p.set_band(*k, values)
+                .map_err(|e| corrupt(format!("{column}: {e}")))?;
         }
-        Ok(CoefficientImage {
-            width,
-            height,
-            chroma: self.chroma,
-            quant,
-            planes,
-        })
+        CoefficientImage::new(width, height, self.chroma, quant, planes)
+            .map_err(|e| corrupt(e.to_string()))
     }
 }
 
