@@ -454,3 +454,68 @@ fn binary_column(batch: &RecordBatch, name: &str, path: &Path) -> Result<BinaryA
         .cloned()
         .ok_or_else(|| Error::corrupt(path, format!("column {name} missing or not binary")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::encode::{encode_rgb, EncodeOptions};
+    use arrow_array::ArrayRef;
+    use crate::storage::{write_image_file, ImageRow, WriteOptions};
+
+    /// A one-image file, scanned with every band; `edit` changes the batch
+    /// before its image is decoded (as a damaged file would present it).
+    fn decode_edited(edit: impl Fn(&RecordBatch) -> RecordBatch) -> Result<CoefficientImage> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let rgb: Vec<u8> = (0..16 * 16 * 3).map(|i| (i * 13 % 256) as u8).collect();
+        let image = encode_rgb(&rgb, 16, 16, EncodeOptions::default()).unwrap();
+        let row = ImageRow {
+            id: 0,
+            uri: "mem://0".into(),
+            image,
+        };
+        write_image_file(&path, &WriteOptions::default(), &[row], &[]).unwrap();
+        let reader = ImageFileReader::open(&path).unwrap();
+        let b = reader
+            .scan(&[], &BandSelection::all(), 8)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        assert!(b.image(0).is_ok());
+        let edited = ImageBatch::new(edit(&b.batch), b.path.clone(), b.chroma, b.bands.clone())?;
+        edited.image(0)
+    }
+
+    fn replace(batch: &RecordBatch, name: &str, column: ArrayRef) -> RecordBatch {
+        let i = batch.schema().index_of(name).unwrap();
+        let mut columns = batch.columns().to_vec();
+        columns[i] = column;
+        RecordBatch::try_new(batch.schema(), columns).unwrap()
+    }
+
+    #[test]
+    fn a_huge_claimed_size_is_refused_before_allocating() {
+        // 65,535 x 65,535 with bands that end in end-of-band codes would
+        // decode "fine" into ~25 GB of zeros.
+        let err = decode_edited(|b| {
+            let side: ArrayRef = Arc::new(UInt32Array::from(vec![MAX_DIMENSION]));
+            replace(&replace(b, COL_WIDTH, side.clone()), COL_HEIGHT, side)
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("65535x65535") && err.contains("over the limit"), "{err}");
+        assert!(err.contains("t.parquet"), "{err}");
+    }
+
+    #[test]
+    fn a_band_longer_than_its_blocks_can_code_is_corrupt() {
+        let err = decode_edited(|b| {
+            let long: ArrayRef = Arc::new(BinaryArray::from(vec![&[0x55u8; 1000][..]]));
+            replace(b, &band_column(1, 5), long)
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("image.cb.5") && err.contains("1000 bytes for 1 blocks"), "{err}");
+    }
+}
