@@ -158,6 +158,12 @@ fn sha256_file(path: &Path) -> Result<(String, u64)> {
     Ok((hex, total))
 }
 
+/// The first `n` characters of a checksum for names and display; the whole
+/// value when it is shorter or not ASCII (catalog values are not trusted).
+pub fn short_checksum(checksum: &str, n: usize) -> &str {
+    checksum.get(..n).unwrap_or(checksum)
+}
+
 /// Checks a model file against its options and copies it (and its labels)
 /// into the database directory. Returns the catalog entry to publish; on
 /// error nothing is left behind.
@@ -184,7 +190,7 @@ pub fn prepare_model(
     let (checksum, bytes) = sha256_file(source)?;
     let models = dir.root().join(MODELS_DIR);
     std::fs::create_dir_all(&models).map_err(|e| Error::io(&models, e))?;
-    let file = format!("{MODELS_DIR}/{name}-{}.onnx", &checksum[..12]);
+    let file = format!("{MODELS_DIR}/{name}-{}.onnx", short_checksum(&checksum, 12));
     let copy = |from: &Path, rel: &str| -> Result<()> {
         let to = dir.root().join(rel);
         std::fs::copy(from, &to).map_err(|e| Error::io(&to, e))?;
@@ -195,7 +201,10 @@ pub fn prepare_model(
     copy(source, &file)?;
     let labels_file = match &labels_src {
         Some(p) => {
-            let rel = format!("{MODELS_DIR}/{name}-{}.labels.txt", &checksum[..12]);
+            let rel = format!(
+                "{MODELS_DIR}/{name}-{}.labels.txt",
+                short_checksum(&checksum, 12)
+            );
             if let Err(e) = copy(p, &rel) {
                 let _ = std::fs::remove_file(dir.root().join(&file));
                 return Err(e);
