@@ -68,29 +68,50 @@ pub struct IngestReport {
     pub version: u64,
 }
 
-/// Expands a glob (`photos/**/*.jpg`) or a directory (all files below it)
-/// into a sorted list of files.
+/// File extensions a directory source takes (compared ignoring case).
+pub const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
+
+/// Expands a glob (`photos/**/*.jpg`: exactly the files it matches) or a
+/// directory (the image files below it, by extension: a README,
+/// `.DS_Store` or manifest beside the photos is not an image to fail on,
+/// as image-folder loaders do) into a sorted list of files.
 pub fn expand_sources(pattern: &str) -> Result<Vec<PathBuf>> {
-    let path = Path::new(pattern);
-    let pattern = if path.is_dir() {
-        format!("{}/**/*", pattern.trim_end_matches('/'))
+    let dir = Path::new(pattern).is_dir();
+    let glob_pattern = if dir {
+        format!("{}/**/*", glob::Pattern::escape(pattern.trim_end_matches('/')))
     } else {
         pattern.to_string()
     };
-    let paths = glob::glob(&pattern)
+    let paths = glob::glob(&glob_pattern)
         .map_err(|e| Error::InvalidArgument(format!("bad file pattern '{pattern}': {e}")))?;
+    let is_image = |p: &Path| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+    };
     let mut files = Vec::new();
+    let mut ignored = 0usize;
     for p in paths {
         let p = p.map_err(|e| Error::io(e.path(), std::io::Error::other(e.to_string())))?;
-        if p.is_file() {
+        if !p.is_file() {
+            continue;
+        }
+        if dir && !is_image(&p) {
+            ignored += 1;
+        } else {
             files.push(p);
         }
     }
     files.sort();
     if files.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "no files match '{pattern}'"
-        )));
+        return Err(Error::InvalidArgument(if dir {
+            format!(
+                "no image files (.{}) under directory '{pattern}' ({ignored} other files ignored)",
+                IMAGE_EXTENSIONS.join(", .")
+            )
+        } else {
+            format!("no files match '{pattern}'")
+        }));
     }
     Ok(files)
 }
@@ -314,6 +335,44 @@ fn read_label_csv(path: &Path) -> Result<Vec<(String, String)>> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_directory_takes_image_extensions_and_a_glob_takes_what_it_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        for f in [
+            "a.JPG", "b.jpeg", "sub/c.png", "d.WebP", "README", ".DS_Store", "MANIFEST.txt",
+            "e.jpg.bak",
+        ] {
+            std::fs::write(d.join(f), b"x").unwrap();
+        }
+        let root = d.display().to_string();
+        let names = |v: Vec<PathBuf>| -> Vec<String> {
+            v.iter()
+                .map(|p| p.strip_prefix(d).unwrap().display().to_string())
+                .collect()
+        };
+        assert_eq!(
+            names(expand_sources(&root).unwrap()),
+            ["a.JPG", "b.jpeg", "d.WebP", "sub/c.png"]
+        );
+        assert_eq!(names(expand_sources(&format!("{root}/")).unwrap()).len(), 4);
+        // A glob means exactly what it matches.
+        assert_eq!(
+            names(expand_sources(&format!("{root}/*")).unwrap()),
+            [".DS_Store", "MANIFEST.txt", "README", "a.JPG", "b.jpeg", "d.WebP", "e.jpg.bak"]
+        );
+        let only_text = d.join("sub2");
+        std::fs::create_dir(&only_text).unwrap();
+        std::fs::write(only_text.join("README.md"), b"x").unwrap();
+        let err = expand_sources(&only_text.display().to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no image files") && err.contains("1 other files ignored"), "{err}");
+        let err = expand_sources(&format!("{root}/*.gif")).unwrap_err().to_string();
+        assert!(err.contains("no files match"), "{err}");
+    }
+
     /// A file with this name panics inside the decoder (test builds only).
     pub(super) const PANIC_MARKER: &str = "spectradb-test-panic.jpg";
 
@@ -329,7 +388,7 @@ mod tests {
         let files = vec![bad.clone(), good, bad];
         let out = decode_parallel(&files, &SourceOptions::default(), 2, &|_| {});
         assert_eq!(out.len(), 3);
-        assert_eq!(out[1].as_ref().unwrap().width, 9);
+        assert_eq!(out[1].as_ref().unwrap().width(), 9);
         for r in [&out[0], &out[2]] {
             let err = r.as_ref().unwrap_err().to_string();
             assert!(err.contains(PANIC_MARKER), "{err}");
