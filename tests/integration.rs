@@ -3,6 +3,7 @@
 mod integration {
     mod cli;
     mod codec_photos;
+    mod corrupt_inputs;
     pub mod common;
     mod crash;
     mod database_api;
