@@ -78,7 +78,10 @@ pub const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
 pub fn expand_sources(pattern: &str) -> Result<Vec<PathBuf>> {
     let dir = Path::new(pattern).is_dir();
     let glob_pattern = if dir {
-        format!("{}/**/*", glob::Pattern::escape(pattern.trim_end_matches('/')))
+        format!(
+            "{}/**/*",
+            glob::Pattern::escape(pattern.trim_end_matches('/'))
+        )
     } else {
         pattern.to_string()
     };
@@ -341,7 +344,13 @@ mod tests {
         let d = dir.path();
         std::fs::create_dir(d.join("sub")).unwrap();
         for f in [
-            "a.JPG", "b.jpeg", "sub/c.png", "d.WebP", "README", ".DS_Store", "MANIFEST.txt",
+            "a.JPG",
+            "b.jpeg",
+            "sub/c.png",
+            "d.WebP",
+            "README",
+            ".DS_Store",
+            "MANIFEST.txt",
             "e.jpg.bak",
         ] {
             std::fs::write(d.join(f), b"x").unwrap();
@@ -360,7 +369,15 @@ mod tests {
         // A glob means exactly what it matches.
         assert_eq!(
             names(expand_sources(&format!("{root}/*")).unwrap()),
-            [".DS_Store", "MANIFEST.txt", "README", "a.JPG", "b.jpeg", "d.WebP", "e.jpg.bak"]
+            [
+                ".DS_Store",
+                "MANIFEST.txt",
+                "README",
+                "a.JPG",
+                "b.jpeg",
+                "d.WebP",
+                "e.jpg.bak"
+            ]
         );
         let only_text = d.join("sub2");
         std::fs::create_dir(&only_text).unwrap();
@@ -368,8 +385,13 @@ mod tests {
         let err = expand_sources(&only_text.display().to_string())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("no image files") && err.contains("1 other files ignored"), "{err}");
-        let err = expand_sources(&format!("{root}/*.gif")).unwrap_err().to_string();
+        assert!(
+            err.contains("no image files") && err.contains("1 other files ignored"),
+            "{err}"
+        );
+        let err = expand_sources(&format!("{root}/*.gif"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no files match"), "{err}");
     }
 

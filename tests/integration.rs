@@ -3,8 +3,8 @@
 mod integration {
     mod cli;
     mod codec_photos;
-    mod corrupt_inputs;
     pub mod common;
+    mod corrupt_inputs;
     mod crash;
     mod database_api;
     mod ingest_db;

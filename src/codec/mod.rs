@@ -356,7 +356,13 @@ mod tests {
 
     #[test]
     fn planes_refuse_zero_and_oversized_sides() {
-        for (w, h) in [(0, 8), (8, 0), (0, 0), (MAX_DIMENSION + 1, 8), (8, u32::MAX)] {
+        for (w, h) in [
+            (0, 8),
+            (8, 0),
+            (0, 0),
+            (MAX_DIMENSION + 1, 8),
+            (8, u32::MAX),
+        ] {
             let err = CoefPlane::empty(w, h).unwrap_err().to_string();
             assert!(err.contains("out of range"), "{w}x{h}: {err}");
             assert!(CoefPlane::zeros(w, h).is_err());
@@ -370,7 +376,10 @@ mod tests {
     fn bands_must_hold_one_value_per_block() {
         let mut p = CoefPlane::empty(17, 9).unwrap();
         let err = p.set_band(3, vec![0; 5]).unwrap_err().to_string();
-        assert!(err.contains("5 values") && err.contains("6 blocks"), "{err}");
+        assert!(
+            err.contains("5 values") && err.contains("6 blocks"),
+            "{err}"
+        );
         assert!(p.set_band(3, vec![0; 7]).is_err());
         assert!(p.set_band(64, vec![0; 6]).is_err());
         p.set_band(3, vec![1; 6]).unwrap();
@@ -392,18 +401,60 @@ mod tests {
         CoefficientImage::new(17, 9, Chroma::Yuv420, vec![q(); 3], planes420()).unwrap();
         let cases = [
             // A missing plane.
-            (17, 9, Chroma::Yuv420, vec![q(); 3], planes420()[..2].to_vec(), "3 planes"),
+            (
+                17,
+                9,
+                Chroma::Yuv420,
+                vec![q(); 3],
+                planes420()[..2].to_vec(),
+                "3 planes",
+            ),
             // A missing quantization table.
             (17, 9, Chroma::Yuv420, vec![q(); 2], planes420(), "3 planes"),
             // Chroma planes at full size for a 4:2:0 image.
-            (17, 9, Chroma::Yuv420, vec![q(); 3], vec![CoefPlane::empty(17, 9).unwrap(); 3], "expected 9x5"),
+            (
+                17,
+                9,
+                Chroma::Yuv420,
+                vec![q(); 3],
+                vec![CoefPlane::empty(17, 9).unwrap(); 3],
+                "expected 9x5",
+            ),
             // Planes that do not match the image size.
-            (16, 9, Chroma::Yuv420, vec![q(); 3], planes420(), "expected 16x9"),
+            (
+                16,
+                9,
+                Chroma::Yuv420,
+                vec![q(); 3],
+                planes420(),
+                "expected 16x9",
+            ),
             // Zero dimensions.
-            (0, 9, Chroma::Yuv420, vec![q(); 3], planes420(), "out of range"),
-            (17, 0, Chroma::Gray, vec![q()], planes420()[..1].to_vec(), "out of range"),
+            (
+                0,
+                9,
+                Chroma::Yuv420,
+                vec![q(); 3],
+                planes420(),
+                "out of range",
+            ),
+            (
+                17,
+                0,
+                Chroma::Gray,
+                vec![q()],
+                planes420()[..1].to_vec(),
+                "out of range",
+            ),
             // A zero quantization step.
-            (17, 9, Chroma::Gray, vec![[0; 64]], planes420()[..1].to_vec(), "zero entry"),
+            (
+                17,
+                9,
+                Chroma::Gray,
+                vec![[0; 64]],
+                planes420()[..1].to_vec(),
+                "zero entry",
+            ),
         ];
         for (w, h, chroma, quant, planes, msg) in cases {
             let err = CoefficientImage::new(w, h, chroma, quant, planes)

@@ -322,7 +322,12 @@ fn image_floats(spec: &ModelSpec, size: u32) -> Result<usize> {
         )));
     }
     // At most 192 channels x 8192^2: no overflow on 64-bit targets.
-    Ok(spec.shape(1, size).iter().skip(1).map(|&d| d as usize).product())
+    Ok(spec
+        .shape(1, size)
+        .iter()
+        .skip(1)
+        .map(|&d| d as usize)
+        .product())
 }
 
 /// Images of side `size` that fit [`TENSOR_BUDGET_BYTES`], at least one.
@@ -465,7 +470,10 @@ mod tests {
     fn batches_are_capped_by_bytes_not_by_count() {
         let spec = ModelSpec::imagenet(224);
         // 224 x 224 x 3 floats is 588 KiB: hundreds fit the budget.
-        assert_eq!(batch_limit(&spec, 224), TENSOR_BUDGET_BYTES / (224 * 224 * 3 * 4));
+        assert_eq!(
+            batch_limit(&spec, 224),
+            TENSOR_BUDGET_BYTES / (224 * 224 * 3 * 4)
+        );
         // 8192 x 8192 x 3 floats is 768 MiB: one image at a time.
         assert_eq!(batch_limit(&spec, 8192), 1);
         let per = image_floats(&spec, 8192).unwrap();

@@ -165,7 +165,8 @@ pub fn read_coefficients(data: &[u8], max_pixels: u64) -> R<JpegCoefficients> {
             return invalid(format!("quantization table {} is not defined", c.tq));
         };
         quant.push(q);
-        let mut plane = CoefPlane::empty(c.pw, c.ph).map_err(|e| JpegError::Invalid(e.to_string()))?;
+        let mut plane =
+            CoefPlane::empty(c.pw, c.ph).map_err(|e| JpegError::Invalid(e.to_string()))?;
         debug_assert_eq!((plane.blocks_w(), plane.blocks_h()), (c.bw, c.bh));
         // Block-major to band-major, a row of blocks at a time so the
         // source stays in cache while its 64 bands are picked out.
@@ -684,6 +685,9 @@ mod tests {
         assert_eq!(h.fast[0], 1 << 8 | 5);
         assert_eq!(h.fast[0b10 << 7], 2 << 8 | 6);
         assert_eq!(h.fast[0b11 << 7], 0);
-        assert_eq!((h.mincode[10], h.maxcode[10], h.valptr[10]), (0b1100000000, 0b1100000001, 2));
+        assert_eq!(
+            (h.mincode[10], h.maxcode[10], h.valptr[10]),
+            (0b1100000000, 0b1100000001, 2)
+        );
     }
 }

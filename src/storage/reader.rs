@@ -459,8 +459,8 @@ fn binary_column(batch: &RecordBatch, name: &str, path: &Path) -> Result<BinaryA
 mod tests {
     use super::*;
     use crate::codec::encode::{encode_rgb, EncodeOptions};
-    use arrow_array::ArrayRef;
     use crate::storage::{write_image_file, ImageRow, WriteOptions};
+    use arrow_array::ArrayRef;
 
     /// A one-image file, scanned with every band; `edit` changes the batch
     /// before its image is decoded (as a damaged file would present it).
@@ -504,7 +504,10 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(err.contains("65535x65535") && err.contains("over the limit"), "{err}");
+        assert!(
+            err.contains("65535x65535") && err.contains("over the limit"),
+            "{err}"
+        );
         assert!(err.contains("t.parquet"), "{err}");
     }
 
@@ -516,6 +519,9 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(err.contains("image.cb.5") && err.contains("1000 bytes for 1 blocks"), "{err}");
+        assert!(
+            err.contains("image.cb.5") && err.contains("1000 bytes for 1 blocks"),
+            "{err}"
+        );
     }
 }

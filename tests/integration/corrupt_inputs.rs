@@ -106,7 +106,9 @@ async fn every_corrupt_file_is_ingested_or_listed_with_a_reason() {
     }
     for o in 1..=8 {
         let f = format!("exif_orientation_{o}.jpg");
-        let (w, h) = ingested.get(&f).unwrap_or_else(|| panic!("{f}: {:?}", errors.get(&f)));
+        let (w, h) = ingested
+            .get(&f)
+            .unwrap_or_else(|| panic!("{f}: {:?}", errors.get(&f)));
         let want = if o >= 5 { ("40", "64") } else { ("64", "40") };
         assert_eq!((w.as_str(), h.as_str()), want, "{f}");
     }
@@ -186,6 +188,9 @@ async fn a_directory_takes_image_files_by_extension_only() {
         .count();
     assert_eq!(seen.len(), images);
     for f in ["README.md", "MANIFEST.txt", "jpeg_named.bin"] {
-        assert!(!seen.iter().any(|s| s == f), "{f} was taken from a directory");
+        assert!(
+            !seen.iter().any(|s| s == f),
+            "{f} was taken from a directory"
+        );
     }
 }
