@@ -70,29 +70,53 @@ pub struct IngestReport {
     pub version: u64,
 }
 
-/// Expands a glob (`photos/**/*.jpg`) or a directory (all files below it)
-/// into a sorted list of files.
+/// File extensions a directory source takes (compared ignoring case).
+pub const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
+
+/// Expands a glob (`photos/**/*.jpg`: exactly the files it matches) or a
+/// directory (the image files below it, by extension: a README,
+/// `.DS_Store` or manifest beside the photos is not an image to fail on,
+/// as image-folder loaders do) into a sorted list of files.
 pub fn expand_sources(pattern: &str) -> Result<Vec<PathBuf>> {
-    let path = Path::new(pattern);
-    let pattern = if path.is_dir() {
-        format!("{}/**/*", pattern.trim_end_matches('/'))
+    let dir = Path::new(pattern).is_dir();
+    let glob_pattern = if dir {
+        format!(
+            "{}/**/*",
+            glob::Pattern::escape(pattern.trim_end_matches('/'))
+        )
     } else {
         pattern.to_string()
     };
-    let paths = glob::glob(&pattern)
+    let paths = glob::glob(&glob_pattern)
         .map_err(|e| Error::InvalidArgument(format!("bad file pattern '{pattern}': {e}")))?;
+    let is_image = |p: &Path| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+    };
     let mut files = Vec::new();
+    let mut ignored = 0usize;
     for p in paths {
         let p = p.map_err(|e| Error::io(e.path(), std::io::Error::other(e.to_string())))?;
-        if p.is_file() {
+        if !p.is_file() {
+            continue;
+        }
+        if dir && !is_image(&p) {
+            ignored += 1;
+        } else {
             files.push(p);
         }
     }
     files.sort();
     if files.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "no files match '{pattern}'"
-        )));
+        return Err(Error::InvalidArgument(if dir {
+            format!(
+                "no image files (.{}) under directory '{pattern}' ({ignored} other files ignored)",
+                IMAGE_EXTENSIONS.join(", .")
+            )
+        } else {
+            format!("no files match '{pattern}'")
+        }));
     }
     Ok(files)
 }
@@ -219,7 +243,7 @@ fn decode_parallel(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(path) = files.get(i) else { break };
-                let result = load_file(path, source).map(|(img, _)| img);
+                let result = decode_isolated(path, source);
                 progress(std::fs::metadata(path).map_or(0, |m| m.len()));
                 slots.lock().expect("no panics while holding the lock")[i] = Some(result);
             });
@@ -233,6 +257,30 @@ fn decode_parallel(
             r.unwrap_or_else(|| Err(Error::Internal("a decoding thread skipped a file".into())))
         })
         .collect()
+}
+
+/// Decodes one file; a panic inside the decoders (a bug, but one that
+/// untrusted bytes may reach) becomes that file's error instead of
+/// unwinding through the thread scope and losing the whole ingest.
+fn decode_isolated(path: &Path, source: &SourceOptions) -> Result<crate::codec::CoefficientImage> {
+    let decode = || {
+        #[cfg(test)]
+        if path.file_name() == Some(tests::PANIC_MARKER.as_ref()) {
+            panic!("injected decoder panic");
+        }
+        load_file(path, source).map(|(img, _)| img)
+    };
+    std::panic::catch_unwind(decode).unwrap_or_else(|payload| {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(Error::ImageDecode {
+            path: path.display().to_string(),
+            reason: format!("internal error while decoding: {msg}"),
+        })
+    })
 }
 
 fn label_for(path: &Path, label: &Label, csv: Option<&Vec<(String, String)>>) -> Option<String> {
@@ -279,6 +327,89 @@ fn read_label_csv(path: &Path) -> Result<Vec<(String, String)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_takes_image_extensions_and_a_glob_takes_what_it_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        for f in [
+            "a.JPG",
+            "b.jpeg",
+            "sub/c.png",
+            "d.WebP",
+            "README",
+            ".DS_Store",
+            "MANIFEST.txt",
+            "e.jpg.bak",
+        ] {
+            std::fs::write(d.join(f), b"x").unwrap();
+        }
+        let root = d.display().to_string();
+        let names = |v: Vec<PathBuf>| -> Vec<String> {
+            v.iter()
+                .map(|p| p.strip_prefix(d).unwrap().display().to_string())
+                .collect()
+        };
+        assert_eq!(
+            names(expand_sources(&root).unwrap()),
+            ["a.JPG", "b.jpeg", "d.WebP", "sub/c.png"]
+        );
+        assert_eq!(names(expand_sources(&format!("{root}/")).unwrap()).len(), 4);
+        // A glob means exactly what it matches.
+        assert_eq!(
+            names(expand_sources(&format!("{root}/*")).unwrap()),
+            [
+                ".DS_Store",
+                "MANIFEST.txt",
+                "README",
+                "a.JPG",
+                "b.jpeg",
+                "d.WebP",
+                "e.jpg.bak"
+            ]
+        );
+        let only_text = d.join("sub2");
+        std::fs::create_dir(&only_text).unwrap();
+        std::fs::write(only_text.join("README.md"), b"x").unwrap();
+        let err = expand_sources(&only_text.display().to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no image files") && err.contains("1 other files ignored"),
+            "{err}"
+        );
+        let err = expand_sources(&format!("{root}/*.gif"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no files match"), "{err}");
+    }
+
+    /// A file with this name panics inside the decoder (test builds only).
+    pub(super) const PANIC_MARKER: &str = "spectradb-test-panic.jpg";
+
+    #[test]
+    fn a_panicking_decode_is_that_files_error_not_the_ingests() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.png");
+        image::RgbImage::from_pixel(9, 7, image::Rgb([200, 30, 30]))
+            .save(&good)
+            .unwrap();
+        let bad = dir.path().join(PANIC_MARKER);
+        std::fs::write(&bad, b"whatever").unwrap();
+        let files = vec![bad.clone(), good, bad];
+        let out = decode_parallel(&files, &SourceOptions::default(), 2, &|_| {});
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[1].as_ref().unwrap().width(), 9);
+        for r in [&out[0], &out[2]] {
+            let err = r.as_ref().unwrap_err().to_string();
+            assert!(err.contains(PANIC_MARKER), "{err}");
+            assert!(
+                err.contains("internal error while decoding: injected decoder panic"),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn label_csv_parses_and_reports_bad_lines() {

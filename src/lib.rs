@@ -63,7 +63,7 @@
 //! # fn main() -> spectradb::Result<()> {
 //! let (w, h) = (64, 48);
 //! let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i % 251) as u8).collect();
-//! let image = encode_rgb(&rgb, w, h, EncodeOptions::default());
+//! let image = encode_rgb(&rgb, w, h, EncodeOptions::default())?;
 //! let dir = std::env::temp_dir().join(format!("spectradb-doc-{}", std::process::id()));
 //! std::fs::create_dir_all(&dir).unwrap();
 //! let path = dir.join("t.parquet");

@@ -5,6 +5,7 @@ mod integration {
     mod codec_photos;
     pub mod common;
     mod concurrency;
+    mod corrupt_inputs;
     mod crash;
     mod database_api;
     mod ingest_db;

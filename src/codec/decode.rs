@@ -327,7 +327,7 @@ mod tests {
             quality: 95,
             chroma: Chroma::Yuv444,
         };
-        let img = encode_rgb(&rgb, w, h, opts);
+        let img = encode_rgb(&rgb, w, h, opts).unwrap();
         let out = decode_rgb(&img, 8).unwrap();
         assert_eq!((out.width, out.height), (w, h));
         let p = psnr(&rgb, &out.data);
@@ -365,7 +365,7 @@ mod tests {
     #[test]
     fn vectorised_and_portable_builds_agree() {
         let (w, h) = (77, 41);
-        let img = encode_rgb(&pattern(w, h), w, h, EncodeOptions::default());
+        let img = encode_rgb(&pattern(w, h), w, h, EncodeOptions::default()).unwrap();
         builds_agree::<1>(&img);
         builds_agree::<2>(&img);
         builds_agree::<3>(&img);
@@ -379,7 +379,7 @@ mod tests {
     #[test]
     fn scaled_sizes_round_up() {
         let (w, h) = (61, 45);
-        let img = encode_rgb(&pattern(w, h), w, h, EncodeOptions::default());
+        let img = encode_rgb(&pattern(w, h), w, h, EncodeOptions::default()).unwrap();
         for s in 1..=8 {
             let out = decode_rgb(&img, s).unwrap();
             assert_eq!(
@@ -392,8 +392,8 @@ mod tests {
     #[test]
     fn missing_band_is_a_clear_error() {
         let (w, h) = (16, 16);
-        let mut img = encode_rgb(&pattern(w, h), w, h, EncodeOptions::default());
-        img.planes[1].bands[4] = None;
+        let mut img = encode_rgb(&pattern(w, h), w, h, EncodeOptions::default()).unwrap();
+        img.clear_band(1, 4);
         let err = decode_rgb(&img, 2).unwrap_err().to_string();
         assert!(err.contains("image.cb.4"), "{err}");
         assert!(decode_rgb(&img, 1).is_ok(), "scale 1 needs only band 0");

@@ -4,6 +4,7 @@ use super::color::{rgb_to_ycbcr, round_i32};
 use super::dct::ForwardDct;
 use super::quant::{quant_table, QuantTable, TableKind, ZIGZAG};
 use super::{Chroma, CoefPlane, CoefficientImage};
+use crate::error::{Error, Result};
 
 /// How to encode pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,14 +23,28 @@ impl Default for EncodeOptions {
     }
 }
 
-/// Encodes interleaved 8-bit RGB (`width * height * 3` bytes).
-pub fn encode_rgb(rgb: &[u8], width: u32, height: u32, opts: EncodeOptions) -> CoefficientImage {
+/// Checks a pixel buffer of `channels` bytes per pixel against its size.
+fn check_buffer(len: usize, width: u32, height: u32, channels: usize) -> Result<usize> {
     let n = width as usize * height as usize;
-    assert_eq!(
-        rgb.len(),
-        n * 3,
-        "RGB buffer size does not match dimensions"
-    );
+    if len != n * channels {
+        return Err(Error::InvalidArgument(format!(
+            "pixel buffer holds {len} bytes, a {width}x{height} image with {channels} channels needs {}",
+            n * channels
+        )));
+    }
+    // The planes' constructor checks the size; fail before the work.
+    CoefPlane::empty(width, height)?;
+    Ok(n)
+}
+
+/// Encodes interleaved 8-bit RGB (`width * height * 3` bytes).
+pub fn encode_rgb(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    opts: EncodeOptions,
+) -> Result<CoefficientImage> {
+    let n = check_buffer(rgb.len(), width, height, 3)?;
     let mut y = vec![0f32; n];
     let mut cb = vec![0f32; n];
     let mut cr = vec![0f32; n];
@@ -43,9 +58,13 @@ pub fn encode_rgb(rgb: &[u8], width: u32, height: u32, opts: EncodeOptions) -> C
 }
 
 /// Encodes 8-bit greyscale (`width * height` bytes).
-pub fn encode_gray(gray: &[u8], width: u32, height: u32, opts: EncodeOptions) -> CoefficientImage {
-    let n = width as usize * height as usize;
-    assert_eq!(gray.len(), n, "grey buffer size does not match dimensions");
+pub fn encode_gray(
+    gray: &[u8],
+    width: u32,
+    height: u32,
+    opts: EncodeOptions,
+) -> Result<CoefficientImage> {
+    let n = check_buffer(gray.len(), width, height, 1)?;
     let y: Vec<f32> = gray.iter().map(|&v| v as f32).collect();
     if opts.chroma == Chroma::Gray {
         return encode_planes(y, Vec::new(), Vec::new(), width, height, opts);
@@ -61,11 +80,11 @@ fn encode_planes(
     width: u32,
     height: u32,
     opts: EncodeOptions,
-) -> CoefficientImage {
+) -> Result<CoefficientImage> {
     let dct = ForwardDct::new();
     let luma_q = quant_table(TableKind::Luma, opts.quality);
     let chroma_q = quant_table(TableKind::Chroma, opts.quality);
-    let mut planes = vec![plane_coefficients(&y, width, height, &luma_q, &dct)];
+    let mut planes = vec![plane_coefficients(&y, width, height, &luma_q, &dct)?];
     let mut quant = vec![luma_q];
     if opts.chroma != Chroma::Gray {
         for c in [cb, cr] {
@@ -75,17 +94,11 @@ fn encode_planes(
             } else {
                 c
             };
-            planes.push(plane_coefficients(&c, pw, ph, &chroma_q, &dct));
+            planes.push(plane_coefficients(&c, pw, ph, &chroma_q, &dct)?);
             quant.push(chroma_q);
         }
     }
-    CoefficientImage {
-        width,
-        height,
-        chroma: opts.chroma,
-        quant,
-        planes,
-    }
+    CoefficientImage::new(width, height, opts.chroma, quant, planes)
 }
 
 /// 2x2 box average, the last row/column replicated for odd sizes.
@@ -113,8 +126,8 @@ fn plane_coefficients(
     height: u32,
     q: &QuantTable,
     dct: &ForwardDct,
-) -> CoefPlane {
-    let mut plane = CoefPlane::empty(width, height);
+) -> Result<CoefPlane> {
+    let mut plane = CoefPlane::empty(width, height)?;
     let (w, h) = (width as usize, height as usize);
     let (bw, bh) = (plane.blocks_w(), plane.blocks_h());
     let n = bw * bh;
@@ -144,7 +157,7 @@ fn plane_coefficients(
         }
     }
     for (k, chunk) in bands.chunks_exact(n).enumerate() {
-        plane.bands[k] = Some(chunk.to_vec());
+        plane.set_band(k, chunk.to_vec())?;
     }
-    plane
+    Ok(plane)
 }

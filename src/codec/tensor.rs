@@ -354,7 +354,7 @@ mod tests {
     fn flat_colour_normalises_exactly() {
         let (w, h) = (40, 24);
         let rgb: Vec<u8> = (0..w * h).flat_map(|_| [200u8, 100, 50]).collect();
-        let img = encode_rgb(&rgb, w, h, EncodeOptions::default());
+        let img = encode_rgb(&rgb, w, h, EncodeOptions::default()).unwrap();
         let spec = TensorSpec::imagenet(16);
         let t = to_tensor(&img, &spec).unwrap();
         let n = 16 * 16;
@@ -437,7 +437,8 @@ mod tests {
                 quality: 90,
                 chroma: Chroma::Gray,
             },
-        );
+        )
+        .unwrap();
         let t = to_tensor(&img, &TensorSpec::imagenet(8)).unwrap();
         assert_eq!(t.len(), 8 * 8 * 3);
         assert!(to_tensor(

@@ -12,6 +12,7 @@ use datafusion::prelude::DataFrame;
 use super::write::VacuumReport;
 use super::Database;
 use crate::error::Result;
+use crate::model::short_checksum;
 use crate::storage::catalog::{Catalog, ModelEntry};
 
 /// Name of the table listing the files ingests skipped.
@@ -169,23 +170,13 @@ impl Database {
                 Arc::new(UInt64Array::from_iter_values(
                     m.iter().map(|(_, e)| e.bytes),
                 )),
-                Arc::new(StringArray::from_iter_values(
-                    m.iter()
-                        .map(|(_, e)| format!("sha256:{}", short_checksum(&e.checksum))),
-                )),
+                Arc::new(StringArray::from_iter_values(m.iter().map(|(_, e)| {
+                    format!("sha256:{}", short_checksum(&e.checksum, 16))
+                }))),
             ],
         )?;
         Ok(self.ctx.read_batch(batch)?)
     }
-}
-
-/// The first 16 characters of a checksum (all of it when shorter: a
-/// catalog edited by hand must not crash SHOW MODELS).
-fn short_checksum(checksum: &str) -> &str {
-    checksum
-        .char_indices()
-        .nth(16)
-        .map_or(checksum, |(i, _)| &checksum[..i])
 }
 
 pub(super) fn ingest_errors_table(catalog: &Catalog) -> Result<MemTable> {
@@ -206,16 +197,4 @@ pub(super) fn ingest_errors_table(catalog: &Catalog) -> Result<MemTable> {
         ],
     )?;
     Ok(MemTable::try_new(schema, vec![vec![batch]])?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn short_checksums_never_slice_past_the_end() {
-        assert_eq!(short_checksum("0123456789abcdef0123"), "0123456789abcdef");
-        assert_eq!(short_checksum("abc"), "abc");
-        assert_eq!(short_checksum("ééééééééééééééééé"), "éééééééééééééééé");
-    }
 }

@@ -202,7 +202,7 @@ impl ReadFormat {
     /// format leaves out of its corner (or of the model's coefficient
     /// input, `model_bands`) are filled with zeros.
     pub fn shape_image(&self, mut img: CoefficientImage, model_bands: usize) -> CoefficientImage {
-        if self.channels == Channels::Y && img.chroma != Chroma::Gray {
+        if self.channels == Channels::Y && img.chroma() != Chroma::Gray {
             img = img
                 .with_chroma(Chroma::Gray)
                 .expect("dropping chroma always works");
@@ -211,14 +211,7 @@ impl ReadFormat {
             Representation::Pixels { scale, .. } => scale_band_mask(scale as usize),
             Representation::Coefficients { .. } => prefix_mask(model_bands),
         };
-        for plane in &mut img.planes {
-            let n = plane.blocks();
-            for k in 0..64 {
-                if need >> k & 1 == 1 && plane.bands[k].is_none() {
-                    plane.bands[k] = Some(vec![0; n]);
-                }
-            }
-        }
+        img.zero_missing_bands(need);
         img
     }
 }

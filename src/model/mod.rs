@@ -158,6 +158,12 @@ fn sha256_file(path: &Path) -> Result<(String, u64)> {
     Ok((hex, total))
 }
 
+/// The first `n` characters of a checksum for names and display; the whole
+/// value when it is shorter or not ASCII (catalog values are not trusted).
+pub fn short_checksum(checksum: &str, n: usize) -> &str {
+    checksum.get(..n).unwrap_or(checksum)
+}
+
 /// Checks a model file against its options and copies it (and its labels)
 /// into the database directory as part of `tx`. Returns the catalog entry
 /// to publish; if `tx` does not commit, the copies are removed.
@@ -183,7 +189,7 @@ pub fn prepare_model(
     let (checksum, bytes) = sha256_file(source)?;
     let models = tx.root().join(MODELS_DIR);
     std::fs::create_dir_all(&models).map_err(|e| Error::io(&models, e))?;
-    let prefix = checksum.get(..12).unwrap_or(&checksum);
+    let prefix = short_checksum(&checksum, 12);
     // Copies are named by their content's checksum: one already there (a
     // model dropped and created again, kept for older snapshots) is the
     // same file.
@@ -202,7 +208,10 @@ pub fn prepare_model(
     let labels_file = match &labels_src {
         Some(p) => {
             let (sum, _) = sha256_file(p)?;
-            let rel = format!("{MODELS_DIR}/{name}-{}.labels.txt", &sum[..12]);
+            let rel = format!(
+                "{MODELS_DIR}/{name}-{}.labels.txt",
+                short_checksum(&sum, 12)
+            );
             Some(copy(p, rel)?)
         }
         None => None,

@@ -15,6 +15,15 @@ use crate::error::{Error, Result};
 use crate::format::model_spec::ModelSpec;
 use crate::format::read_format::{ReadFormat, Representation};
 
+/// Largest input side in pixels, as `size` accepts: a model or a stored
+/// read format that declares more is refused rather than sized into a buffer.
+pub const MAX_INPUT_SIDE: u32 = 8192;
+
+/// Bytes of input tensor built at once: a batch holds as many images as fit
+/// (at least one), so a 8192 x 8192 input runs one image at a time instead
+/// of asking for tens of gigabytes.
+pub const TENSOR_BUDGET_BYTES: usize = 256 << 20;
+
 /// A model ready to run.
 pub struct Model {
     pub name: String,
@@ -86,54 +95,10 @@ impl Model {
                 "input '{input_name}' holds {ty:?}; pixel input must be float32"
             )));
         }
-        if shape.len() != 4 {
-            return Err(bad(format!(
-                "input '{input_name}' has shape {shape:?}; an image input has 4 dimensions (N, C, H, W or N, H, W, C)"
-            )));
-        }
-        let (c, h, w) = match spec.layout {
-            Layout::Chw => (shape[1], shape[2], shape[3]),
-            Layout::Hwc => (shape[3], shape[1], shape[2]),
-        };
-        let layout = if spec.layout == Layout::Chw {
-            "nchw"
-        } else {
-            "nhwc"
-        };
-        let want_c = spec.channels() as i64;
-        if c != want_c && c != -1 {
-            let what = match spec.coefficient_bands {
-                Some(k) => format!("{want_c} (3 planes x {k} bands)"),
-                None => "3".to_string(),
-            };
-            return Err(bad(format!(
-                "input '{input_name}' has shape {shape:?}: with layout = '{layout}' the channel dimension is {c}, expected {what}"
-            )));
-        }
-        let unit = spec.unit() as i64;
-        let size = match (h, w, spec.size) {
-            (-1, -1, Some(s)) => s,
-            (-1, -1, None) => {
-                return Err(bad(format!(
-                    "input '{input_name}' has a dynamic size {shape:?}: give size = <pixels> (for example 224)"
-                )))
-            }
-            (h, w, _) if h != w || h < 1 => {
-                return Err(bad(format!(
-                    "input '{input_name}' has shape {shape:?}: only square inputs are supported"
-                )))
-            }
-            (h, _, Some(s)) if s as i64 != h * unit => {
-                return Err(bad(format!(
-                    "input '{input_name}' is fixed at {p}x{p} pixels but size = {s}",
-                    p = h * unit
-                )))
-            }
-            (h, _, _) => (h * unit) as u32,
-        };
+        let size = input_side_of(&input_name, &shape, &spec).map_err(bad)?;
         // One blank image through the model: it runs, and gives the output size.
         let shape1 = spec.shape(1, size);
-        let probe = vec![0f32; shape1.iter().skip(1).product::<i64>() as usize];
+        let probe = vec![0f32; image_floats(&spec, size)?];
         let outputs = run_session(&mut session, &input_name, shape1, &probe)
             .map_err(|e| bad(format!("does not run on a {size}x{size} image: {e}")))?
             .len();
@@ -204,11 +169,11 @@ impl Model {
         max_scale: usize,
     ) -> Result<Vec<f32>> {
         let tspec = self.spec.tensor(size);
-        let per = tspec.len();
-        let mut batch = vec![0f32; per * images.len()];
+        let per = image_floats(&self.spec, size)?;
+        let mut batch = vec![0f32; batch_floats(per, images.len())?];
         let mut scratch = TensorScratch::new();
         for (img, out) in images.iter().zip(batch.chunks_exact_mut(per)) {
-            let s = max_scale.min(choose_scale(img.width, img.height, size, size));
+            let s = max_scale.min(choose_scale(img.width(), img.height(), size, size));
             to_tensor_at(img, &tspec, s, out, &mut scratch)?;
             if self.spec.bgr {
                 swap_red_blue(out, self.spec.layout);
@@ -219,17 +184,26 @@ impl Model {
 
     fn coefficient_batch(&self, images: &[CoefficientImage]) -> Result<Vec<f32>> {
         let bands = self.spec.coefficient_bands.unwrap_or(64);
-        let per = self
-            .spec
-            .shape(1, self.size)
-            .iter()
-            .skip(1)
-            .product::<i64>() as usize;
-        let mut batch = vec![0f32; per * images.len()];
+        let per = image_floats(&self.spec, self.size)?;
+        let mut batch = vec![0f32; batch_floats(per, images.len())?];
         for (img, out) in images.iter().zip(batch.chunks_exact_mut(per)) {
             coefficient_tensor(img, bands, self.size / 8, self.spec.layout, out)?;
         }
         Ok(batch)
+    }
+
+    /// The input side the model runs at under `format` (its own size when none).
+    pub fn input_side(&self, format: Option<&ReadFormat>) -> u32 {
+        match format.map(|f| f.repr) {
+            Some(Representation::Pixels { size, .. }) => size,
+            _ => self.size,
+        }
+    }
+
+    /// Images per batch at input side `size`: as many as fit
+    /// [`TENSOR_BUDGET_BYTES`], at least one.
+    pub fn max_batch(&self, size: u32) -> usize {
+        batch_limit(&self.spec, size)
     }
 
     /// Whether the model takes inputs of any height and width.
@@ -272,6 +246,108 @@ impl Model {
     }
 }
 
+/// The input side (pixels) a model with input `shape` runs at under
+/// `spec`: checks the rank, the channels and a square size within
+/// 1..=[`MAX_INPUT_SIDE`] (an ONNX dimension is an i64: never truncated).
+fn input_side_of(
+    input_name: &str,
+    shape: &[i64],
+    spec: &ModelSpec,
+) -> std::result::Result<u32, String> {
+    if shape.len() != 4 {
+        return Err(format!(
+            "input '{input_name}' has shape {shape:?}; an image input has 4 dimensions (N, C, H, W or N, H, W, C)"
+        ));
+    }
+    let (c, h, w) = match spec.layout {
+        Layout::Chw => (shape[1], shape[2], shape[3]),
+        Layout::Hwc => (shape[3], shape[1], shape[2]),
+    };
+    let layout = if spec.layout == Layout::Chw {
+        "nchw"
+    } else {
+        "nhwc"
+    };
+    let want_c = spec.channels() as i64;
+    if c != want_c && c != -1 {
+        let what = match spec.coefficient_bands {
+            Some(k) => format!("{want_c} (3 planes x {k} bands)"),
+            None => "3".to_string(),
+        };
+        return Err(format!(
+            "input '{input_name}' has shape {shape:?}: with layout = '{layout}' the channel dimension is {c}, expected {what}"
+        ));
+    }
+    let unit = spec.unit() as i64;
+    // The side in pixels, if it fits the limit (a huge i64 never wraps).
+    let side = |h: i64| {
+        h.checked_mul(unit)
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p <= MAX_INPUT_SIDE)
+    };
+    let size = match (h, w, spec.size) {
+        (-1, -1, Some(s)) => s,
+        (-1, -1, None) => {
+            return Err(format!(
+                "input '{input_name}' has a dynamic size {shape:?}: give size = <pixels> (for example 224)"
+            ))
+        }
+        (h, w, _) if h != w || h < 1 => {
+            return Err(format!(
+                "input '{input_name}' has shape {shape:?}: only square inputs are supported"
+            ))
+        }
+        (h, _, given) => match (side(h), given) {
+            (None, _) => {
+                return Err(format!(
+                    "input '{input_name}' has shape {shape:?}: over the largest input side, {MAX_INPUT_SIDE} pixels"
+                ))
+            }
+            (Some(p), Some(s)) if s != p => {
+                return Err(format!(
+                    "input '{input_name}' is fixed at {p}x{p} pixels but size = {s}"
+                ))
+            }
+            (Some(p), _) => p,
+        },
+    };
+    Ok(size)
+}
+
+/// Floats in one image's input tensor at side `size` (1..=[`MAX_INPUT_SIDE`]).
+fn image_floats(spec: &ModelSpec, size: u32) -> Result<usize> {
+    if !(1..=MAX_INPUT_SIDE).contains(&size) {
+        return Err(Error::InvalidArgument(format!(
+            "model input side {size} out of range 1..={MAX_INPUT_SIDE}"
+        )));
+    }
+    // At most 192 channels x 8192^2: no overflow on 64-bit targets.
+    Ok(spec
+        .shape(1, size)
+        .iter()
+        .skip(1)
+        .map(|&d| d as usize)
+        .product())
+}
+
+/// Images of side `size` that fit [`TENSOR_BUDGET_BYTES`], at least one.
+fn batch_limit(spec: &ModelSpec, size: u32) -> usize {
+    let per = image_floats(spec, size.clamp(1, MAX_INPUT_SIDE)).unwrap_or(usize::MAX);
+    (TENSOR_BUDGET_BYTES / per.saturating_mul(4)).max(1)
+}
+
+/// Floats in a batch of `n` images of `per` floats each, refusing a batch
+/// over the budget (callers chunk by [`Model::max_batch`]).
+fn batch_floats(per: usize, n: usize) -> Result<usize> {
+    let total = per.saturating_mul(n);
+    if n > 1 && total.saturating_mul(4) > TENSOR_BUDGET_BYTES {
+        return Err(Error::Internal(format!(
+            "a batch of {n} images of {per} floats is over the {TENSOR_BUDGET_BYTES}-byte tensor budget"
+        )));
+    }
+    Ok(total)
+}
+
 /// Whether a declared input shape leaves height and width open (-1).
 pub fn spatial_dims_dynamic(shape: &[i64], layout: Layout) -> bool {
     let (h, w) = match layout {
@@ -296,8 +372,8 @@ pub fn coefficient_tensor(
     let g = grid as usize;
     let channels = 3 * bands;
     out.fill(0.0);
-    for (p, plane) in img.planes.iter().enumerate().take(3) {
-        let sub = if p > 0 && img.chroma == crate::codec::Chroma::Yuv420 {
+    for (p, plane) in img.planes().iter().enumerate().take(3) {
+        let sub = if p > 0 && img.chroma() == crate::codec::Chroma::Yuv420 {
             2
         } else {
             1
@@ -309,7 +385,7 @@ pub fn coefficient_tensor(
                     "coefficient input needs band {k} of plane {p}, which was not read"
                 ))
             })?;
-            let q = img.quant[p][k] as f32;
+            let q = img.quant()[p][k] as f32;
             let ch = p * bands + k;
             for y in 0..g {
                 let by = y / sub;
@@ -363,4 +439,47 @@ fn run_session(
         .try_extract_tensor::<f32>()
         .map_err(|e| format!("its first output is not a float32 tensor: {e}"))?;
     Ok(values.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_side_comes_from_the_shape_checked_not_truncated() {
+        let mut spec = ModelSpec::imagenet(224);
+        spec.size = None;
+        assert_eq!(input_side_of("x", &[1, 3, 224, 224], &spec), Ok(224));
+        // 2^32 + 224 used to wrap to 224; 100,000 asked for a 120 GB probe.
+        for side in [(1i64 << 32) + 224, 100_000, 8193, i64::MAX] {
+            let err = input_side_of("x", &[1, 3, side, side], &spec).unwrap_err();
+            assert!(err.contains("largest input side"), "{side}: {err}");
+        }
+        spec.size = Some(256);
+        let err = input_side_of("x", &[1, 3, 224, 224], &spec).unwrap_err();
+        assert!(err.contains("fixed at 224x224"), "{err}");
+        // Coefficient input counts blocks: 8 pixels per step, no overflow.
+        spec.size = None;
+        spec.coefficient_bands = Some(4);
+        assert_eq!(input_side_of("x", &[1, 12, 4, 4], &spec), Ok(32));
+        let err = input_side_of("x", &[1, 12, i64::MAX / 4, i64::MAX / 4], &spec).unwrap_err();
+        assert!(err.contains("largest input side"), "{err}");
+    }
+
+    #[test]
+    fn batches_are_capped_by_bytes_not_by_count() {
+        let spec = ModelSpec::imagenet(224);
+        // 224 x 224 x 3 floats is 588 KiB: hundreds fit the budget.
+        assert_eq!(
+            batch_limit(&spec, 224),
+            TENSOR_BUDGET_BYTES / (224 * 224 * 3 * 4)
+        );
+        // 8192 x 8192 x 3 floats is 768 MiB: one image at a time.
+        assert_eq!(batch_limit(&spec, 8192), 1);
+        let per = image_floats(&spec, 8192).unwrap();
+        assert_eq!(batch_floats(per, 1).unwrap(), per);
+        assert!(batch_floats(per, 32).is_err());
+        assert!(image_floats(&spec, 0).is_err());
+        assert!(image_floats(&spec, 100_000).is_err());
+    }
 }

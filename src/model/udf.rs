@@ -131,7 +131,9 @@ impl ModelFn {
         }
         let model = self.model.model()?;
         let stats = &self.model.stats;
-        for chunk in rows.chunks(INFERENCE_BATCH) {
+        let batch_len =
+            INFERENCE_BATCH.min(model.max_batch(model.input_side(self.format.as_ref())));
+        for chunk in rows.chunks(batch_len) {
             let started = Instant::now();
             let (batch, size) = match &self.format {
                 Some(format) => {

@@ -129,7 +129,8 @@ fn run_format(
             .sum::<u64>();
         rows_in_files += reader.num_rows() as u64;
         let started = Instant::now();
-        let mut scan = reader.scan_rows(&columns, &bands, BATCH, Some(rows))?;
+        let batch_len = BATCH.min(loaded.max_batch(loaded.input_side(Some(format))));
+        let mut scan = reader.scan_rows(&columns, &bands, batch_len, Some(rows))?;
         decode += started.elapsed();
         loop {
             let started = Instant::now();

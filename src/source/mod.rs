@@ -13,7 +13,7 @@ use image::metadata::Orientation;
 use image::{ColorType, DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 
 use crate::codec::encode::{encode_gray, encode_rgb, EncodeOptions};
-use crate::codec::CoefficientImage;
+use crate::codec::{CoefficientImage, MAX_DIMENSION};
 use crate::error::{Error, Result};
 use jpeg::{read_coefficients, JpegError};
 
@@ -22,7 +22,8 @@ use jpeg::{read_coefficients, JpegError};
 pub struct SourceOptions {
     /// Chroma layout and quality of the table (quality applies to the pixel path).
     pub encode: EncodeOptions,
-    /// Largest image accepted, in pixels (decompression-bomb guard).
+    /// Largest image accepted, in pixels (decompression-bomb guard); table
+    /// files hold at most [`crate::storage::reader::MAX_PIXELS`].
     pub max_pixels: u64,
     /// Take a JPEG's own coefficients when its layout allows.
     pub jpeg_passthrough: bool,
@@ -32,7 +33,7 @@ impl Default for SourceOptions {
     fn default() -> Self {
         SourceOptions {
             encode: EncodeOptions::default(),
-            max_pixels: 100_000_000,
+            max_pixels: crate::storage::reader::MAX_PIXELS,
             jpeg_passthrough: true,
         }
     }
@@ -149,11 +150,22 @@ fn decode_jpeg_pixels(name: &str, bytes: &[u8], opts: &SourceOptions) -> Result<
     }
     .ok_or_else(|| Error::Internal(format!("{name}: JPEG decoder returned a short buffer")))?;
     img.apply_orientation(orientation);
-    Ok(encode_dynamic(&img, grey, opts))
+    encode_dynamic(name, &img, grey, opts)
 }
 
-fn encode_dynamic(img: &DynamicImage, grey: bool, opts: &SourceOptions) -> CoefficientImage {
+fn encode_dynamic(
+    name: &str,
+    img: &DynamicImage,
+    grey: bool,
+    opts: &SourceOptions,
+) -> Result<CoefficientImage> {
     let (w, h) = (img.width(), img.height());
+    if w > MAX_DIMENSION || h > MAX_DIMENSION {
+        return Err(Error::ImageDecode {
+            path: name.to_string(),
+            reason: format!("{w}x{h} pixels: a side over {MAX_DIMENSION} cannot be stored"),
+        });
+    }
     if grey {
         encode_gray(img.to_luma8().as_raw(), w, h, opts.encode)
     } else {
@@ -195,5 +207,5 @@ fn decode_pixels(
         color,
         ColorType::L8 | ColorType::La8 | ColorType::L16 | ColorType::La16
     );
-    Ok(encode_dynamic(&img, grey, opts))
+    encode_dynamic(name, &img, grey, opts)
 }

@@ -89,7 +89,8 @@ mod tests {
             16,
             8,
             crate::codec::encode::EncodeOptions::default(),
-        );
+        )
+        .unwrap();
         let mut v = Vec::new();
         super::super::image_value::encode_image_value(&img, &mut v);
         assert_eq!(describe_binary(&v), "<image 16x8 420, 192 bands>");

@@ -31,29 +31,25 @@ fn chroma_code(c: Chroma) -> u8 {
 /// Serialises the bands present in `img` (absent bands stay absent).
 pub fn encode_image_value(img: &CoefficientImage, out: &mut Vec<u8>) {
     let mut masks = [0u64; 3];
-    for (p, plane) in img.planes.iter().enumerate() {
-        for (k, b) in plane.bands.iter().enumerate() {
-            if b.is_some() {
-                masks[p] |= 1 << k;
-            }
-        }
+    for (m, plane) in masks.iter_mut().zip(img.planes()) {
+        *m = plane.band_mask();
     }
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
-    out.push(chroma_code(img.chroma));
+    out.push(chroma_code(img.chroma()));
     out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&img.width.to_le_bytes());
-    out.extend_from_slice(&img.height.to_le_bytes());
+    out.extend_from_slice(&img.width().to_le_bytes());
+    out.extend_from_slice(&img.height().to_le_bytes());
     for m in masks {
         out.extend_from_slice(&m.to_le_bytes());
     }
-    for q in &img.quant {
+    for q in img.quant() {
         for v in q {
             out.extend_from_slice(&v.to_le_bytes());
         }
     }
-    for plane in &img.planes {
-        for band in plane.bands.iter().flatten() {
+    for plane in img.planes() {
+        for band in (0..64).filter_map(|k| plane.band(k)) {
             for v in band {
                 out.extend_from_slice(&v.to_le_bytes());
             }
@@ -181,7 +177,7 @@ pub fn decode_image_value_bands(bytes: &[u8], wanted: [u64; 3]) -> Result<Coeffi
     let mut out_planes = Vec::with_capacity(planes);
     for (p, mask) in header.masks.iter().enumerate().take(planes) {
         let (w, h) = header.chroma.plane_dims(p, header.width, header.height);
-        let mut plane = CoefPlane::empty(w, h);
+        let mut plane = CoefPlane::empty(w, h)?;
         let n = plane.blocks();
         for k in 0..64 {
             if mask >> k & 1 == 0 {
@@ -194,11 +190,12 @@ pub fn decode_image_value_bands(bytes: &[u8], wanted: [u64; 3]) -> Result<Coeffi
                 pos += 2 * n;
                 continue;
             }
-            plane.bands[k] = Some(
+            plane.set_band(
+                k,
                 raw.chunks_exact(2)
                     .map(|c| i16::from_le_bytes([c[0], c[1]]))
                     .collect(),
-            );
+            )?;
             pos += 2 * n;
         }
         out_planes.push(plane);
@@ -206,13 +203,14 @@ pub fn decode_image_value_bands(bytes: &[u8], wanted: [u64; 3]) -> Result<Coeffi
     if pos != bytes.len() {
         return Err(bad(format!("{} trailing bytes", bytes.len() - pos)));
     }
-    Ok(CoefficientImage {
-        width: header.width,
-        height: header.height,
-        chroma: header.chroma,
+    CoefficientImage::new(
+        header.width,
+        header.height,
+        header.chroma,
         quant,
-        planes: out_planes,
-    })
+        out_planes,
+    )
+    .map_err(|e| bad(e.to_string()))
 }
 
 #[cfg(test)]
@@ -224,10 +222,10 @@ mod tests {
     fn round_trips_and_keeps_absent_bands_absent() {
         let (w, h) = (37, 21);
         let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 251) as u8).collect();
-        let mut img = encode_rgb(&rgb, w, h, EncodeOptions::default());
-        for p in &mut img.planes {
+        let mut img = encode_rgb(&rgb, w, h, EncodeOptions::default()).unwrap();
+        for p in 0..3 {
             for k in 10..64 {
-                p.bands[k] = None;
+                img.clear_band(p, k);
             }
         }
         let mut buf = Vec::new();
@@ -245,7 +243,7 @@ mod tests {
     fn rejects_foreign_and_truncated_values() {
         let err = decode_image_value(b"hello").unwrap_err().to_string();
         assert!(err.contains("not a spectradb image value"), "{err}");
-        let img = encode_rgb(&[9; 8 * 8 * 3], 8, 8, EncodeOptions::default());
+        let img = encode_rgb(&[9; 8 * 8 * 3], 8, 8, EncodeOptions::default()).unwrap();
         let mut buf = Vec::new();
         encode_image_value(&img, &mut buf);
         let err = decode_image_value(&buf[..buf.len() - 3])

@@ -24,7 +24,19 @@ use crate::codec::{Chroma, CoefPlane, CoefficientImage, QuantTable};
 use crate::error::{Error, Result};
 
 /// Largest width or height a stored image may claim (JPEG's own limit is 65,535).
-pub const MAX_DIMENSION: u32 = 65_535;
+pub use crate::codec::MAX_DIMENSION;
+
+/// Most pixels a stored image may claim: the writer refuses more, so a
+/// file that says more is damaged, and its claim must not size a buffer
+/// (65,535 x 65,535 would ask for ~8 GB per plane).
+pub const MAX_PIXELS: u64 = 100_000_000;
+
+/// Most bytes a coded band of `blocks` values can take: every value costs
+/// at most a 12-bit code and 15 extra bits, a zero run of 16 or more at most
+/// 30 bits, the end-of-band code 12 bits.
+fn max_band_bytes(blocks: usize) -> usize {
+    blocks.saturating_mul(4).saturating_add(8)
+}
 
 /// A file handle that counts the bytes the Parquet reader pulls from it.
 #[derive(Clone)]
@@ -349,6 +361,11 @@ impl ImageBatch {
             Ok(v)
         };
         let (width, height) = (dim(COL_WIDTH)?, dim(COL_HEIGHT)?);
+        if width as u64 * height as u64 > MAX_PIXELS {
+            return Err(corrupt(format!(
+                "claims {width}x{height} pixels, over the limit of {MAX_PIXELS}"
+            )));
+        }
         let quant_col = binary_column(&self.batch, COL_QUANT, &self.path)?;
         let qbytes = quant_col.value(row);
         let np = self.chroma.planes();
@@ -366,23 +383,32 @@ impl ImageBatch {
         let mut planes: Vec<CoefPlane> = (0..np)
             .map(|p| {
                 let (w, h) = self.chroma.plane_dims(p, width, height);
-                CoefPlane::empty(w, h)
+                CoefPlane::empty(w, h).map_err(|e| corrupt(e.to_string()))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         for ((plane, k, dec), arr) in self.bands.iter().zip(&self.band_arrays) {
-            let p = &mut planes[*plane];
+            let column = band_column(*plane, *k);
+            let p = planes
+                .get_mut(*plane)
+                .ok_or_else(|| corrupt(format!("{column}: no plane {plane} in this layout")))?;
+            let data = arr.value(row);
+            if data.len() > max_band_bytes(p.blocks()) {
+                return Err(corrupt(format!(
+                    "{column}: {} bytes for {} blocks, more than a {}x{} plane can code",
+                    data.len(),
+                    p.blocks(),
+                    p.width(),
+                    p.height()
+                )));
+            }
             let mut values = vec![0i16; p.blocks()];
-            decode_band(arr.value(row), p.blocks_w(), *k == 0, dec, &mut values)
-                .map_err(|e| corrupt(format!("{}: {e}", band_column(*plane, *k))))?;
-            p.bands[*k] = Some(values);
+            decode_band(data, p.blocks_w(), *k == 0, dec, &mut values)
+                .map_err(|e| corrupt(format!("{column}: {e}")))?;
+            p.set_band(*k, values)
+                .map_err(|e| corrupt(format!("{column}: {e}")))?;
         }
-        Ok(CoefficientImage {
-            width,
-            height,
-            chroma: self.chroma,
-            quant,
-            planes,
-        })
+        CoefficientImage::new(width, height, self.chroma, quant, planes)
+            .map_err(|e| corrupt(e.to_string()))
     }
 }
 
@@ -392,4 +418,75 @@ fn binary_column(batch: &RecordBatch, name: &str, path: &Path) -> Result<BinaryA
         .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
         .cloned()
         .ok_or_else(|| Error::corrupt(path, format!("column {name} missing or not binary")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::encode::{encode_rgb, EncodeOptions};
+    use crate::storage::{write_image_file, ImageRow, WriteOptions};
+    use arrow_array::ArrayRef;
+
+    /// A one-image file, scanned with every band; `edit` changes the batch
+    /// before its image is decoded (as a damaged file would present it).
+    fn decode_edited(edit: impl Fn(&RecordBatch) -> RecordBatch) -> Result<CoefficientImage> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let rgb: Vec<u8> = (0..16 * 16 * 3).map(|i| (i * 13 % 256) as u8).collect();
+        let image = encode_rgb(&rgb, 16, 16, EncodeOptions::default()).unwrap();
+        let row = ImageRow {
+            id: 0,
+            uri: "mem://0".into(),
+            image,
+        };
+        write_image_file(&path, &WriteOptions::default(), &[row], &[]).unwrap();
+        let reader = ImageFileReader::open(&path).unwrap();
+        let b = reader
+            .scan(&[], &BandSelection::all(), 8)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        assert!(b.image(0).is_ok());
+        let edited = ImageBatch::new(edit(&b.batch), b.path.clone(), b.chroma, b.bands.clone())?;
+        edited.image(0)
+    }
+
+    fn replace(batch: &RecordBatch, name: &str, column: ArrayRef) -> RecordBatch {
+        let i = batch.schema().index_of(name).unwrap();
+        let mut columns = batch.columns().to_vec();
+        columns[i] = column;
+        RecordBatch::try_new(batch.schema(), columns).unwrap()
+    }
+
+    #[test]
+    fn a_huge_claimed_size_is_refused_before_allocating() {
+        // 65,535 x 65,535 with bands that end in end-of-band codes would
+        // decode "fine" into ~25 GB of zeros.
+        let err = decode_edited(|b| {
+            let side: ArrayRef = Arc::new(UInt32Array::from(vec![MAX_DIMENSION]));
+            replace(&replace(b, COL_WIDTH, side.clone()), COL_HEIGHT, side)
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("65535x65535") && err.contains("over the limit"),
+            "{err}"
+        );
+        assert!(err.contains("t.parquet"), "{err}");
+    }
+
+    #[test]
+    fn a_band_longer_than_its_blocks_can_code_is_corrupt() {
+        let err = decode_edited(|b| {
+            let long: ArrayRef = Arc::new(BinaryArray::from(vec![&[0x55u8; 1000][..]]));
+            replace(b, &band_column(1, 5), long)
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("image.cb.5") && err.contains("1000 bytes for 1 blocks"),
+            "{err}"
+        );
+    }
 }

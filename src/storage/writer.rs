@@ -18,6 +18,7 @@ use parquet::schema::types::ColumnPath;
 use super::bands::{count_symbols, encode_band};
 use super::huffman::HuffmanCode;
 use super::layout::*;
+use super::reader::MAX_PIXELS;
 use crate::codec::{Chroma, CoefficientImage};
 use crate::error::{Error, Result};
 
@@ -150,10 +151,10 @@ pub fn write_image_file(
                 chunk.iter().map(|r| r.uri.as_str()),
             )),
             Arc::new(UInt32Array::from_iter_values(
-                chunk.iter().map(|r| r.image.width),
+                chunk.iter().map(|r| r.image.width()),
             )),
             Arc::new(UInt32Array::from_iter_values(
-                chunk.iter().map(|r| r.image.height),
+                chunk.iter().map(|r| r.image.height()),
             )),
         ];
         columns.extend(
@@ -165,7 +166,7 @@ pub fn write_image_file(
         for r in chunk {
             let bytes: Vec<u8> = r
                 .image
-                .quant
+                .quant()
                 .iter()
                 .flatten()
                 .flat_map(|v| v.to_le_bytes())
@@ -178,7 +179,7 @@ pub fn write_image_file(
             let (plane, k) = (col / 64, col % 64);
             let mut b = BinaryBuilder::with_capacity(chunk.len(), 0);
             for r in chunk {
-                let p = &r.image.planes[plane];
+                let p = &r.image.planes()[plane];
                 blob.clear();
                 let band = p.band(k).expect("checked complete");
                 encode_band(band, p.blocks_w(), k == 0, code, &mut blob).map_err(|e| {
@@ -200,34 +201,29 @@ pub fn write_image_file(
     })
 }
 
-/// Every plane of the table's layout present, with all 64 bands of the right length.
+/// The table's layout, a size the reader accepts, all 64 bands of every
+/// plane present (plane sizes and band lengths hold by construction).
 fn check_complete(r: &ImageRow, chroma: Chroma) -> Result<()> {
     let img = &r.image;
     let bad = |why: String| Err(Error::InvalidArgument(format!("{}: {why}", r.uri)));
-    if img.chroma != chroma
-        || img.planes.len() != chroma.planes()
-        || img.quant.len() != chroma.planes()
-    {
+    if img.chroma() != chroma {
         return bad(format!(
             "image has chroma {} but the table stores {}",
-            img.chroma.name(),
+            img.chroma().name(),
             chroma.name()
         ));
     }
-    for (p, plane) in img.planes.iter().enumerate() {
-        if (plane.width, plane.height) != chroma.plane_dims(p, img.width, img.height) {
-            return bad(format!("plane {p} has the wrong size"));
-        }
-        for k in 0..64 {
-            match plane.band(k) {
-                Some(b) if b.len() == plane.blocks() => {}
-                _ => {
-                    return bad(format!(
-                        "{} is missing or has the wrong length",
-                        band_column(p, k)
-                    ))
-                }
-            }
+    let pixels = img.width() as u64 * img.height() as u64;
+    if pixels > MAX_PIXELS {
+        return bad(format!(
+            "{}x{} pixels, over the {MAX_PIXELS} a table file may hold",
+            img.width(),
+            img.height()
+        ));
+    }
+    for (p, plane) in img.planes().iter().enumerate() {
+        if let Some(k) = (0..64).find(|&k| plane.band(k).is_none()) {
+            return bad(format!("{} is missing", band_column(p, k)));
         }
     }
     Ok(())
@@ -239,7 +235,7 @@ fn fit_codes(rows: &[ImageRow], chroma: Chroma) -> Result<Vec<HuffmanCode>> {
     let mut hists = vec![[0u64; 256]; ncols];
     for r in rows {
         for (col, hist) in hists.iter_mut().enumerate() {
-            let p = &r.image.planes[col / 64];
+            let p = &r.image.planes()[col / 64];
             let band = p.band(col % 64).expect("checked complete");
             count_symbols(band, p.blocks_w(), col % 64 == 0, hist).map_err(|e| {
                 Error::InvalidArgument(format!(

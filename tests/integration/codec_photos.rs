@@ -73,7 +73,7 @@ fn quality_90_round_trip_psnr_on_real_photos() {
         };
         let images = sources
             .iter()
-            .map(|(w, h, rgb)| encode_rgb(rgb, *w, *h, opts))
+            .map(|(w, h, rgb)| encode_rgb(rgb, *w, *h, opts).unwrap())
             .collect();
         let back = through_file(images, chroma);
         let mut sum = 0.0;

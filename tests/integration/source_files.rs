@@ -19,12 +19,12 @@ fn every_jpeg_variant_ingests_or_is_refused_clearly() {
                     let reference = image::open(&path).unwrap();
                     // Orientation may swap the sides; the pixel count must match.
                     assert_eq!(
-                        img.width as u64 * img.height as u64,
+                        img.width() as u64 * img.height() as u64,
                         reference.width() as u64 * reference.height() as u64,
                         "{}",
                         path.display()
                     );
-                    assert_eq!(img.chroma, chroma);
+                    assert_eq!(img.chroma(), chroma);
                     report += &format!("{} {:?} {}\n", chroma.name(), how, path.display());
                 }
                 Err(e) => {
