@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 
 use super::system_tables::{ingest_errors_table, INGEST_ERRORS_TABLE};
@@ -33,6 +34,9 @@ pub(super) struct Registered {
     /// Model name -> checksum of the model registered.
     models: BTreeMap<String, String>,
 }
+
+/// A table to register: name, what it was loaded from, the provider.
+type Provider<V> = (String, V, Arc<dyn TableProvider>);
 
 /// What a catalog version needs that the session lacks, loaded from disk.
 struct Loaded {
@@ -157,36 +161,21 @@ impl Database {
         if reg.catalog_version.is_some_and(|v| v >= catalog.version) {
             return Ok(());
         }
-        let gone: Vec<String> = reg
-            .tables
-            .keys()
-            .filter(|t| !catalog.tables.contains_key(*t))
-            .cloned()
+        let reg = &mut *reg;
+        let image: Vec<Provider<u64>> = tables
+            .into_iter()
+            .map(|(n, v, t)| (n, v, Arc::new(t) as Arc<dyn TableProvider>))
             .collect();
-        for t in gone {
-            self.ctx.deregister_table(t.as_str())?;
-            reg.tables.remove(&t);
-        }
-        for (name, version, table) in tables {
-            self.ctx.deregister_table(name.as_str())?;
-            self.ctx.register_table(name.as_str(), Arc::new(table))?;
-            reg.tables.insert(name, version);
-        }
-        let plain_gone: Vec<String> = reg
-            .plain
-            .keys()
-            .filter(|t| !catalog.plain_tables.contains_key(*t))
-            .cloned()
+        self.swap_tables(&mut reg.tables, |t| catalog.tables.contains_key(t), image)?;
+        let plain: Vec<Provider<String>> = plain
+            .into_iter()
+            .map(|(n, p, t)| (n, p, Arc::new(t) as Arc<dyn TableProvider>))
             .collect();
-        for t in plain_gone {
-            self.ctx.deregister_table(t.as_str())?;
-            reg.plain.remove(&t);
-        }
-        for (name, path, table) in plain {
-            self.ctx.deregister_table(name.as_str())?;
-            self.ctx.register_table(name.as_str(), Arc::new(table))?;
-            reg.plain.insert(name, path);
-        }
+        self.swap_tables(
+            &mut reg.plain,
+            |t| catalog.plain_tables.contains_key(t),
+            plain,
+        )?;
         let models_gone: Vec<String> = reg
             .models
             .keys()
@@ -211,6 +200,27 @@ impl Database {
         )?;
         *self.profiles.write().expect("profiles lock") = catalog.profiles.clone();
         reg.catalog_version = Some(catalog.version);
+        Ok(())
+    }
+
+    /// Forgets the tables of `have` that `keep` rejects and registers `new`
+    /// ones, recording what each was loaded from.
+    fn swap_tables<V>(
+        &self,
+        have: &mut BTreeMap<String, V>,
+        keep: impl Fn(&str) -> bool,
+        new: Vec<Provider<V>>,
+    ) -> Result<()> {
+        let gone: Vec<String> = have.keys().filter(|t| !keep(t)).cloned().collect();
+        for t in gone {
+            self.ctx.deregister_table(t.as_str())?;
+            have.remove(&t);
+        }
+        for (name, loaded_from, table) in new {
+            self.ctx.deregister_table(name.as_str())?;
+            self.ctx.register_table(name.as_str(), table)?;
+            have.insert(name, loaded_from);
+        }
         Ok(())
     }
 

@@ -16,6 +16,11 @@ fn first_i64(batches: &[RecordBatch]) -> i64 {
     batches[0].column(0).as_primitive::<Int64Type>().value(0)
 }
 
+/// The one number `sql` returns.
+async fn number(db: &Database, sql: &str) -> i64 {
+    first_i64(&db.sql(sql).await.unwrap().collect().await.unwrap())
+}
+
 fn files_under(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |d| d.count())
 }
@@ -85,14 +90,7 @@ async fn a_scan_survives_a_drop_and_create_in_another_process_then_vacuum_frees_
     drop(stream);
 
     // A new statement sees the new table.
-    let n = db
-        .sql("SELECT count(*) FROM t")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let new_rows = first_i64(&n);
+    let new_rows = number(&db, "SELECT count(*) FROM t").await;
     assert!(new_rows > 0 && new_rows < 20, "{new_rows}");
     let on_disk = files_under(&path.join("tables/t"));
     assert_eq!(on_disk, old_files + 1, "old files kept, new one added");
@@ -112,14 +110,11 @@ async fn a_scan_survives_a_drop_and_create_in_another_process_then_vacuum_frees_
     assert_eq!(freed_files, old_files as u64);
     assert!(freed_bytes > 100_000, "{freed_bytes}");
     assert_eq!(files_under(&path.join("tables/t")), 1);
-    let n = db
-        .sql("SELECT count(*) FROM t")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    assert_eq!(first_i64(&n), new_rows, "vacuum keeps the current version");
+    assert_eq!(
+        number(&db, "SELECT count(*) FROM t").await,
+        new_rows,
+        "vacuum keeps the current version"
+    );
 }
 
 #[test]
@@ -206,14 +201,7 @@ async fn statements_that_would_change_data_without_keeping_it_are_refused() {
         .await
         .unwrap();
     for handle in [&db, &Database::open(&path).unwrap()] {
-        let n = handle
-            .sql("SELECT count(*) FROM notes")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        assert_eq!(first_i64(&n), 0);
+        assert_eq!(number(handle, "SELECT count(*) FROM notes").await, 0);
     }
 }
 
