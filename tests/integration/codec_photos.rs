@@ -54,7 +54,7 @@ fn all_photos() -> Vec<std::path::PathBuf> {
     v
 }
 
-/// Issue 2: PSNR against the decoded source at quality 90 with 4:4:4 on
+/// Codec fidelity: PSNR against the decoded source at quality 90 with 4:4:4 on
 /// the real photos: >= 38 dB on average, and >= 35 dB on every photo (three
 /// heavily textured ones, baboon fur, a dense crowd and the Hubble deep
 /// field, land at 36-37 dB: that is the q90 quantizer's own noise, since
@@ -117,7 +117,7 @@ fn area_downscale(data: &[u8], sw: u32, sh: u32, w: u32, h: u32) -> Vec<u8> {
     dst.into_vec()
 }
 
-/// Issue 2: the s/8 decode agrees with a full decode followed by an area
+/// Scaled decoding: the s/8 decode agrees with a full decode followed by an area
 /// downscale. Compared per plane (the DCT-domain downscale is a per-plane
 /// operation) over the whole 8x8 blocks, where the area factor 8/s is
 /// exact. Stated bounds: at s = 1 the two are the same up to rounding

@@ -6,7 +6,7 @@ use spectradb::Error;
 
 use super::common::{data_dir, photos};
 
-/// Issue 2: every file in jpeg-variants ingests or is refused with a clear error.
+/// JPEG variants: every file in jpeg-variants ingests or is refused with a clear error.
 #[test]
 fn every_jpeg_variant_ingests_or_is_refused_clearly() {
     let mut report = String::new();
