@@ -229,7 +229,7 @@ fn decode_parallel(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(path) = files.get(i) else { break };
-                let result = load_file(path, source).map(|(img, _)| img);
+                let result = decode_isolated(path, source);
                 progress(std::fs::metadata(path).map_or(0, |m| m.len()));
                 slots.lock().expect("no panics while holding the lock")[i] = Some(result);
             });
@@ -243,6 +243,30 @@ fn decode_parallel(
             r.unwrap_or_else(|| Err(Error::Internal("a decoding thread skipped a file".into())))
         })
         .collect()
+}
+
+/// Decodes one file; a panic inside the decoders (a bug, but one that
+/// untrusted bytes may reach) becomes that file's error instead of
+/// unwinding through the thread scope and losing the whole ingest.
+fn decode_isolated(path: &Path, source: &SourceOptions) -> Result<crate::codec::CoefficientImage> {
+    let decode = || {
+        #[cfg(test)]
+        if path.file_name() == Some(tests::PANIC_MARKER.as_ref()) {
+            panic!("injected decoder panic");
+        }
+        load_file(path, source).map(|(img, _)| img)
+    };
+    std::panic::catch_unwind(decode).unwrap_or_else(|payload| {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(Error::ImageDecode {
+            path: path.display().to_string(),
+            reason: format!("internal error while decoding: {msg}"),
+        })
+    })
 }
 
 fn label_for(path: &Path, label: &Label, csv: Option<&Vec<(String, String)>>) -> Option<String> {
@@ -289,6 +313,32 @@ fn read_label_csv(path: &Path) -> Result<Vec<(String, String)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file with this name panics inside the decoder (test builds only).
+    pub(super) const PANIC_MARKER: &str = "spectradb-test-panic.jpg";
+
+    #[test]
+    fn a_panicking_decode_is_that_files_error_not_the_ingests() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.png");
+        image::RgbImage::from_pixel(9, 7, image::Rgb([200, 30, 30]))
+            .save(&good)
+            .unwrap();
+        let bad = dir.path().join(PANIC_MARKER);
+        std::fs::write(&bad, b"whatever").unwrap();
+        let files = vec![bad.clone(), good, bad];
+        let out = decode_parallel(&files, &SourceOptions::default(), 2, &|_| {});
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[1].as_ref().unwrap().width, 9);
+        for r in [&out[0], &out[2]] {
+            let err = r.as_ref().unwrap_err().to_string();
+            assert!(err.contains(PANIC_MARKER), "{err}");
+            assert!(
+                err.contains("internal error while decoding: injected decoder panic"),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn label_csv_parses_and_reports_bad_lines() {

@@ -10,6 +10,7 @@
 //! damaged data is [`JpegError::Invalid`].
 
 use crate::codec::{Chroma, CoefPlane, CoefficientImage, QuantTable};
+use crate::storage::huffman::CanonicalCode;
 
 /// Why the coefficients could not be taken over.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -326,44 +327,36 @@ fn parse_dht(
 /// A JPEG Huffman table: 9-bit fast lookup plus the canonical slow path.
 #[derive(Clone)]
 struct Huffman {
-    fast: Box<[u16; 512]>,
+    fast: Box<[u16]>,
     maxcode: [i32; 17],
     valptr: [i32; 17],
     mincode: [i32; 17],
     vals: Vec<u8>,
 }
 
+/// Bits looked up at once; longer codes take the slow path.
+const FAST_BITS: u32 = 9;
+
 impl Huffman {
+    /// Builds the table through the validated canonical builder that the
+    /// band codes use, so an over-subscribed DHT is an error, not an index
+    /// past the fast table.
     fn new(counts: &[u8; 16], vals: &[u8]) -> R<Self> {
-        let mut fast = Box::new([0u16; 512]);
+        let code = CanonicalCode::from_counts(counts, vals)
+            .map_err(|e| JpegError::Invalid(format!("bad DHT segment: {e}")))?;
         let mut maxcode = [-1i32; 17];
         let mut valptr = [0i32; 17];
         let mut mincode = [0i32; 17];
-        let mut code = 0i32;
-        let mut k = 0usize;
-        for l in 1..=16 {
-            let n = counts[l - 1] as usize;
-            valptr[l] = k as i32;
-            mincode[l] = code;
-            for _ in 0..n {
-                if l <= 9 {
-                    let first = (code as usize) << (9 - l);
-                    let entry = ((l as u16) << 8) | vals[k] as u16;
-                    fast[first..first + (1 << (9 - l))].fill(entry);
-                }
-                code += 1;
-                k += 1;
+        for (k, (_, len, c)) in code.iter().enumerate() {
+            let l = len as usize;
+            if maxcode[l] < 0 {
+                valptr[l] = k as i32;
+                mincode[l] = c as i32;
             }
-            if n > 0 {
-                maxcode[l] = code - 1;
-            }
-            if code > 1 << l {
-                return invalid("over-subscribed Huffman table");
-            }
-            code <<= 1;
+            maxcode[l] = c as i32;
         }
         Ok(Huffman {
-            fast,
+            fast: code.lookup_table(FAST_BITS),
             maxcode,
             valptr,
             mincode,
@@ -374,7 +367,7 @@ impl Huffman {
     #[inline]
     fn decode(&self, b: &mut Bits) -> R<u8> {
         b.fill();
-        let e = self.fast[b.peek(9) as usize];
+        let e = self.fast[b.peek(FAST_BITS) as usize];
         if e != 0 {
             b.consume((e >> 8) as u32);
             return Ok(e as u8);
@@ -635,4 +628,67 @@ fn decode_block(
         k += 1;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{load_bytes, SourceOptions};
+
+    /// SOI, one DHT segment (DC table 0) with `counts` and `vals`, EOI.
+    fn jpeg_with_dht(counts: [u8; 16], vals: &[u8]) -> Vec<u8> {
+        let mut out = vec![0xFF, 0xD8, 0xFF, 0xC4];
+        out.extend(((2 + 1 + 16 + vals.len()) as u16).to_be_bytes());
+        out.push(0x00);
+        out.extend(counts);
+        out.extend(vals);
+        out.extend([0xFF, 0xD9]);
+        out
+    }
+
+    #[test]
+    fn over_subscribed_dht_is_an_error_naming_the_file() {
+        // Three 1-bit codes: the third one used to index past the fast table.
+        let mut counts = [0u8; 16];
+        counts[0] = 3;
+        let bytes = jpeg_with_dht(counts, &[0, 1, 2]);
+        match read_coefficients(&bytes, 1 << 20) {
+            Err(JpegError::Invalid(reason)) => {
+                assert!(reason.contains("over-subscribed"), "{reason}")
+            }
+            other => panic!("expected an invalid-file error, got {other:?}"),
+        }
+        let err = load_bytes("photos/bad-dht.jpg", &bytes, &SourceOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("photos/bad-dht.jpg"), "{err}");
+        assert!(err.contains("over-subscribed"), "{err}");
+    }
+
+    #[test]
+    fn over_subscription_past_the_fast_bits_is_rejected_too() {
+        // 2 codes of length 1 fill the space; one more of length 12 does not fit.
+        let mut counts = [0u8; 16];
+        counts[0] = 2;
+        counts[11] = 1;
+        let bytes = jpeg_with_dht(counts, &[0, 1, 2]);
+        assert!(matches!(
+            read_coefficients(&bytes, 1 << 20),
+            Err(JpegError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn complete_dht_builds_fast_and_slow_paths() {
+        // Lengths 1, 2, 10, 10: the last two only on the slow path.
+        let mut counts = [0u8; 16];
+        counts[0] = 1;
+        counts[1] = 1;
+        counts[9] = 2;
+        let h = Huffman::new(&counts, &[5, 6, 7, 8]).unwrap();
+        assert_eq!(h.fast[0], 1 << 8 | 5);
+        assert_eq!(h.fast[0b10 << 7], 2 << 8 | 6);
+        assert_eq!(h.fast[0b11 << 7], 0);
+        assert_eq!((h.mincode[10], h.maxcode[10], h.valptr[10]), (0b1100000000, 0b1100000001, 2));
+    }
 }

@@ -1,15 +1,107 @@
-//! Canonical Huffman codes over byte symbols, limited to 12-bit codes so
-//! that decoding is one lookup in a 4,096-entry table.
+//! Canonical Huffman codes over byte symbols.
 //!
-//! A code is serialised like a JPEG DHT segment: 12 counts (how many codes
-//! of each length 1..=12), then the symbols in code order.
+//! [`CanonicalCode`] is the one place where a code is built from declared
+//! code-length counts: the band codes stored in table files and the DHT
+//! tables of source JPEGs both come from untrusted bytes, and both go
+//! through its Kraft check before any lookup table is filled.
+//!
+//! Band codes are limited to 12-bit codes so that decoding is one lookup in
+//! a 4,096-entry table. Such a code is serialised like a JPEG DHT segment:
+//! 12 counts (how many codes of each length 1..=12), then the symbols in
+//! code order.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-/// Longest code, in bits. 12 keeps the decode table at 8 KiB (L1-resident).
+/// Longest band code, in bits. 12 keeps the decode table at 8 KiB (L1-resident).
 pub const MAX_CODE_LEN: u32 = 12;
 const LUT_SIZE: usize = 1 << MAX_CODE_LEN;
+
+/// Longest code any [`CanonicalCode`] may hold (JPEG's limit).
+pub const MAX_CANONICAL_LEN: usize = 16;
+
+/// A validated canonical prefix code: symbols in code order with their
+/// lengths and codes, as a DHT segment declares them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalCode {
+    /// `(symbol, length, code)` in code order; every code is below `1 << length`.
+    entries: Vec<(u8, u8, u16)>,
+}
+
+impl CanonicalCode {
+    /// Builds the code from `counts[l - 1]` codes of length `l` (at most
+    /// 16 lengths) and the symbols in code order. Rejects tables whose
+    /// counts do not match the symbols or over-subscribe the code space
+    /// (more codes than the lengths leave room for), which would otherwise
+    /// hand out codes that do not fit their length.
+    pub fn from_counts(counts: &[u8], symbols: &[u8]) -> Result<Self, String> {
+        if counts.len() > MAX_CANONICAL_LEN {
+            return Err(format!(
+                "{} code lengths, at most {MAX_CANONICAL_LEN}",
+                counts.len()
+            ));
+        }
+        let total: usize = counts.iter().map(|&c| c as usize).sum();
+        if total != symbols.len() {
+            return Err(format!(
+                "Huffman table counts say {total} symbols, it lists {}",
+                symbols.len()
+            ));
+        }
+        if total > 256 {
+            return Err(format!("Huffman table has {total} symbols, at most 256"));
+        }
+        let mut entries = Vec::with_capacity(total);
+        let mut syms = symbols.iter();
+        let mut code = 0u32;
+        for (i, &count) in counts.iter().enumerate() {
+            let len = i as u32 + 1;
+            if code + count as u32 > 1 << len {
+                return Err(format!(
+                    "over-subscribed Huffman table: {count} codes of length {len} do not fit"
+                ));
+            }
+            for sym in syms.by_ref().take(count as usize) {
+                entries.push((*sym, len as u8, code as u16));
+                code += 1;
+            }
+            code <<= 1;
+        }
+        Ok(CanonicalCode { entries })
+    }
+
+    /// `(symbol, length, code)` in code order.
+    pub fn iter(&self) -> impl Iterator<Item = (u8, u8, u16)> + '_ {
+        self.entries.iter().copied()
+    }
+
+    /// Number of symbols with a code.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no symbol has a code.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// A `1 << bits` entry table: the entry for the next `bits` bits is
+    /// `(length << 8) | symbol`, 0 where no code of at most `bits` bits
+    /// starts with them (longer codes need a slower path).
+    pub fn lookup_table(&self, bits: u32) -> Box<[u16]> {
+        let mut lut = vec![0u16; 1 << bits].into_boxed_slice();
+        for &(sym, len, code) in &self.entries {
+            let len = len as u32;
+            if len > bits {
+                continue;
+            }
+            // `code < 1 << len` holds by construction, so the range fits.
+            let first = (code as usize) << (bits - len);
+            lut[first..first + (1 << (bits - len))].fill(((len as u16) << 8) | sym as u16);
+        }
+        lut
+    }
+}
 
 /// Symbol frequencies of one band column.
 pub type Histogram = [u64; 256];
@@ -19,6 +111,8 @@ pub type Histogram = [u64; 256];
 pub struct HuffmanCode {
     lengths: [u8; 256],
     codes: [u16; 256],
+    /// The same code in code order, which builds the decode table.
+    canonical: CanonicalCode,
 }
 
 impl HuffmanCode {
@@ -31,31 +125,32 @@ impl HuffmanCode {
 
     /// Builds the canonical code for the given lengths (0 = symbol unused).
     pub fn from_lengths(lengths: [u8; 256]) -> Result<Self, String> {
-        let mut kraft = 0u64;
-        for &l in &lengths {
-            if l as u32 > MAX_CODE_LEN {
-                return Err(format!("code length {l} over {MAX_CODE_LEN}"));
-            }
-            if l > 0 {
-                kraft += 1 << (MAX_CODE_LEN - l as u32);
-            }
-        }
-        if kraft > LUT_SIZE as u64 {
-            return Err("code lengths over-subscribe the code space".into());
+        if let Some(&l) = lengths.iter().find(|&&l| l as u32 > MAX_CODE_LEN) {
+            return Err(format!("code length {l} over {MAX_CODE_LEN}"));
         }
         let mut order: Vec<usize> = (0..256).filter(|&s| lengths[s] > 0).collect();
         order.sort_by_key(|&s| (lengths[s], s));
-        let mut codes = [0u16; 256];
-        let mut code = 0u32;
-        let mut len = order.first().map_or(0, |&s| lengths[s] as u32);
+        let mut counts = [0u16; MAX_CODE_LEN as usize];
         for &s in &order {
-            let l = lengths[s] as u32;
-            code <<= l - len;
-            len = l;
-            codes[s] = code as u16;
-            code += 1;
+            counts[lengths[s] as usize - 1] += 1;
         }
-        Ok(HuffmanCode { lengths, codes })
+        // The serialised form holds a count in one byte; only 256 codes of
+        // length 8 exceed it, and the limiter never produces that.
+        let counts: Vec<u8> = counts
+            .iter()
+            .map(|&c| u8::try_from(c).map_err(|_| format!("{c} codes of one length")))
+            .collect::<Result<_, _>>()?;
+        let symbols: Vec<u8> = order.iter().map(|&s| s as u8).collect();
+        let canonical = CanonicalCode::from_counts(&counts, &symbols)?;
+        let mut codes = [0u16; 256];
+        for (sym, _, code) in canonical.iter() {
+            codes[sym as usize] = code;
+        }
+        Ok(HuffmanCode {
+            lengths,
+            codes,
+            canonical,
+        })
     }
 
     /// Code length of `sym` in bits (0 = no code).
@@ -78,13 +173,11 @@ impl HuffmanCode {
     /// DHT-like bytes: 12 counts, then the symbols ordered by (length, symbol).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut counts = [0u8; MAX_CODE_LEN as usize];
-        let mut order: Vec<usize> = (0..256).filter(|&s| self.lengths[s] > 0).collect();
-        order.sort_by_key(|&s| (self.lengths[s], s));
-        for &s in &order {
-            counts[self.lengths[s] as usize - 1] += 1;
+        for (_, len, _) in self.canonical.iter() {
+            counts[len as usize - 1] += 1;
         }
         let mut out = counts.to_vec();
-        out.extend(order.iter().map(|&s| s as u8));
+        out.extend(self.canonical.iter().map(|(sym, _, _)| sym));
         out
     }
 
@@ -117,17 +210,9 @@ impl HuffmanCode {
 
     /// The single-lookup decode table for this code.
     pub fn decoder(&self) -> HuffmanDecoder {
-        let mut lut = vec![0u16; LUT_SIZE].into_boxed_slice();
-        for s in 0..256 {
-            let l = self.lengths[s] as u32;
-            if l == 0 {
-                continue;
-            }
-            let first = (self.codes[s] as usize) << (MAX_CODE_LEN - l);
-            let entry = ((l as u16) << 8) | s as u16;
-            lut[first..first + (1 << (MAX_CODE_LEN - l))].fill(entry);
+        HuffmanDecoder {
+            lut: self.canonical.lookup_table(MAX_CODE_LEN),
         }
-        HuffmanDecoder { lut }
     }
 }
 
@@ -206,6 +291,11 @@ fn limited_lengths(hist: &Histogram) -> [u8; 256] {
             len[i] -= 1;
         }
     }
+    // 256 codes of length 8 (a flat histogram over every byte) cannot be
+    // written with one-byte counts: give the rarest symbol a 9-bit code.
+    if len.len() == 256 && len.iter().all(|&l| l == 8) {
+        len[by_freq[0]] = 9;
+    }
     for (i, &s) in used.iter().enumerate() {
         lengths[s] = len[i] as u8;
     }
@@ -251,6 +341,39 @@ mod tests {
         let mut bad = code.to_bytes();
         bad.push(9);
         assert!(HuffmanCode::from_bytes(&bad).is_err());
+    }
+
+    #[test]
+    fn flat_histogram_over_every_byte_serialises() {
+        let code = HuffmanCode::from_histogram(&[10u64; 256]);
+        assert!((kraft(&code) - 1.0).abs() < 1.0 / 256.0);
+        assert_eq!(HuffmanCode::from_bytes(&code.to_bytes()).unwrap(), code);
+    }
+
+    #[test]
+    fn over_subscribed_counts_are_rejected_before_any_table_is_built() {
+        // Three 1-bit codes: only two exist.
+        let err = CanonicalCode::from_counts(&[3, 0, 0], &[1, 2, 3]).unwrap_err();
+        assert!(err.contains("over-subscribed"), "{err}");
+        // Fits at its own length, but leaves no room for the next one.
+        assert!(CanonicalCode::from_counts(&[1, 2, 1], &[1, 2, 3, 4]).is_err());
+        assert!(CanonicalCode::from_counts(&[1, 1, 2], &[1, 2, 3, 4]).is_ok());
+        assert!(CanonicalCode::from_counts(&[1, 1], &[1]).is_err());
+        assert!(CanonicalCode::from_counts(&[0; 17], &[]).is_err());
+        let mut bytes = vec![0u8; 12];
+        bytes[0] = 3;
+        bytes.extend([1, 2, 3]);
+        assert!(HuffmanCode::from_bytes(&bytes).is_err());
+    }
+
+    #[test]
+    fn lookup_table_leaves_longer_codes_to_the_slow_path() {
+        // Lengths 1, 2, 3, 3: a complete code.
+        let code = CanonicalCode::from_counts(&[1, 1, 2], &[10, 20, 30, 40]).unwrap();
+        let lut = code.lookup_table(2);
+        assert_eq!(&*lut, &[1 << 8 | 10, 1 << 8 | 10, 2 << 8 | 20, 0]);
+        let lut = code.lookup_table(3);
+        assert_eq!(lut[7], 3 << 8 | 40);
     }
 
     #[test]
