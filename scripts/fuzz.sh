@@ -36,16 +36,19 @@ for t in "${targets[@]}"; do
         -max_total_time="$secs" -fork=1 -ignore_crashes=1 -ignore_timeouts=1 \
         -ignore_ooms=1 -timeout=20 -rss_limit_mb=2048 "${extra[@]}" \
         >"$log" 2>&1 || true
+    # Fork mode's last status line: "#EXECS: cov: .. corp: N exec/s: ..
+    # oom/timeout/crash: a/b/c time: Ts ..".
     last=$(grep -E '^#[0-9]+:' "$log" | tail -n 1 || true)
     execs=$(sed -nE 's/^#([0-9]+):.*/\1/p' <<<"$last")
-    rate=$(sed -nE 's/.*exec\/s: ([0-9]+).*/\1/p' <<<"$last")
-    corp=$(sed -nE 's/.*corp: ([0-9]+\/[0-9a-zA-Z]+).*/\1/p' <<<"$last")
+    time=$(sed -nE 's/.* time: ([0-9]+)s.*/\1/p' <<<"$last")
+    corp=$(sed -nE 's/.* corp: ([0-9]+).*/\1/p' <<<"$last")
     fails=$(sed -nE 's/.*oom\/timeout\/crash: ([0-9]+\/[0-9]+\/[0-9]+).*/\1/p' <<<"$last")
+    rate=$([ -n "$execs" ] && [ "${time:-0}" -gt 0 ] && echo $((execs / time)) || echo "?")
     new=$(find "fuzz/artifacts/$t" -type f -newer "$stamp" | wc -l)
     rm -f "$stamp"
-    summary+=("$(printf '%-12s %12s %9s %14s %18s %10s' "$t" "${execs:-?}" "${rate:-?}" \
+    summary+=("$(printf '%-12s %12s %8s %8s %18s %10s' "$t" "${execs:-?}" "$rate" \
         "${corp:-?}" "${fails:-?}" "$new")")
 done
 
-printf '%-12s %12s %9s %14s %18s %10s\n' target executions exec/s corpus oom/timeout/crash artifacts
+printf '%-12s %12s %8s %8s %18s %10s\n' target executions exec/s corpus oom/timeout/crash artifacts
 printf '%s\n' "${summary[@]}"

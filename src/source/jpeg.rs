@@ -689,6 +689,9 @@ mod tests {
         assert_eq!(h.fast[0], 1 << 8 | 5);
         assert_eq!(h.fast[0b10 << 7], 2 << 8 | 6);
         assert_eq!(h.fast[0b11 << 7], 0);
-        assert_eq!((h.mincode[10], h.maxcode[10], h.valptr[10]), (0b1100000000, 0b1100000001, 2));
+        assert_eq!(
+            (h.mincode[10], h.maxcode[10], h.valptr[10]),
+            (0b1100000000, 0b1100000001, 2)
+        );
     }
 }
