@@ -1,0 +1,1 @@
+CREATE IMAGE TABLE photos FROM 'tests/data/photos/dev/opencv_*.jpg';;

@@ -1,0 +1,1 @@
+SELECT id, width, height, image FROM photos WHERE uri LIKE '%apple%';

@@ -1,0 +1,1 @@
+SELECT thumbnail(image, 5000) FROM photos WHERE uri LIKE '%apple%';

@@ -1,0 +1,1 @@
+SELECT to_png(image, 9) FROM photos;

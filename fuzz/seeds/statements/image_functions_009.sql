@@ -1,0 +1,1 @@
+SELECT thumbnail(image, 0) FROM photos;

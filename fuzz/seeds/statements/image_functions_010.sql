@@ -1,0 +1,1 @@
+SELECT width(CAST('hello' AS bytea));

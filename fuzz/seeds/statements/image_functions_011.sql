@@ -1,0 +1,1 @@
+SELECT width('hello');

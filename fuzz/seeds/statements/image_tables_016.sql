@@ -1,0 +1,1 @@
+SELECT count(*), count(DISTINCT id), min(label) FROM photos;

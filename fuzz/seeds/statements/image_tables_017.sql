@@ -1,0 +1,1 @@
+SELECT id, uri FROM photos ORDER BY id LIMIT 2;

@@ -1,0 +1,1 @@
+SELECT label, count(*) FROM photos GROUP BY label ORDER BY label;

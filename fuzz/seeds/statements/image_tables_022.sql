@@ -1,0 +1,1 @@
+CREATE IMAGE TABLE IF NOT EXISTS photos FROM 'tests/data/photos/dev';

@@ -1,0 +1,1 @@
+CREATE IMAGE TABLE t2 FROM 'tests/data/photos/dev' WITH (chroma = '422');

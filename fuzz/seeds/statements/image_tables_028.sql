@@ -1,0 +1,1 @@
+INSERT INTO photos FROM 'tests/data/photos/dev' WITH (quality = 50);

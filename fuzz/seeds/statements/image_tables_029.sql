@@ -1,0 +1,1 @@
+INSERT INTO nope FROM 'tests/data/photos/dev';

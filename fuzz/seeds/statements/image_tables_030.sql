@@ -1,0 +1,1 @@
+CREATE IMAGE TABLE t2 FROM dir WITH (quality = 50);

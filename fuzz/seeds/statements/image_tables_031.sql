@@ -1,0 +1,1 @@
+CREATE IMAGE TABLE "my-table" FROM 'tests/data/photos/dev';

@@ -1,0 +1,1 @@
+DROP TABLE spectradb_ingest_errors;

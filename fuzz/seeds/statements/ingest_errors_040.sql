@@ -1,0 +1,1 @@
+CREATE IMAGE TABLE broken FROM 'tests/data/broken' WITH (on_error = 'skip');

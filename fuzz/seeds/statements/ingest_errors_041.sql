@@ -1,0 +1,1 @@
+SELECT id, uri FROM broken;

@@ -1,0 +1,1 @@
+SELECT table_name, version, uri FROM spectradb_ingest_errors ORDER BY uri;

@@ -1,0 +1,1 @@
+SELECT bool_and(reason LIKE '%cannot decode image%') FROM spectradb_ingest_errors;

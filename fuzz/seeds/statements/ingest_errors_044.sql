@@ -1,0 +1,1 @@
+INSERT INTO broken FROM 'tests/data/broken' WITH (on_error = 'ignore');

@@ -1,0 +1,1 @@
+SELECT count(*) FROM spectradb_ingest_errors;

@@ -1,0 +1,1 @@
+CREATE IMAGE TABLE colors FROM 'tests/data/colors';;

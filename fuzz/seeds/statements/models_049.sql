@@ -1,0 +1,1 @@
+SELECT uri, tiny(image) FROM colors ORDER BY uri;

@@ -1,0 +1,1 @@
+SELECT cosine_similarity([1.0, 0.0], [1.0, 0.0, 0.0]);

@@ -1,0 +1,1 @@
+SELECT l2_distance('a', 'b');

@@ -1,0 +1,1 @@
+CREATE MODEL bad FROM 'tests/data/models/tiny_rgb.onnx' WITH (size = 64);

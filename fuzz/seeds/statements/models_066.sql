@@ -1,0 +1,1 @@
+CREATE MODEL bad FROM 'tests/data/models/mobilenet_v2_imagenet.onnx';

@@ -1,0 +1,1 @@
+CREATE MODEL width FROM 'tests/data/models/tiny_rgb.onnx';

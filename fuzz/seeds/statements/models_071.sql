@@ -1,0 +1,1 @@
+CREATE MODEL tiny FROM 'tests/data/models/tiny_rgb.onnx';

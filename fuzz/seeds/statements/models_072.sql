@@ -1,0 +1,1 @@
+SELECT count(*) FROM colors WHERE tiny(image) IS NOT NULL;

@@ -1,0 +1,1 @@
+SELECT tiny(image) FROM colors;

@@ -1,0 +1,1 @@
+DROP MODEL IF EXISTS tiny;;

@@ -1,0 +1,1 @@
+SELECT count(*), count(DISTINCT label), max(width) >= min(width) FROM photos;

@@ -1,0 +1,1 @@
+CREATE TABLE sizes AS SELECT id, width * height AS pixels FROM photos;;

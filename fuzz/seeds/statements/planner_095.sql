@@ -1,0 +1,1 @@
+SHOW FORMATS FOR cnn ON fashion;

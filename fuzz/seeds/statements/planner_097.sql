@@ -1,0 +1,1 @@
+CALIBRATE cnn ON fashion USING label SAMPLE 40;

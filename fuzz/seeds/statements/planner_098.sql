@@ -1,0 +1,1 @@
+SET spectradb.read_format = 'y s1 28';

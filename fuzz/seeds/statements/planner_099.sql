@@ -1,0 +1,1 @@
+SELECT count(*) < 34 FROM fashion WHERE cnn(image) = label;

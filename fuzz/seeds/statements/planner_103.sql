@@ -1,0 +1,1 @@
+SET spectradb.accuracy_target = 1.5;

@@ -1,0 +1,1 @@
+SELECT cnn(image) FROM fashion;

@@ -1,0 +1,1 @@
+RESET spectradb.read_format;

@@ -1,0 +1,1 @@
+SELECT count(*) FROM fashion WHERE cnn(image) = label;

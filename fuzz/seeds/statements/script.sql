@@ -1,0 +1,4 @@
+SELECT 'a;b' AS s -- a ; in a comment
+FROM t;
+/* block ; */ SHOW TABLES;
+SELECT 1
