@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use datafusion::prelude::DataFrame;
 
 use super::options::ingest_options;
+use super::plain::{self, Effect};
 use super::{formats, Database, IngestMode};
 use crate::error::{Error, Result};
 use crate::sql::statements::{parse_command, Command, TableName};
@@ -57,7 +58,7 @@ impl Database {
                 }
                 let opts = ingest_options(&options, true)?;
                 let r = self
-                    .ingest_async(&name, &source, IngestMode::Create, &opts)
+                    .ingest_async(catalog, &name, &source, IngestMode::Create, &opts)
                     .await?;
                 self.ingest_result(&name, r.ingested, r.skipped.len() as u64)
             }
@@ -74,7 +75,7 @@ impl Database {
                     )));
                 }
                 let r = self
-                    .ingest_async(&name, &source, IngestMode::Append, &opts)
+                    .ingest_async(catalog, &name, &source, IngestMode::Append, &opts)
                     .await?;
                 self.ingest_result(&name, r.ingested, r.skipped.len() as u64)
             }
@@ -83,7 +84,7 @@ impl Database {
                     .iter()
                     .map(|n| self.resolve(n))
                     .collect::<Result<Vec<_>>>()?;
-                self.drop_tables(names, if_exists).await?;
+                self.drop_tables(catalog, names, if_exists).await?;
                 Ok(self.ctx.read_empty()?)
             }
             Command::ShowTables => self.show_tables(catalog).await,
@@ -96,7 +97,7 @@ impl Database {
                 source,
                 options,
             } => {
-                self.create_model_async(name, PathBuf::from(source), options)
+                self.create_model_async(catalog, name, PathBuf::from(source), options)
                     .await?;
                 Ok(self.ctx.read_empty()?)
             }
@@ -127,16 +128,14 @@ impl Database {
     /// (see `plain`).
     async fn run_datafusion(&self, sql: &str) -> Result<DataFrame> {
         let effect = if self.is_in_memory() {
-            super::plain::Effect::None
+            Effect::None
         } else {
-            super::plain::classify(sql)
+            plain::classify(sql)
         };
         match effect {
-            super::plain::Effect::None if formats::is_explain_analyze(sql) => {
-                self.explain_analyze(sql).await
-            }
-            super::plain::Effect::None => Ok(self.ctx.sql(sql).await?),
-            super::plain::Effect::Refused(why) => Err(Error::InvalidArgument(why)),
+            Effect::None if formats::is_explain_analyze(sql) => self.explain_analyze(sql).await,
+            Effect::None => Ok(self.ctx.sql(sql).await?),
+            Effect::Refused(why) => Err(Error::InvalidArgument(why)),
             effect => self.run_kept(sql, effect).await,
         }
     }

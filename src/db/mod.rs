@@ -2,7 +2,7 @@
 //! that sees every image table, the image functions and spectradb's own
 //! statements.
 //!
-//! - [`session`](self): keeps the session in step with the published catalog
+//! - `session`: keeps the session in step with the published catalog
 //! - `dispatch`: one statement -> ours or DataFusion's
 //! - `write`: statements that change the database, each one commit
 //! - `plain`: ordinary tables, views and external tables kept on disk
@@ -33,7 +33,6 @@ use crate::planner::PlannerOptions;
 use crate::sql::functions::image_functions;
 use crate::sql::image_table::ScanStats;
 use crate::storage::catalog::{Catalog, DatabaseDir};
-use crate::storage::commit::Transaction;
 
 mod blocking;
 mod dispatch;
@@ -174,14 +173,6 @@ impl Database {
 
     fn notice(&self, message: String) {
         self.notices.lock().expect("notices lock").push(message);
-    }
-
-    /// Publishes `tx` and brings the session up to the version it made:
-    /// the one way a change reaches the database.
-    fn commit(&self, tx: Transaction) -> Result<Catalog> {
-        let (catalog, _) = tx.commit()?;
-        self.sync(&catalog)?;
-        Ok(catalog)
     }
 }
 

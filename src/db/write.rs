@@ -16,6 +16,7 @@ use super::{off_worker, Database};
 use crate::error::{Error, Result};
 use crate::ingest::{expand_sources, ingest, IngestOptions, IngestReport};
 use crate::model::prepare_model;
+use crate::storage::catalog::Catalog;
 use crate::storage::commit::{Purged, Transaction};
 
 /// Whether an ingest creates its table or appends to it.
@@ -101,7 +102,8 @@ impl Database {
     fn write_blocking<T>(&self, change: impl FnOnce(&mut Transaction) -> Result<T>) -> Result<T> {
         let mut tx = self.dir.begin()?;
         let value = change(&mut tx)?;
-        self.commit(tx)?;
+        let (catalog, _) = tx.commit()?;
+        self.sync(&catalog)?;
         Ok(value)
     }
 
@@ -110,8 +112,11 @@ impl Database {
         *self.progress.lock().expect("progress lock") = progress;
     }
 
+    /// `catalog`: the version the caller's session is on (to tell an image
+    /// table from a DataFusion one of the same name).
     fn ingest_job(
         &self,
+        catalog: &Catalog,
         table: &str,
         source: &str,
         mode: IngestMode,
@@ -119,7 +124,7 @@ impl Database {
     ) -> Result<IngestJob> {
         check_table_name(table)?;
         if mode == IngestMode::Create
-            && !self.dir.read_catalog()?.tables.contains_key(table)
+            && !catalog.tables.contains_key(table)
             && self.ctx.table_exist(table)?
         {
             return Err(Error::InvalidArgument(format!(
@@ -146,30 +151,30 @@ impl Database {
         mode: IngestMode,
         opts: &IngestOptions,
     ) -> Result<IngestReport> {
-        let job = self.ingest_job(table, source, mode, opts)?;
+        let job = self.ingest_job(&self.dir.read_catalog()?, table, source, mode, opts)?;
         self.write_blocking(|tx| job.run(tx))
     }
 
     pub(super) async fn ingest_async(
         &self,
+        catalog: &Catalog,
         table: &str,
         source: &str,
         mode: IngestMode,
         opts: &IngestOptions,
     ) -> Result<IngestReport> {
-        let job = self.ingest_job(table, source, mode, opts)?;
+        let job = self.ingest_job(catalog, table, source, mode, opts)?;
         Ok(self.write(|tx| job.run(tx)).await?.0)
     }
 
     /// Checks a new model's name against the session's functions.
-    fn check_model_name(&self, name: &str) -> Result<()> {
+    fn check_model_name(&self, catalog: &Catalog, name: &str) -> Result<()> {
         check_table_name(name).map_err(|_| {
             Error::InvalidArgument(format!(
                 "'{name}' is not a valid model name: use letters, digits and '_' (not starting with a digit)"
             ))
         })?;
-        let registered = self.dir.read_catalog()?.models.contains_key(name);
-        if !registered
+        if !catalog.models.contains_key(name)
             && (self.ctx.udf(name).is_ok() || self.ctx.udf(&format!("{name}_scores")).is_ok())
         {
             return Err(Error::InvalidArgument(format!(
@@ -187,18 +192,19 @@ impl Database {
         source: &Path,
         options: &[(String, String)],
     ) -> Result<()> {
-        self.check_model_name(name)?;
+        self.check_model_name(&self.dir.read_catalog()?, name)?;
         let options: BTreeMap<String, String> = options.iter().cloned().collect();
         self.write_blocking(|tx| add_model(tx, name, source, &options))
     }
 
     pub(super) async fn create_model_async(
         &self,
+        catalog: &Catalog,
         name: String,
         source: PathBuf,
         options: Vec<(String, String)>,
     ) -> Result<()> {
-        self.check_model_name(&name)?;
+        self.check_model_name(catalog, &name)?;
         let options: BTreeMap<String, String> = options.into_iter().collect();
         self.write(move |tx| add_model(tx, &name, &source, &options))
             .await
@@ -233,8 +239,12 @@ impl Database {
     /// `DROP TABLE [IF EXISTS] a, b, ...`: image tables, ordinary tables
     /// and external tables, all in one commit. Every name is checked
     /// before anything is dropped.
-    pub(super) async fn drop_tables(&self, names: Vec<String>, if_exists: bool) -> Result<()> {
-        let catalog = self.dir.read_catalog()?;
+    pub(super) async fn drop_tables(
+        &self,
+        catalog: &Catalog,
+        names: Vec<String>,
+        if_exists: bool,
+    ) -> Result<()> {
         let mut drop = Vec::new();
         for name in names {
             if name == INGEST_ERRORS_TABLE {
