@@ -148,6 +148,7 @@ pub fn ingest(
             next_id: 0,
             version: 0,
             files: Vec::new(),
+            uid: TableEntry::new_uid(table, tx.version()),
         },
     };
     // Appends use the table's own layout, whatever the options say.

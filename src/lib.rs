@@ -24,13 +24,18 @@
 //!   all cores, all or nothing
 //! - [`sql`]: the SQL layer: the image table provider (band projection),
 //!   the `image` column's value, image functions, spectradb's statements
-//! - [`model`]: ONNX models as SQL functions (ort, runtime loaded at run time)
+//! - [`model`]: ONNX models as SQL functions (ort, runtime loaded at run
+//!   time); heads take a backbone's output (`ON FEATURES OF`)
+//! - [`cache`]: model outputs kept in memory between queries (moka, bounded
+//!   in bytes, keyed by model file, read format, table identity, image id)
 //! - [`planner`]: the format planner: read formats, CALIBRATE profiles, the
 //!   optimizer rule that picks each model's format and pushes its bands
-//!   into the scan
+//!   into the scan, with what it may reuse instead (cache, materialized
+//!   views)
 //! - [`db`]: [`Database`]: catalog -> registered tables, statement
 //!   dispatch, writes (each one transaction, blocking work off the async
-//!   workers), ordinary tables kept in the catalog, the blocking wrapper
+//!   workers), ordinary tables and materialized views kept in the catalog,
+//!   the blocking wrapper
 //! - [`error`]: the one error type
 //!
 //! # Data flow
@@ -42,8 +47,10 @@
 //!  SQL:     db.sql ──statements (ours) or DataFusion──▶ logical plan
 //!           ──planner::rule (model call -> read format; union of bands -> scan)──▶
 //!           sql::image_scan (blocking pool ─bounded channel─▶ stream): plain columns
-//!           only, or the chosen bands ─▶ image value per row
-//!           ──model functions (format's scale, channels, size) / sql::functions──▶ results
+//!           only, or the chosen bands ─▶ image value per row (a row whose model
+//!           outputs are cached or in a materialized view: no bands, the outputs)
+//!           ──model functions (cache ─miss─▶ format's scale, channels, size; a head:
+//!           its backbone's output first) / sql::functions──▶ results
 //!
 //!  CALIBRATE: sample rows ──each format of format::read_format's design space: read its
 //!           bands, tensor, model──▶ accuracy/agreement + cost ──▶ profile in the catalog
@@ -80,6 +87,7 @@
 //! # }
 //! ```
 
+pub mod cache;
 pub mod codec;
 pub mod db;
 pub mod error;

@@ -11,6 +11,7 @@ mod integration {
     mod ingest_db;
     mod models;
     mod planner;
+    mod reuse;
     mod slt;
     mod source_files;
     mod storage_files;

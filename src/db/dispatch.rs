@@ -24,7 +24,7 @@ impl Database {
 
     /// The table a possibly qualified name means: spectradb keeps every
     /// table in the session's default catalog and schema.
-    fn resolve(&self, name: &TableName) -> Result<String> {
+    pub(super) fn resolve(&self, name: &TableName) -> Result<String> {
         let state = self.ctx.state();
         let defaults = &state.config_options().catalog;
         let (catalog, schema) = (&defaults.default_catalog, &defaults.default_schema);
@@ -95,9 +95,10 @@ impl Database {
             Command::CreateModel {
                 name,
                 source,
+                backbone,
                 options,
             } => {
-                self.create_model_async(catalog, name, PathBuf::from(source), options)
+                self.create_model_async(catalog, name, PathBuf::from(source), backbone, options)
                     .await?;
                 Ok(self.ctx.read_empty()?)
             }
@@ -116,6 +117,21 @@ impl Database {
                 self.profile_table(&profile)
             }
             Command::ShowFormats { model, table } => self.show_formats(&model, &table, catalog),
+            Command::CreateMaterializedView {
+                name,
+                if_not_exists,
+                query,
+            } => {
+                self.create_materialized_view(&name, if_not_exists, &query)
+                    .await
+            }
+            Command::RefreshMaterializedView { name } => {
+                self.refresh_materialized_view(&name).await
+            }
+            Command::DropMaterializedView { name, if_exists } => {
+                self.drop_materialized_view(&name, if_exists).await?;
+                Ok(self.ctx.read_empty()?)
+            }
             Command::ResetOption { name } => {
                 self.reset_option(&name)?;
                 Ok(self.ctx.read_empty()?)

@@ -45,7 +45,16 @@ impl Database {
     }
 
     /// Every registered model's handle.
-    fn model_handles(&self) -> Vec<Arc<ModelHandle>> {
+    /// What model `name`'s functions have run so far (for tests and
+    /// benchmarks: images computed, time, cache hits and misses).
+    pub fn model_stats(&self, name: &str) -> Option<crate::model::StatsSnapshot> {
+        self.model_handles()
+            .into_iter()
+            .find(|h| h.name == name)
+            .map(|h| h.stats.snapshot())
+    }
+
+    pub(super) fn model_handles(&self) -> Vec<Arc<ModelHandle>> {
         let state = self.ctx.state();
         let mut out: Vec<Arc<ModelHandle>> = Vec::new();
         for udf in state.scalar_functions().values() {
@@ -58,7 +67,7 @@ impl Database {
         out
     }
 
-    fn model_handle(&self, name: &str) -> Result<Arc<ModelHandle>> {
+    pub(super) fn model_handle(&self, name: &str) -> Result<Arc<ModelHandle>> {
         self.model_handles()
             .into_iter()
             .find(|h| h.name == name)
@@ -291,20 +300,25 @@ impl Database {
         let mut batches = df.collect().await?;
         let mut kinds = Vec::new();
         let mut lines = Vec::new();
-        for (h, (n0, t0, i0)) in handles.iter().zip(before) {
-            let (n1, t1, i1) = h.stats.snapshot();
-            if n1 == n0 {
+        for (h, b) in handles.iter().zip(before) {
+            let a = h.stats.snapshot();
+            let (hits, misses) = (a.cache_hits - b.cache_hits, a.cache_misses - b.cache_misses);
+            if a.images == b.images && hits == 0 && misses == 0 {
                 continue;
             }
-            let n = n1 - n0;
-            let infer = i1.saturating_sub(i0);
+            let n = a.images - b.images;
+            let infer = a.inference.saturating_sub(b.inference);
             kinds.push("Model inference".to_string());
+            let per_image = if n == 0 {
+                String::new()
+            } else {
+                format!(" ({:.2} ms/image)", infer.as_secs_f64() * 1e3 / n as f64)
+            };
             lines.push(format!(
-                "{}: images={n}, input_tensors={}, inference={} ({:.2} ms/image)",
+                "{}: images={n}, input_tensors={}, inference={}{per_image}, cache_hits={hits}, cache_misses={misses}",
                 h.name,
-                secs(t1.saturating_sub(t0)),
+                secs(a.tensors.saturating_sub(b.tensors)),
                 secs(infer),
-                infer.as_secs_f64() * 1e3 / n as f64
             ));
         }
         if !lines.is_empty() && schema.fields().len() == 2 {

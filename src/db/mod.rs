@@ -24,10 +24,12 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 
+use crate::cache::ModelCache;
 use crate::error::{Error, Result};
 use crate::format::profile::Profile;
 use crate::model::vector::vector_functions;
 use crate::planner::calibrate::CalibrationProgress;
+use crate::planner::reuse::Reuse;
 use crate::planner::rule::FormatPlanner;
 use crate::planner::PlannerOptions;
 use crate::sql::functions::image_functions;
@@ -41,10 +43,11 @@ mod options;
 mod plain;
 mod session;
 mod system_tables;
+mod views;
 mod write;
 
 pub use blocking::BlockingDatabase;
-pub use system_tables::INGEST_ERRORS_TABLE;
+pub use system_tables::{CACHE_TABLE, INGEST_ERRORS_TABLE};
 pub use write::{IngestMode, IngestProgress, VacuumReport};
 
 /// An open spectradb database.
@@ -74,6 +77,8 @@ pub struct Database {
     notices: Mutex<Vec<String>>,
     /// The catalog's profiles, as the format planner sees them.
     profiles: Arc<RwLock<Vec<Profile>>>,
+    /// The output cache and the materialized views the planner may read.
+    reuse: Arc<Reuse>,
     calibration_progress: Mutex<Option<Arc<dyn CalibrationProgress>>>,
     /// Set to stop a running CALIBRATE (Ctrl-C in the shell).
     interrupt: Arc<AtomicBool>,
@@ -100,7 +105,11 @@ impl Database {
             .with_option_extension(PlannerOptions::default());
         let ctx = SessionContext::new_with_config(config);
         let profiles = Arc::new(RwLock::new(Vec::new()));
-        ctx.add_optimizer_rule(Arc::new(FormatPlanner::new(profiles.clone())));
+        let reuse = Arc::new(Reuse::default());
+        ctx.add_optimizer_rule(Arc::new(FormatPlanner::new(
+            profiles.clone(),
+            reuse.clone(),
+        )));
         for f in image_functions().into_iter().chain(vector_functions()) {
             ctx.register_udf(f);
         }
@@ -114,9 +123,14 @@ impl Database {
             warnings: Mutex::new(Vec::new()),
             notices: Mutex::new(Vec::new()),
             profiles,
+            reuse,
             calibration_progress: Mutex::new(None),
             interrupt: Arc::new(AtomicBool::new(false)),
         };
+        db.ctx.register_table(
+            CACHE_TABLE,
+            Arc::new(system_tables::CacheTable::new(db.reuse.cache.clone())),
+        )?;
         db.refresh()?;
         Ok(db)
     }
@@ -151,7 +165,17 @@ impl Database {
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
         let catalog = self.refresh_async().await?;
         self.restore_definitions(&catalog).await;
-        self.dispatch(sql, &catalog).await
+        let result = self.dispatch(sql, &catalog).await;
+        if result.is_ok() {
+            // `SET spectradb.cache_size` takes effect for the next query.
+            self.apply_cache_size()?;
+        }
+        result
+    }
+
+    /// The cache of model outputs this database keeps between queries.
+    pub fn cache(&self) -> &Arc<ModelCache> {
+        &self.reuse.cache
     }
 
     /// Views or external tables of the catalog that could not be restored

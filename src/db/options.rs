@@ -70,6 +70,40 @@ pub(super) fn ingest_options(options: &[(String, String)], create: bool) -> Resu
 }
 
 impl Database {
+    /// Sizes the database's cache as `spectradb.cache_size` says (after a
+    /// statement that may have set it).
+    pub(super) fn apply_cache_size(&self) -> Result<()> {
+        let opts = self
+            .ctx
+            .state()
+            .config_options()
+            .extensions
+            .get::<PlannerOptions>()
+            .cloned()
+            .unwrap_or_default();
+        match opts.cache_bytes() {
+            Ok(bytes) => {
+                self.reuse.cache.resize(bytes);
+                Ok(())
+            }
+            Err(e) => {
+                // Keep the size in force rather than a value that fails
+                // every later statement.
+                let state = self.ctx.state_ref();
+                let mut state = state.write();
+                if let Some(o) = state
+                    .config_mut()
+                    .options_mut()
+                    .extensions
+                    .get_mut::<PlannerOptions>()
+                {
+                    o.cache_size = self.reuse.cache.capacity().to_string();
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// `RESET spectradb.<name>`: back to the default.
     pub(super) fn reset_option(&self, name: &str) -> Result<()> {
         let state = self.ctx.state_ref();
@@ -85,12 +119,14 @@ impl Database {
             "accuracy_target" => opts.accuracy_target = default.accuracy_target,
             "confidence" => opts.confidence = default.confidence,
             "read_format" => opts.read_format = default.read_format,
+            "cache_size" => opts.cache_size = default.cache_size,
             other => {
                 return Err(Error::InvalidArgument(format!(
-                    "unknown option spectradb.{other} (options: accuracy_target, confidence, read_format)"
+                    "unknown option spectradb.{other} (options: accuracy_target, confidence, read_format, cache_size)"
                 )))
             }
         }
-        Ok(())
+        drop(state);
+        self.apply_cache_size()
     }
 }

@@ -182,7 +182,7 @@ fn apply(tx: &mut Transaction, effect: &Effect, sql: &str, tables: Vec<TableData
 }
 
 /// Writes one ordinary table to a new Parquet file of the transaction.
-fn write_table(
+pub(super) fn write_table(
     tx: &mut Transaction,
     schema: SchemaRef,
     batches: &[RecordBatch],

@@ -13,13 +13,16 @@ use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 
 use super::system_tables::{ingest_errors_table, INGEST_ERRORS_TABLE};
+use super::views::{load_view, view_providers};
 use super::{off_worker, plain, Database};
+use crate::cache::ModelCache;
 use crate::codec::Chroma;
 use crate::error::Result;
 use crate::model::udf::model_functions;
 use crate::model::ModelHandle;
+use crate::planner::reuse::ViewSource;
 use crate::sql::image_table::{ImageTable, ScanStats};
-use crate::storage::catalog::{Catalog, DatabaseDir, Definition};
+use crate::storage::catalog::{Catalog, DatabaseDir, Definition, MaterializedView, ModelEntry};
 
 /// What the session was last built from.
 #[derive(Default)]
@@ -33,6 +36,8 @@ pub(super) struct Registered {
     pub(super) definitions: Vec<Definition>,
     /// Model name -> checksum of the model registered.
     models: BTreeMap<String, String>,
+    /// Materialized view name -> its files when registered.
+    views: BTreeMap<String, String>,
 }
 
 /// A table to register: name, what it was loaded from, the provider.
@@ -44,6 +49,16 @@ struct Loaded {
     tables: Vec<(String, u64, ImageTable)>,
     plain: Vec<(String, String, MemTable)>,
     models: Vec<(String, String, Arc<ModelHandle>)>,
+    views: Vec<(String, String, MemTable, ViewSource)>,
+}
+
+/// What a materialized view was registered from: its files.
+fn view_key(view: &MaterializedView) -> String {
+    view.files
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 /// The versions registered, to tell what to load.
@@ -52,12 +67,16 @@ struct Have {
     tables: BTreeMap<String, u64>,
     plain: BTreeMap<String, String>,
     models: BTreeMap<String, String>,
+    views: BTreeMap<String, String>,
+    /// The registered models' handles (heads need their backbone's).
+    handles: BTreeMap<String, Arc<ModelHandle>>,
 }
 
 /// Loads what `catalog` lists that `have` lacks (blocking file I/O).
 fn load(
     dir: &DatabaseDir,
     stats: &Arc<ScanStats>,
+    cache: &Arc<ModelCache>,
     have: &Have,
     catalog: Catalog,
 ) -> Result<Loaded> {
@@ -72,7 +91,14 @@ fn load(
             .map(|f| dir.root().join(&f.path))
             .collect();
         let chroma = Chroma::parse(&entry.chroma)?;
-        let table = ImageTable::open(name, entry.version, chroma, files, stats.clone())?;
+        let table = ImageTable::open(
+            name,
+            entry.version,
+            entry.identity(name),
+            chroma,
+            files,
+            stats.clone(),
+        )?;
         tables.push((name.clone(), entry.version, table));
     }
     let mut plain_tables = Vec::new();
@@ -81,11 +107,41 @@ fn load(
             plain_tables.push((name.clone(), file.path.clone(), plain::load(dir, file)?));
         }
     }
-    let mut models = Vec::new();
-    for (name, entry) in &catalog.models {
-        if have.models.get(name) != Some(&entry.checksum) {
-            let handle = Arc::new(ModelHandle::new(dir, name, entry)?);
-            models.push((name.clone(), entry.checksum.clone(), handle));
+    // Backbones before their heads: a head's handle holds its backbone's.
+    let mut models: Vec<(String, String, Arc<ModelHandle>)> = Vec::new();
+    let mut order: Vec<(&String, &ModelEntry)> = catalog.models.iter().collect();
+    order.sort_by_key(|(_, e)| e.backbone.is_some());
+    for (name, entry) in order {
+        let backbone_reloaded = entry
+            .backbone
+            .as_ref()
+            .is_some_and(|b| models.iter().any(|(n, _, _)| n == b));
+        if have.models.get(name) == Some(&entry.checksum) && !backbone_reloaded {
+            continue;
+        }
+        let backbone = entry.backbone.as_ref().and_then(|b| {
+            models
+                .iter()
+                .find(|(n, _, _)| n == b)
+                .map(|(_, _, h)| h.clone())
+                .or_else(|| have.handles.get(b).cloned())
+        });
+        let handle = Arc::new(ModelHandle::new(
+            dir,
+            name,
+            entry,
+            Some(cache.clone()),
+            backbone,
+        )?);
+        models.push((name.clone(), entry.checksum.clone(), handle));
+    }
+    let mut views = Vec::new();
+    for (name, view) in &catalog.materialized_views {
+        let key = view_key(view);
+        if have.views.get(name) != Some(&key) {
+            let (schema, batches) = load_view(dir, view)?;
+            let (table, source) = view_providers(name, view, schema, batches)?;
+            views.push((name.clone(), key, table, source));
         }
     }
     Ok(Loaded {
@@ -93,16 +149,24 @@ fn load(
         tables,
         plain: plain_tables,
         models,
+        views,
     })
 }
 
 impl Database {
     fn have(&self) -> Have {
+        let handles = self
+            .model_handles()
+            .into_iter()
+            .map(|h| (h.name.clone(), h))
+            .collect();
         let reg = self.registered.lock().expect("registry lock");
         Have {
             tables: reg.tables.clone(),
             plain: reg.plain.clone(),
             models: reg.models.clone(),
+            views: reg.views.clone(),
+            handles,
         }
     }
 
@@ -132,9 +196,13 @@ impl Database {
         if self.is_current(catalog.version) {
             return Ok(());
         }
-        let (dir, stats) = (self.dir.clone(), self.stats.clone());
+        let (dir, stats, cache) = (
+            self.dir.clone(),
+            self.stats.clone(),
+            self.reuse.cache.clone(),
+        );
         let have = self.have();
-        let loaded = off_worker(move || load(&dir, &stats, &have, catalog)).await?;
+        let loaded = off_worker(move || load(&dir, &stats, &cache, &have, catalog)).await?;
         self.register(loaded)
     }
 
@@ -144,7 +212,13 @@ impl Database {
             return Ok(());
         }
         let have = self.have();
-        self.register(load(&self.dir, &self.stats, &have, catalog.clone())?)
+        self.register(load(
+            &self.dir,
+            &self.stats,
+            &self.reuse.cache,
+            &have,
+            catalog.clone(),
+        )?)
     }
 
     /// Registers what was loaded and forgets what the catalog dropped. A
@@ -156,6 +230,7 @@ impl Database {
             tables,
             plain,
             models,
+            views,
         } = loaded;
         let mut reg = self.registered.lock().expect("registry lock");
         if reg.catalog_version.is_some_and(|v| v >= catalog.version) {
@@ -176,6 +251,27 @@ impl Database {
             |t| catalog.plain_tables.contains_key(t),
             plain,
         )?;
+        let mut sources: Vec<Arc<ViewSource>> = Vec::new();
+        let view_tables: Vec<Provider<String>> = views
+            .into_iter()
+            .map(|(n, k, t, source)| {
+                sources.push(Arc::new(source));
+                (n, k, Arc::new(t) as Arc<dyn TableProvider>)
+            })
+            .collect();
+        self.swap_tables(
+            &mut reg.views,
+            |t| catalog.materialized_views.contains_key(t),
+            view_tables,
+        )?;
+        {
+            let mut known = self.reuse.views.write().expect("views lock");
+            known.retain(|v| {
+                catalog.materialized_views.contains_key(&v.name)
+                    && !sources.iter().any(|s| s.name == v.name)
+            });
+            known.extend(sources);
+        }
         let models_gone: Vec<String> = reg
             .models
             .keys()

@@ -4,19 +4,97 @@
 
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, StringArray, UInt64Array, UInt8Array};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array, UInt8Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Result as DfResult;
 use datafusion::datasource::MemTable;
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::DataFrame;
 
+use super::views::view_status;
 use super::write::VacuumReport;
 use super::Database;
+use crate::cache::ModelCache;
 use crate::error::Result;
 use crate::model::short_checksum;
 use crate::storage::catalog::{Catalog, ModelEntry};
 
 /// Name of the table listing the files ingests skipped.
 pub const INGEST_ERRORS_TABLE: &str = "spectradb_ingest_errors";
+/// Name of the table of the output cache's counters.
+pub const CACHE_TABLE: &str = "spectradb_cache";
+
+/// `spectradb_cache`: the cache's counters when the query runs.
+#[derive(Debug)]
+pub(super) struct CacheTable {
+    cache: Arc<ModelCache>,
+}
+
+impl CacheTable {
+    pub(super) fn new(cache: Arc<ModelCache>) -> Self {
+        CacheTable { cache }
+    }
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("entries", DataType::UInt64, false),
+            Field::new("bytes", DataType::UInt64, false),
+            Field::new("capacity", DataType::UInt64, false),
+            Field::new("hits", DataType::UInt64, false),
+            Field::new("misses", DataType::UInt64, false),
+            Field::new("evictions", DataType::UInt64, false),
+        ]))
+    }
+
+    fn batch(&self) -> Result<RecordBatch> {
+        let s = self.cache.stats();
+        let col = |f: fn(&crate::cache::CacheStats) -> u64| {
+            Arc::new(UInt64Array::from_iter_values(s.iter().map(f))) as ArrayRef
+        };
+        Ok(RecordBatch::try_new(
+            Self::schema(),
+            vec![
+                Arc::new(StringArray::from_iter_values(s.iter().map(|x| x.kind))),
+                col(|x| x.entries),
+                col(|x| x.bytes),
+                col(|x| x.capacity),
+                col(|x| x.hits),
+                col(|x| x.misses),
+                col(|x| x.evictions),
+            ],
+        )?)
+    }
+}
+
+#[async_trait]
+impl TableProvider for CacheTable {
+    fn schema(&self) -> SchemaRef {
+        Self::schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let batch = self
+            .batch()
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        MemTable::try_new(Self::schema(), vec![vec![batch]])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
 
 impl Database {
     pub(super) fn vacuum_result(&self, purged: &VacuumReport) -> Result<DataFrame> {
@@ -57,8 +135,15 @@ impl Database {
     }
 
     pub(super) async fn show_tables(&self, catalog: &Catalog) -> Result<DataFrame> {
-        // name, kind, rows, chroma, quality
-        type Row<'a> = (String, &'a str, Option<u64>, Option<String>, Option<u8>);
+        // name, kind, rows, chroma, quality, status
+        type Row<'a> = (
+            String,
+            &'a str,
+            Option<u64>,
+            Option<String>,
+            Option<u8>,
+            Option<String>,
+        );
         let mut rows: Vec<Row> = Vec::new();
         for (name, t) in &catalog.tables {
             let n = t.files.iter().map(|f| f.rows).sum();
@@ -68,6 +153,19 @@ impl Database {
                 Some(n),
                 Some(t.chroma.clone()),
                 Some(t.quality),
+                None,
+            ));
+        }
+        for (name, v) in &catalog.materialized_views {
+            let n = v.files.iter().map(|f| f.rows).sum();
+            let status = view_status(catalog, v);
+            rows.push((
+                name.clone(),
+                "materialized view",
+                Some(n),
+                None,
+                None,
+                Some(status),
             ));
         }
         let state = self.ctx.state();
@@ -78,7 +176,11 @@ impl Database {
             .and_then(|c| c.schema(&default.default_schema))
         {
             for name in schema.table_names() {
-                if catalog.tables.contains_key(&name) || name == INGEST_ERRORS_TABLE {
+                if catalog.tables.contains_key(&name)
+                    || catalog.materialized_views.contains_key(&name)
+                    || name == INGEST_ERRORS_TABLE
+                    || name == CACHE_TABLE
+                {
                     continue;
                 }
                 let kind = match schema.table(&name).await?.map(|t| t.table_type()) {
@@ -87,7 +189,7 @@ impl Database {
                     _ => "table",
                 };
                 let n = catalog.plain_tables.get(&name).map(|f| f.rows);
-                rows.push((name, kind, n, None, None));
+                rows.push((name, kind, n, None, None, None));
             }
         }
         rows.sort_by(|a, b| a.0.cmp(&b.0));
@@ -97,6 +199,7 @@ impl Database {
             Field::new("rows", DataType::UInt64, true),
             Field::new("chroma", DataType::Utf8, true),
             Field::new("quality", DataType::UInt8, true),
+            Field::new("status", DataType::Utf8, true),
         ]));
         let batch = RecordBatch::try_new(
             schema,
@@ -106,6 +209,7 @@ impl Database {
                 Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.2))),
                 Arc::new(StringArray::from_iter(rows.iter().map(|r| r.3.clone()))),
                 Arc::new(UInt8Array::from_iter(rows.iter().map(|r| r.4))),
+                Arc::new(StringArray::from_iter(rows.iter().map(|r| r.5.clone()))),
             ],
         )?;
         Ok(self.ctx.read_batch(batch)?)
@@ -153,10 +257,14 @@ impl Database {
                     m.iter().map(|(n, _)| n.as_str()),
                 )),
                 Arc::new(StringArray::from_iter_values(m.iter().map(|(_, e)| {
-                    e.options
-                        .get("input")
-                        .cloned()
-                        .unwrap_or_else(|| "pixels".into())
+                    match &e.backbone {
+                        Some(b) => format!("features of {b}"),
+                        None => e
+                            .options
+                            .get("input")
+                            .cloned()
+                            .unwrap_or_else(|| "pixels".into()),
+                    }
                 }))),
                 Arc::new(StringArray::from_iter_values(
                     m.iter().map(|(_, e)| shape(e)),

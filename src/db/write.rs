@@ -11,11 +11,11 @@ use std::time::Duration;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::TableType;
 
-use super::system_tables::INGEST_ERRORS_TABLE;
+use super::system_tables::{CACHE_TABLE, INGEST_ERRORS_TABLE};
 use super::{off_worker, Database};
 use crate::error::{Error, Result};
 use crate::ingest::{expand_sources, ingest, IngestOptions, IngestReport};
-use crate::model::prepare_model;
+use crate::model::{prepare_model, ModelHandle};
 use crate::storage::catalog::Catalog;
 use crate::storage::commit::{Purged, Transaction};
 
@@ -194,19 +194,25 @@ impl Database {
     ) -> Result<()> {
         self.check_model_name(&self.dir.read_catalog()?, name)?;
         let options: BTreeMap<String, String> = options.iter().cloned().collect();
-        self.write_blocking(|tx| add_model(tx, name, source, &options))
+        self.write_blocking(|tx| add_model(tx, name, source, &options, None))
     }
 
+    /// `CREATE MODEL name FROM 'file' [ON FEATURES OF backbone] [WITH (...)]`.
     pub(super) async fn create_model_async(
         &self,
         catalog: &Catalog,
         name: String,
         source: PathBuf,
+        backbone: Option<String>,
         options: Vec<(String, String)>,
     ) -> Result<()> {
         self.check_model_name(catalog, &name)?;
+        let backbone = match backbone {
+            Some(b) => Some(self.model_handle(&b)?),
+            None => None,
+        };
         let options: BTreeMap<String, String> = options.into_iter().collect();
-        self.write(move |tx| add_model(tx, &name, &source, &options))
+        self.write(move |tx| add_model(tx, &name, &source, &options, backbone.as_deref()))
             .await
             .map(|_| ())
     }
@@ -247,14 +253,19 @@ impl Database {
     ) -> Result<()> {
         let mut drop = Vec::new();
         for name in names {
-            if name == INGEST_ERRORS_TABLE {
+            if name == INGEST_ERRORS_TABLE || name == CACHE_TABLE {
                 return Err(Error::InvalidArgument(format!(
-                    "{INGEST_ERRORS_TABLE} is a system table and cannot be dropped"
+                    "{name} is a system table and cannot be dropped"
                 )));
             }
             if catalog.tables.contains_key(&name) {
                 drop.push(name);
                 continue;
+            }
+            if catalog.materialized_views.contains_key(&name) {
+                return Err(Error::InvalidArgument(format!(
+                    "'{name}' is a materialized view: use DROP MATERIALIZED VIEW {name}"
+                )));
             }
             match self.ctx.table_provider(name.as_str()).await {
                 Ok(t) if t.table_type() == TableType::View => {
@@ -310,18 +321,46 @@ fn add_model(
     name: &str,
     source: &Path,
     options: &BTreeMap<String, String>,
+    backbone: Option<&ModelHandle>,
 ) -> Result<()> {
     if tx.catalog().models.contains_key(name) {
         return Err(Error::InvalidArgument(format!(
             "model '{name}' already exists (DROP MODEL {name} first)"
         )));
     }
-    let entry = prepare_model(tx, name, source, options)?;
+    if let Some(b) = backbone {
+        // The session's handle must still be the published backbone.
+        let current = tx.catalog().models.get(&b.name).map(|e| &e.checksum);
+        if current != Some(&b.entry.checksum) {
+            return Err(Error::InvalidArgument(format!(
+                "model '{}' changed while CREATE MODEL {name} ran: try again",
+                b.name
+            )));
+        }
+    }
+    let entry = prepare_model(tx, name, source, options, backbone)?;
     tx.catalog_mut().models.insert(name.to_string(), entry);
     Ok(())
 }
 
 fn remove_model(tx: &mut Transaction, name: &str, if_exists: bool) -> Result<()> {
+    let heads: Vec<&String> = tx
+        .catalog()
+        .models
+        .iter()
+        .filter(|(_, e)| e.backbone.as_deref() == Some(name))
+        .map(|(n, _)| n)
+        .collect();
+    if !heads.is_empty() {
+        let list = heads
+            .iter()
+            .map(|h| h.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(Error::InvalidArgument(format!(
+            "model '{name}' is the backbone of {list} (CREATE MODEL .. ON FEATURES OF {name}): drop those first"
+        )));
+    }
     let Some(entry) = tx.catalog_mut().models.remove(name) else {
         return if if_exists {
             Ok(())

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::cache::ModelCache;
 use crate::error::{Error, Result};
 use crate::format::model_spec::ModelSpec;
 use crate::storage::catalog::{DatabaseDir, ModelEntry, MODELS_DIR};
@@ -35,6 +36,10 @@ pub struct ModelHandle {
     pub labels: Option<Arc<Vec<String>>>,
     /// What this model's functions have run, for EXPLAIN ANALYZE.
     pub stats: ModelStats,
+    /// The database's output cache.
+    pub cache: Option<Arc<ModelCache>>,
+    /// For a head: the model whose output it takes.
+    pub backbone: Option<Arc<ModelHandle>>,
     path: PathBuf,
     loaded: OnceLock<std::result::Result<Arc<Model>, String>>,
 }
@@ -47,6 +52,20 @@ pub struct ModelStats {
     pub tensor_ns: AtomicU64,
     /// ONNX Runtime.
     pub inference_ns: AtomicU64,
+    /// Outputs found in the cache (or handed over by the scan) instead of computed.
+    pub cache_hits: AtomicU64,
+    /// Outputs looked up in the cache and not found.
+    pub cache_misses: AtomicU64,
+}
+
+/// A model's counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub images: u64,
+    pub tensors: Duration,
+    pub inference: Duration,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
 }
 
 impl ModelStats {
@@ -58,39 +77,100 @@ impl ModelStats {
             .fetch_add(inference.as_nanos() as u64, Ordering::Relaxed);
     }
 
-    /// (images, tensor time, inference time) so far.
-    pub fn snapshot(&self) -> (u64, Duration, Duration) {
-        (
-            self.images.load(Ordering::Relaxed),
-            Duration::from_nanos(self.tensor_ns.load(Ordering::Relaxed)),
-            Duration::from_nanos(self.inference_ns.load(Ordering::Relaxed)),
-        )
+    /// Outputs that were already there (handed over with the value).
+    pub fn reused(&self, n: usize) {
+        self.cache_hits.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn cache_lookups(&self, hits: u64, misses: u64) {
+        self.cache_hits.fetch_add(hits, Ordering::Relaxed);
+        self.cache_misses.fetch_add(misses, Ordering::Relaxed);
+    }
+
+    /// The counters so far.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            images: self.images.load(Ordering::Relaxed),
+            tensors: Duration::from_nanos(self.tensor_ns.load(Ordering::Relaxed)),
+            inference: Duration::from_nanos(self.inference_ns.load(Ordering::Relaxed)),
+            cache_hits: self.cache_hits.load(Ordering::Relaxed),
+            cache_misses: self.cache_misses.load(Ordering::Relaxed),
+        }
     }
 }
 
 impl ModelHandle {
-    /// The handle of a catalog entry (reads the labels file, not the model).
-    pub fn new(dir: &DatabaseDir, name: &str, entry: &ModelEntry) -> Result<Self> {
+    /// The handle of a catalog entry (reads the labels file, not the
+    /// model). A head (`entry.backbone`) needs its backbone's handle.
+    pub fn new(
+        dir: &DatabaseDir,
+        name: &str,
+        entry: &ModelEntry,
+        cache: Option<Arc<ModelCache>>,
+        backbone: Option<Arc<ModelHandle>>,
+    ) -> Result<Self> {
         let labels = match &entry.labels_file {
             Some(f) => Some(Arc::new(read_labels(&dir.root().join(f))?)),
             None => None,
         };
-        let mut spec = ModelSpec::parse(&entry.options, labels.is_some())?;
-        spec.size = Some(entry.size);
+        let spec = match (&entry.backbone, &backbone) {
+            (Some(_), Some(b)) => head_spec(&b.spec, &entry.options, labels.is_some())?,
+            (Some(b), None) => {
+                return Err(Error::Model(format!(
+                    "model {name} is a head on the features of '{b}', which is not registered"
+                )))
+            }
+            (None, _) => {
+                let mut spec = ModelSpec::parse(&entry.options, labels.is_some())?;
+                spec.size = Some(entry.size);
+                spec
+            }
+        };
         Ok(ModelHandle {
             name: name.to_string(),
             entry: entry.clone(),
             spec,
             labels,
             stats: ModelStats::default(),
+            cache,
+            backbone: if entry.backbone.is_some() {
+                backbone
+            } else {
+                None
+            },
             path: dir.root().join(&entry.file),
             loaded: OnceLock::new(),
         })
     }
 
-    /// Whether the model takes inputs of any height and width.
+    /// Whether the model takes inputs of any height and width (a head:
+    /// whether its backbone does).
     pub fn dynamic_size(&self) -> bool {
-        runner::spatial_dims_dynamic(&self.entry.input_shape, self.spec.layout)
+        match &self.backbone {
+            Some(b) => b.dynamic_size(),
+            None => runner::spatial_dims_dynamic(&self.entry.input_shape, self.spec.layout),
+        }
+    }
+
+    /// Runs the model on images read under `format` (a head: its backbone
+    /// first); `images.len() * outputs` values.
+    pub fn run_images(
+        &self,
+        images: Vec<crate::codec::CoefficientImage>,
+        format: &crate::format::ReadFormat,
+    ) -> Result<Vec<f32>> {
+        let n = images.len();
+        let loaded = self.model()?;
+        match &self.backbone {
+            Some(b) => {
+                let features = b.run_images(images, format)?;
+                loaded.run_features(&features, n)
+            }
+            None => {
+                let (tensor, size) = loaded.format_tensor(images, format)?;
+                loaded.run_at(&tensor, n, size)
+            }
+        }
     }
 
     pub fn outputs(&self) -> usize {
@@ -101,19 +181,58 @@ impl ModelHandle {
     pub fn model(&self) -> Result<Arc<Model>> {
         self.loaded
             .get_or_init(|| {
-                Model::load(
-                    &self.name,
-                    &self.path,
-                    self.spec.clone(),
-                    self.labels.as_ref().map(|l| l.to_vec()),
-                    default_threads(),
-                )
+                let labels = self.labels.as_ref().map(|l| l.to_vec());
+                match &self.backbone {
+                    Some(b) => Model::load_head(
+                        &self.name,
+                        &self.path,
+                        self.spec.clone(),
+                        labels,
+                        default_threads(),
+                        b.outputs(),
+                        self.entry.size,
+                    ),
+                    None => Model::load(
+                        &self.name,
+                        &self.path,
+                        self.spec.clone(),
+                        labels,
+                        default_threads(),
+                    ),
+                }
                 .map(Arc::new)
                 .map_err(|e| e.to_string())
             })
             .clone()
             .map_err(Error::Model)
     }
+}
+
+/// A head reads images the way its backbone does; only its output (and
+/// labels) are its own. Image options are refused: they belong to the
+/// backbone.
+fn head_spec(
+    backbone: &ModelSpec,
+    options: &BTreeMap<String, String>,
+    has_labels: bool,
+) -> Result<ModelSpec> {
+    let mut own = BTreeMap::new();
+    for (k, v) in options {
+        match k.as_str() {
+            "output" | "labels" => {
+                own.insert(k.clone(), v.clone());
+            }
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "option '{other}' does not apply to a head (ON FEATURES OF): its input is the backbone's output; a head takes output and labels"
+                )))
+            }
+        }
+    }
+    let parsed = ModelSpec::parse(&own, has_labels)?;
+    let mut spec = backbone.clone();
+    spec.output = parsed.output;
+    Ok(spec)
 }
 
 /// Intra-op threads per session: `SPECTRADB_MODEL_THREADS`, else all cores.
@@ -172,6 +291,7 @@ pub fn prepare_model(
     name: &str,
     source: &Path,
     options: &BTreeMap<String, String>,
+    backbone: Option<&ModelHandle>,
 ) -> Result<ModelEntry> {
     if !source.is_file() {
         return Err(Error::InvalidArgument(format!(
@@ -184,8 +304,19 @@ pub fn prepare_model(
         Some(p) => Some(read_labels(p)?),
         None => None,
     };
-    let spec = ModelSpec::parse(options, labels.is_some())?;
-    let model = Model::load(name, source, spec, labels, 1)?;
+    let model = match backbone {
+        Some(b) => {
+            let spec = head_spec(&b.spec, options, labels.is_some())?;
+            Model::load_head(name, source, spec, labels, 1, b.outputs(), b.entry.size)?
+        }
+        None => Model::load(
+            name,
+            source,
+            ModelSpec::parse(options, labels.is_some())?,
+            labels,
+            1,
+        )?,
+    };
     let (checksum, bytes) = sha256_file(source)?;
     let models = tx.root().join(MODELS_DIR);
     std::fs::create_dir_all(&models).map_err(|e| Error::io(&models, e))?;
@@ -225,5 +356,6 @@ pub fn prepare_model(
         input_shape: model.input_shape.clone(),
         size: model.size,
         outputs: model.outputs as u64,
+        backbone: backbone.map(|b| b.name.clone()),
     })
 }

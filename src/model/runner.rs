@@ -37,6 +37,8 @@ pub struct Model {
     /// Length of the output vector per image.
     pub outputs: usize,
     pub labels: Option<Arc<Vec<String>>>,
+    /// For a head: the length of the feature vector it takes per image.
+    pub features: Option<usize>,
     threads: usize,
     /// Idle sessions (`run` needs `&mut Session`): one per concurrent batch.
     pool: Mutex<Vec<Session>>,
@@ -99,7 +101,7 @@ impl Model {
         // One blank image through the model: it runs, and gives the output size.
         let shape1 = spec.shape(1, size);
         let probe = vec![0f32; image_floats(&spec, size)?];
-        let outputs = run_session(&mut session, &input_name, shape1, &probe)
+        let outputs = run_session(&mut session, &input_name, shape1.to_vec(), &probe)
             .map_err(|e| bad(format!("does not run on a {size}x{size} image: {e}")))?
             .len();
         if let Some(l) = &labels {
@@ -119,9 +121,85 @@ impl Model {
             input_name,
             outputs,
             labels: labels.map(Arc::new),
+            features: None,
             threads,
             pool: Mutex::new(vec![session]),
         })
+    }
+
+    /// Loads a head: a model whose one input is a backbone's output,
+    /// `[N, features]` float32, checked by running it once on zeros.
+    /// `size` is the backbone's input side (its images are read for it).
+    pub fn load_head(
+        name: &str,
+        path: &Path,
+        spec: ModelSpec,
+        labels: Option<Vec<String>>,
+        threads: usize,
+        features: usize,
+        size: u32,
+    ) -> Result<Model> {
+        let threads = threads.max(1);
+        let mut session = new_session(path, threads)?;
+        let bad = |msg: String| Error::Model(format!("model {}: {msg}", path.display()));
+        if session.inputs().len() != 1 {
+            return Err(bad(format!(
+                "has {} inputs; a head takes one input, its backbone's output",
+                session.inputs().len()
+            )));
+        }
+        let input = &session.inputs()[0];
+        let input_name = input.name().to_string();
+        let shape = match input.dtype() {
+            ValueType::Tensor { ty, shape, .. } if *ty == TensorElementType::Float32 => {
+                shape.to_vec()
+            }
+            other => return Err(bad(format!(
+                "input '{input_name}' is {other:?}; a head takes a float32 [N, {features}] tensor"
+            ))),
+        };
+        let fits = shape.len() == 2 && (shape[1] == features as i64 || shape[1] < 1);
+        if !fits {
+            return Err(bad(format!(
+                "input '{input_name}' has shape {shape:?}, but its backbone gives {features} values per image (expected [N, {features}])"
+            )));
+        }
+        let probe = vec![0f32; features];
+        let outputs = run_session(&mut session, &input_name, vec![1, features as i64], &probe)
+            .map_err(|e| bad(format!("does not run on a [1, {features}] input: {e}")))?
+            .len();
+        if let Some(l) = &labels {
+            if l.len() != outputs {
+                return Err(bad(format!(
+                    "the labels file has {} lines but the model has {outputs} outputs",
+                    l.len()
+                )));
+            }
+        }
+        Ok(Model {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            spec,
+            size,
+            input_shape: shape,
+            input_name,
+            outputs,
+            labels: labels.map(Arc::new),
+            features: Some(features),
+            threads,
+            pool: Mutex::new(vec![session]),
+        })
+    }
+
+    /// Runs a head on `n` feature vectors (`n * features` floats).
+    pub fn run_features(&self, batch: &[f32], n: usize) -> Result<Vec<f32>> {
+        let features = self
+            .features
+            .ok_or_else(|| Error::Internal(format!("model {} is not a head", self.name)))?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        self.run_shaped(batch, n, vec![n as i64, features as i64])
     }
 
     /// Turns images into one batch tensor, in the model's layout and channel
@@ -221,17 +299,17 @@ impl Model {
         if n == 0 {
             return Ok(Vec::new());
         }
+        self.run_shaped(batch, n, self.spec.shape(n, size).to_vec())
+    }
+
+    /// Runs a batch of `n` inputs of shape `shape` on a pooled session.
+    fn run_shaped(&self, batch: &[f32], n: usize, shape: Vec<i64>) -> Result<Vec<f32>> {
         let pooled = self.pool.lock().expect("session pool").pop();
         let mut session = match pooled {
             Some(s) => s,
             None => new_session(&self.path, self.threads)?,
         };
-        let result = run_session(
-            &mut session,
-            &self.input_name,
-            self.spec.shape(n, size),
-            batch,
-        );
+        let result = run_session(&mut session, &self.input_name, shape, batch);
         self.pool.lock().expect("session pool").push(session);
         let out = result.map_err(|e| Error::Model(format!("model {}: {e}", self.name)))?;
         if out.len() != n * self.outputs {
@@ -424,7 +502,7 @@ fn swap_red_blue(t: &mut [f32], layout: Layout) {
 fn run_session(
     session: &mut Session,
     input: &str,
-    shape: [i64; 4],
+    shape: Vec<i64>,
     batch: &[f32],
 ) -> std::result::Result<Vec<f32>, String> {
     let tensor = TensorRef::from_array_view((shape, batch)).map_err(|e| e.to_string())?;

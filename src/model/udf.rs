@@ -18,10 +18,15 @@ use datafusion::logical_expr::{
 };
 
 use super::ModelHandle;
+use crate::cache::{Output, OutputKey};
 use crate::error::Error;
 use crate::format::model_spec::OutputKind;
 use crate::format::read_format::ReadFormat;
-use crate::sql::image_value::{binary_values, decode_image_value_bands, read_image_header};
+use crate::sql::image_value::{
+    binary_values, decode_image_value_bands, inline_outputs, read_image_header, InlineOutput,
+    OutputValue, ValueSource,
+};
+use crate::sql::output_slots::{raw_output_key, result_key};
 
 /// Images per model call.
 const INFERENCE_BATCH: usize = 32;
@@ -122,51 +127,185 @@ impl ModelFn {
         }
     }
 
-    /// Runs the model over the non-null images; `None` rows stay null.
-    fn infer(&self, images: &[Option<&[u8]>]) -> crate::Result<Vec<Option<Vec<f32>>>> {
-        let mut out: Vec<Option<Vec<f32>>> = vec![None; images.len()];
-        let rows: Vec<usize> = (0..images.len()).filter(|&i| images[i].is_some()).collect();
-        if rows.is_empty() {
-            return Ok(out);
-        }
-        let model = self.model.model()?;
-        let stats = &self.model.stats;
-        let batch_len =
-            INFERENCE_BATCH.min(model.max_batch(model.input_side(self.format.as_ref())));
-        for chunk in rows.chunks(batch_len) {
-            let started = Instant::now();
-            let (batch, size) = match &self.format {
-                Some(format) => {
-                    let masks = format.bands().masks;
-                    let decoded = chunk
-                        .iter()
-                        .map(|&i| decode_image_value_bands(images[i].expect("non-null"), masks))
-                        .collect::<crate::Result<Vec<_>>>()?;
-                    model.format_tensor(decoded, format)?
+    /// The function's result per row: a label or class a view handed over
+    /// with the value, else the model's raw output; `None` rows stay null.
+    fn results(&self, images: &[Option<&[u8]>]) -> crate::Result<Vec<Option<Result_>>> {
+        let mut out: Vec<Option<Result_>> = vec![None; images.len()];
+        let mut inputs = Vec::new();
+        let mut rows = Vec::new();
+        let final_key = matches!(self.kind(), OutputKind::Label | OutputKind::Class)
+            .then(|| result_key(&self.name, &self.model.entry.checksum, self.format.as_ref()));
+        for (i, bytes) in images.iter().enumerate() {
+            let Some(bytes) = bytes else { continue };
+            let input = RowInput::parse(bytes)?;
+            if let Some(k) = final_key {
+                if let Some(o) = input.inline.iter().find(|o| o.key == k) {
+                    self.model.stats.reused(1);
+                    out[i] = Some(Result_::Final(o.value.clone()));
+                    continue;
                 }
-                None => {
-                    let decoded = chunk
-                        .iter()
-                        .map(|&i| {
-                            // Copy out only the bands the scaled decode will use.
-                            let bytes = images[i].expect("non-null");
-                            let h = read_image_header(bytes)?;
-                            let mask = model.spec.band_mask(h.width, h.height, model.size);
-                            decode_image_value_bands(bytes, [mask; 3])
-                        })
-                        .collect::<crate::Result<Vec<_>>>()?;
-                    (model.batch_tensor(&decoded)?, model.size)
-                }
-            };
-            let tensors_done = Instant::now();
-            let scores = model.run_at(&batch, chunk.len(), size)?;
-            stats.record(chunk.len(), tensors_done - started, tensors_done.elapsed());
-            for (&i, s) in chunk.iter().zip(scores.chunks_exact(model.outputs)) {
-                out[i] = Some(s.to_vec());
             }
+            inputs.push(input);
+            rows.push(i);
+        }
+        let refs: Vec<&RowInput> = inputs.iter().collect();
+        let raw = raw_outputs(&self.model, self.format, &refs)?;
+        for (i, r) in rows.into_iter().zip(raw) {
+            out[i] = Some(Result_::Raw(r));
         }
         Ok(out)
     }
+}
+
+/// One row's result: the raw output, or a final value a view held.
+#[derive(Clone)]
+enum Result_ {
+    Raw(Output),
+    Final(OutputValue),
+}
+
+/// One image value as a model function sees it.
+struct RowInput<'a> {
+    bytes: &'a [u8],
+    source: Option<ValueSource>,
+    bands: u32,
+    inline: Vec<InlineOutput>,
+}
+
+impl<'a> RowInput<'a> {
+    fn parse(bytes: &'a [u8]) -> crate::Result<Self> {
+        let header = read_image_header(bytes)?;
+        Ok(RowInput {
+            bytes,
+            source: header.source,
+            bands: header.band_count(),
+            inline: inline_outputs(bytes)?,
+        })
+    }
+
+    fn inline_vector(&self, key: u64) -> Option<Output> {
+        self.inline.iter().find_map(|o| match &o.value {
+            OutputValue::Vector(v) if o.key == key => Some(v.clone()),
+            _ => None,
+        })
+    }
+}
+
+/// `model`'s raw outputs under `format` for `rows`: handed over with the
+/// value, cached, or computed (a head from its backbone's outputs, which
+/// are found the same way); computed ones go into the cache.
+fn raw_outputs(
+    model: &ModelHandle,
+    format: Option<ReadFormat>,
+    rows: &[&RowInput],
+) -> crate::Result<Vec<Output>> {
+    let key = raw_output_key(&model.entry.checksum, format.as_ref());
+    let mut out: Vec<Option<Output>> = rows.iter().map(|r| r.inline_vector(key)).collect();
+    let inline = out.iter().filter(|o| o.is_some()).count();
+    model.stats.reused(inline);
+    let todo: Vec<usize> = (0..rows.len()).filter(|&i| out[i].is_none()).collect();
+    if todo.is_empty() {
+        return Ok(out.into_iter().map(|o| o.expect("all found")).collect());
+    }
+    let cache = model.cache.as_ref().filter(|c| c.enabled());
+    let checksum: Arc<str> = model.entry.checksum.as_str().into();
+    let keys: Option<Vec<OutputKey>> = todo
+        .iter()
+        .map(|&i| {
+            rows[i].source.map(|s| OutputKey {
+                model: checksum.clone(),
+                format,
+                table: s.table,
+                id: s.id,
+            })
+        })
+        .collect();
+    let compute = |idx: &[usize]| -> crate::Result<Vec<Output>> {
+        let inputs: Vec<&RowInput> = idx.iter().map(|&j| rows[todo[j]]).collect();
+        compute_outputs(model, format, &inputs)
+    };
+    let computed = match (cache, keys) {
+        (Some(cache), Some(keys)) => {
+            let (values, lookup) = cache.get_or_compute(&keys, compute)?;
+            model.stats.cache_lookups(lookup.hits, lookup.misses);
+            values
+        }
+        _ => {
+            let all: Vec<usize> = (0..todo.len()).collect();
+            compute(&all)?
+        }
+    };
+    for (&i, v) in todo.iter().zip(computed) {
+        out[i] = Some(v);
+    }
+    Ok(out.into_iter().map(|o| o.expect("all computed")).collect())
+}
+
+/// Runs `model` on `rows` (batched): a head on its backbone's outputs, any
+/// other model on the rows' bands.
+fn compute_outputs(
+    model: &ModelHandle,
+    format: Option<ReadFormat>,
+    rows: &[&RowInput],
+) -> crate::Result<Vec<Output>> {
+    let loaded = model.model()?;
+    let stats = &model.stats;
+    let mut out = Vec::with_capacity(rows.len());
+    if let Some(backbone) = &model.backbone {
+        let features = raw_outputs(backbone, format, rows)?;
+        for chunk in features.chunks(INFERENCE_BATCH) {
+            let started = Instant::now();
+            let mut batch = Vec::with_capacity(chunk.len() * backbone.outputs());
+            for f in chunk {
+                batch.extend_from_slice(f);
+            }
+            let tensors_done = Instant::now();
+            let scores = loaded.run_features(&batch, chunk.len())?;
+            stats.record(chunk.len(), tensors_done - started, tensors_done.elapsed());
+            out.extend(scores.chunks_exact(loaded.outputs).map(Output::from));
+        }
+        return Ok(out);
+    }
+    if let Some(r) = rows.iter().find(|r| r.bands == 0) {
+        return Err(Error::Internal(format!(
+            "model {}: an image value without bands{} reached it",
+            model.name,
+            r.source
+                .map(|s| format!(" (image id {})", s.id))
+                .unwrap_or_default()
+        )));
+    }
+    let batch_len = INFERENCE_BATCH.min(loaded.max_batch(loaded.input_side(format.as_ref())));
+    for chunk in rows.chunks(batch_len) {
+        let started = Instant::now();
+        let (batch, size) = match &format {
+            Some(format) => {
+                let masks = format.bands().masks;
+                let decoded = chunk
+                    .iter()
+                    .map(|r| decode_image_value_bands(r.bytes, masks))
+                    .collect::<crate::Result<Vec<_>>>()?;
+                loaded.format_tensor(decoded, format)?
+            }
+            None => {
+                let decoded = chunk
+                    .iter()
+                    .map(|r| {
+                        // Copy out only the bands the scaled decode will use.
+                        let h = read_image_header(r.bytes)?;
+                        let mask = loaded.spec.band_mask(h.width, h.height, loaded.size);
+                        decode_image_value_bands(r.bytes, [mask; 3])
+                    })
+                    .collect::<crate::Result<Vec<_>>>()?;
+                (loaded.batch_tensor(&decoded)?, loaded.size)
+            }
+        };
+        let tensors_done = Instant::now();
+        let scores = loaded.run_at(&batch, chunk.len(), size)?;
+        stats.record(chunk.len(), tensors_done - started, tensors_done.elapsed());
+        out.extend(scores.chunks_exact(loaded.outputs).map(Output::from));
+    }
+    Ok(out)
 }
 
 /// Index of the largest value (the top class).
@@ -190,6 +329,15 @@ pub(crate) fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
             tokio::task::block_in_place(f)
         }
         _ => f(),
+    }
+}
+
+impl ModelFn {
+    fn wrong_inline(&self, v: &OutputValue) -> DfResult<ColumnarValue> {
+        exec_err!(
+            "{}: a value handed over for it holds {v:?}, not this function's result type",
+            self.name
+        )
     }
 }
 
@@ -223,7 +371,7 @@ impl ScalarUDFImpl for ModelFn {
                 a.data_type()
             );
         };
-        let results = off_runtime(|| self.infer(&images)).map_err(|e| {
+        let results = off_runtime(|| self.results(&images)).map_err(|e| {
             DataFusionError::from(Error::Function {
                 name: self.name.clone(),
                 source: Box::new(e),
@@ -234,14 +382,24 @@ impl ScalarUDFImpl for ModelFn {
                 let labels = self.model.labels.as_ref().expect("checked at CREATE MODEL");
                 let mut b = StringBuilder::new();
                 for r in &results {
-                    b.append_option(r.as_ref().map(|s| labels[argmax(s)].as_str()));
+                    match r {
+                        Some(Result_::Raw(s)) => b.append_value(labels[argmax(s)].as_str()),
+                        Some(Result_::Final(OutputValue::Label(l))) => b.append_value(l),
+                        Some(Result_::Final(v)) => return self.wrong_inline(v),
+                        None => b.append_null(),
+                    }
                 }
                 Arc::new(b.finish())
             }
             OutputKind::Class => {
                 let mut b = Int64Builder::new();
                 for r in &results {
-                    b.append_option(r.as_ref().map(|s| argmax(s) as i64));
+                    match r {
+                        Some(Result_::Raw(s)) => b.append_value(argmax(s) as i64),
+                        Some(Result_::Final(OutputValue::Class(c))) => b.append_value(*c),
+                        Some(Result_::Final(v)) => return self.wrong_inline(v),
+                        None => b.append_null(),
+                    }
                 }
                 Arc::new(b.finish())
             }
@@ -250,7 +408,15 @@ impl ScalarUDFImpl for ModelFn {
                 let mut values = Vec::with_capacity(results.len() * n);
                 for r in &results {
                     match r {
-                        Some(s) => values.extend_from_slice(s),
+                        Some(Result_::Raw(s)) if s.len() == n => values.extend_from_slice(s),
+                        Some(Result_::Raw(s)) => {
+                            return exec_err!(
+                                "{}: an output of {} values, expected {n}",
+                                self.name,
+                                s.len()
+                            )
+                        }
+                        Some(Result_::Final(v)) => return self.wrong_inline(v),
                         None => values.extend(std::iter::repeat_n(0.0, n)),
                     }
                 }

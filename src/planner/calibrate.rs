@@ -139,7 +139,11 @@ fn run_format(
             let images = (0..batch.num_rows())
                 .map(|r| batch.image(r))
                 .collect::<Result<Vec<_>>>()?;
-            let (tensor, size) = loaded.format_tensor(images, format)?;
+            // A head runs its backbone on the images: all of it is inference.
+            let prepared = match model.backbone {
+                None => Ok(loaded.format_tensor(images, format)?),
+                Some(_) => Err(images),
+            };
             decode += started.elapsed();
             if let Some(col) = label_column {
                 let c = batch.batch.column_by_name(col).ok_or_else(|| {
@@ -157,7 +161,10 @@ fn run_format(
                 }
             }
             let started = Instant::now();
-            let scores = loaded.run_at(&tensor, batch.num_rows(), size)?;
+            let scores = match prepared {
+                Ok((tensor, size)) => loaded.run_at(&tensor, batch.num_rows(), size)?,
+                Err(images) => model.run_images(images, format)?,
+            };
             infer += started.elapsed();
             outputs.extend(scores.chunks_exact(loaded.outputs).map(<[f32]>::to_vec));
         }

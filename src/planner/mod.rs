@@ -14,6 +14,7 @@
 
 pub mod calibrate;
 pub(crate) mod chart;
+pub mod reuse;
 pub(crate) mod rule;
 
 use datafusion::common::config::ConfigExtension;
@@ -31,6 +32,10 @@ extensions_options! {
         /// Forces one read format on every model (what-if runs), e.g.
         /// 'ycc s2 112'; 'auto' lets the planner choose.
         pub read_format: String, default = "auto".to_string()
+        /// Bytes of model outputs the database keeps in memory between
+        /// queries ('256MiB', '1GB', bytes; 0 turns the cache off). Shared by
+        /// every session of the database; a new size starts an empty cache.
+        pub cache_size: String, default = "256MiB".to_string()
     }
 }
 
@@ -56,6 +61,11 @@ impl PlannerOptions {
             )));
         }
         Ok(())
+    }
+
+    /// The cache bound in bytes.
+    pub fn cache_bytes(&self) -> crate::Result<u64> {
+        crate::cache::parse_size(&self.cache_size)
     }
 
     /// The forced format, if one is set.

@@ -13,9 +13,10 @@ use datafusion::catalog::default_table_source::{provider_as_source, source_as_pr
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result as DfResult, TableReference};
 use datafusion::logical_expr::expr::ScalarFunction;
-use datafusion::logical_expr::{Expr, LogicalPlan, TableSource};
+use datafusion::logical_expr::{Expr, LogicalPlan, ScalarUDFImpl, TableSource};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
+use super::reuse::{format_acceptable, Reuse, ViewMatch};
 use super::PlannerOptions;
 use crate::codec::Chroma;
 use crate::error::Result;
@@ -25,6 +26,7 @@ use crate::model::udf::{as_model_fn, ModelFn};
 use crate::model::ModelHandle;
 use crate::sql::image_scan::ReadPlan;
 use crate::sql::image_table::{ImageTable, IMAGE_COLUMN};
+use crate::sql::output_slots::OutputSlot;
 use crate::storage::BandSelection;
 
 /// Functions of `image` that read only its header, whatever bands it holds.
@@ -129,25 +131,27 @@ pub fn choose_format(
     })
 }
 
-/// The rule. Holds the catalog's profiles, which the database refreshes.
+/// The rule. Holds the catalog's profiles and what may be reused (the
+/// cache, materialized views), which the database refreshes.
 #[derive(Debug, Default)]
 pub struct FormatPlanner {
     profiles: Arc<RwLock<Vec<Profile>>>,
+    reuse: Arc<Reuse>,
 }
 
 impl FormatPlanner {
-    pub fn new(profiles: Arc<RwLock<Vec<Profile>>>) -> Self {
-        FormatPlanner { profiles }
+    pub fn new(profiles: Arc<RwLock<Vec<Profile>>>, reuse: Arc<Reuse>) -> Self {
+        FormatPlanner { profiles, reuse }
     }
 }
 
-fn image_table(source: &Arc<dyn TableSource>) -> Option<ImageTable> {
+pub(crate) fn image_table(source: &Arc<dyn TableSource>) -> Option<ImageTable> {
     let provider = source_as_provider(source).ok()?;
     provider.downcast_ref::<ImageTable>().cloned()
 }
 
 /// `m(image)` where `m` is a model function: the function and the column's qualifier.
-fn model_call(expr: &Expr) -> Option<(&ModelFn, Option<&TableReference>)> {
+pub(crate) fn model_call(expr: &Expr) -> Option<(&ModelFn, Option<&TableReference>)> {
     let Expr::ScalarFunction(ScalarFunction { func, args }) = expr else {
         return None;
     };
@@ -183,6 +187,13 @@ struct Binding {
     choice: Choice,
 }
 
+/// A call of one function over one table, and the view that may stand for it.
+struct Call {
+    function: ModelFn,
+    table: ImageTable,
+    view: Option<ViewMatch>,
+}
+
 impl OptimizerRule for FormatPlanner {
     fn name(&self) -> &str {
         "spectradb_format_planner"
@@ -206,13 +217,13 @@ impl OptimizerRule for FormatPlanner {
             return Ok(Transformed::no(plan));
         }
         // Every use of an `image` column: model calls, or anything else.
-        let mut calls: Vec<(Arc<ModelHandle>, Option<TableReference>)> = Vec::new();
+        let mut calls: Vec<(ModelFn, Option<TableReference>)> = Vec::new();
         let mut raw_use = false;
         plan.apply_with_subqueries(|node| {
             node.apply_expressions(|e| {
                 e.apply(|x| {
                     if let Some((m, rel)) = model_call(x) {
-                        calls.push((m.handle().clone(), rel.cloned()));
+                        calls.push((m.clone(), rel.cloned()));
                         return Ok(TreeNodeRecursion::Jump);
                     }
                     if is_header_call(x) {
@@ -236,27 +247,140 @@ impl OptimizerRule for FormatPlanner {
             .unwrap_or_default();
         let profiles = self.profiles.read().expect("profiles lock").clone();
         let mut bindings: Vec<Binding> = Vec::new();
-        for (model, rel) in &calls {
+        let mut reuse_calls: Vec<Call> = Vec::new();
+        let mut view_notes: Vec<(String, String)> = Vec::new();
+        for (function, rel) in &calls {
+            let model = function.handle();
             let Some(table) = table_of(&tables, rel.as_ref()) else {
                 // Cannot tell which table feeds it: leave it unbound and read everything.
                 raw_use = true;
                 continue;
             };
-            if bindings
+            let known = bindings
                 .iter()
-                .any(|b| b.model == model.name && b.table == table.name())
+                .position(|b| b.model == model.name && b.table == table.name());
+            let index = match known {
+                Some(i) => i,
+                None => {
+                    let choice = choose_format(model, table, &profiles, &opts).map_err(|e| {
+                        DataFusionError::Plan(format!(
+                            "choosing a read format for {}: {e}",
+                            model.name
+                        ))
+                    })?;
+                    bindings.push(Binding {
+                        model: model.name.clone(),
+                        table: table.name().to_string(),
+                        choice,
+                    });
+                    bindings.len() - 1
+                }
+            };
+            if reuse_calls
+                .iter()
+                .any(|c| c.function.name() == function.name() && c.table.name() == table.name())
             {
                 continue;
             }
-            let choice = choose_format(model, table, &profiles, &opts).map_err(|e| {
-                DataFusionError::Plan(format!("choosing a read format for {}: {e}", model.name))
-            })?;
-            bindings.push(Binding {
-                model: model.name.clone(),
-                table: table.name().to_string(),
-                choice,
+            // A fresh materialized view holding this output under an
+            // acceptable format: the call is bound to the view's format.
+            let (matches, passed) = self.reuse.view_matches(function.name(), model, table);
+            for p in passed {
+                view_notes.push((
+                    table.name().to_string(),
+                    format!("{}: {p}", function.name()),
+                ));
+            }
+            let profile = profiles
+                .iter()
+                .find(|p| p.model == model.name && p.table == table.name());
+            let chosen = bindings[index].choice.format;
+            let usable = matches.into_iter().find(|m| {
+                format_acceptable(
+                    m.format,
+                    chosen,
+                    profile,
+                    opts.accuracy_target,
+                    opts.confidence,
+                )
+            });
+            if let Some(m) = &usable {
+                let made = m.format.expect("acceptable formats are set");
+                let b = &mut bindings[index];
+                if b.choice.format != made {
+                    b.choice = Choice {
+                        format: made,
+                        reason: format!(
+                            "format of materialized view {}, which meets the accuracy target",
+                            m.view.name
+                        ),
+                    };
+                }
+                let appended = m
+                    .view
+                    .view
+                    .lineage
+                    .tables
+                    .iter()
+                    .find(|t| t.name == table.name())
+                    .is_some_and(|t| t.version != table.version());
+                view_notes.push((
+                    table.name().to_string(),
+                    format!(
+                        "{}: from materialized view {} (column {}{}){}",
+                        function.name(),
+                        m.view.name,
+                        m.output.column,
+                        if m.via_backbone {
+                            ", the backbone's output"
+                        } else {
+                            ""
+                        },
+                        if appended {
+                            "; rows added since its refresh are computed"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+            }
+            reuse_calls.push(Call {
+                function: function.clone(),
+                table: table.clone(),
+                view: usable,
             });
         }
+        let mut slots_of: Vec<(String, OutputSlot)> = Vec::new();
+        if !raw_use {
+            for c in &reuse_calls {
+                let format = bindings
+                    .iter()
+                    .find(|b| b.model == c.function.handle().name && b.table == c.table.name())
+                    .map(|b| b.choice.format);
+                if !self.reuse.cache.enabled() && c.view.is_none() {
+                    continue;
+                }
+                let slot = self
+                    .reuse
+                    .slot(
+                        c.function.name(),
+                        c.function.handle(),
+                        format,
+                        c.view.as_ref(),
+                    )
+                    .map_err(|e| DataFusionError::Plan(e.to_string()))?;
+                slots_of.push((c.table.name().to_string(), slot));
+            }
+        }
+        // Every call must find its output for a row's bands to be skipped.
+        let all_covered = |table: &str| {
+            let calls_here = reuse_calls
+                .iter()
+                .filter(|c| c.table.name() == table)
+                .count();
+            let slots_here = slots_of.iter().filter(|(t, _)| t == table).count();
+            calls_here == slots_here
+        };
         let read_plan = |table: &str| {
             let mut bands = BandSelection::none();
             let mut notes = Vec::new();
@@ -270,11 +394,33 @@ impl OptimizerRule for FormatPlanner {
                     b.model, b.choice.format, b.choice.reason
                 ));
             }
+            notes.extend(
+                view_notes
+                    .iter()
+                    .filter(|(t, _)| t == table)
+                    .map(|(_, n)| n.clone()),
+            );
             if raw_use {
                 bands = BandSelection::all();
                 notes.push("image is used beyond model calls: all bands read".into());
             }
-            ReadPlan { bands, notes }
+            let slots: Vec<OutputSlot> = if all_covered(table) {
+                slots_of
+                    .iter()
+                    .filter(|(t, _)| t == table)
+                    .map(|(_, s)| s.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if !slots.is_empty() && self.reuse.cache.enabled() {
+                notes.push("rows whose outputs are cached read no bands".into());
+            }
+            ReadPlan {
+                bands,
+                notes,
+                slots,
+            }
         };
         plan.transform_up_with_subqueries(|node| {
             let node = match node {

@@ -57,6 +57,8 @@ pub struct ImageTable {
     name: String,
     /// Catalog version of the table's last change (profiles are tied to it).
     version: u64,
+    /// Identity fixed at CREATE (cache keys and views are tied to it).
+    uid: u64,
     chroma: Chroma,
     schema: SchemaRef,
     files: Vec<PathBuf>,
@@ -74,6 +76,7 @@ impl ImageTable {
     pub fn open(
         name: &str,
         version: u64,
+        uid: u64,
         chroma: Chroma,
         files: Vec<PathBuf>,
         stats: Arc<ScanStats>,
@@ -99,6 +102,7 @@ impl ImageTable {
         Ok(ImageTable {
             name: name.to_string(),
             version,
+            uid,
             chroma,
             schema: Arc::new(Schema::new(fields)),
             files,
@@ -114,6 +118,11 @@ impl ImageTable {
 
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// The table's identity (see `TableEntry::uid`).
+    pub fn uid(&self) -> u64 {
+        self.uid
     }
 
     pub fn chroma(&self) -> Chroma {
@@ -197,10 +206,18 @@ impl TableProvider for ImageTable {
         };
         let projected = Arc::new(self.schema.project(&indices)?);
         let with_image = projected.index_of(IMAGE_COLUMN).is_ok();
-        let (bands, notes) = match (&self.read, with_image) {
-            (_, false) => (BandSelection::none(), Vec::new()),
-            (Some(plan), true) => (plan.bands, plan.notes.clone()),
-            (None, true) => (BandSelection::all(), Vec::new()),
+        let plan = match (&self.read, with_image) {
+            (_, false) => ReadPlan {
+                bands: BandSelection::none(),
+                notes: Vec::new(),
+                slots: Vec::new(),
+            },
+            (Some(plan), true) => plan.as_ref().clone(),
+            (None, true) => ReadPlan {
+                bands: BandSelection::all(),
+                notes: Vec::new(),
+                slots: Vec::new(),
+            },
         };
         let target = state.config().target_partitions().max(1);
         let n = self.files.len().clamp(1, target);
@@ -214,11 +231,11 @@ impl TableProvider for ImageTable {
         };
         Ok(Arc::new(ImageScanExec::new(
             &self.name,
+            self.uid,
             projected,
             groups,
-            self.chroma.planes(),
-            bands,
-            notes,
+            self.chroma,
+            plan,
             batch_size,
             limit,
             self.stats.clone(),

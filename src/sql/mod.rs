@@ -7,4 +7,5 @@ pub(crate) mod functions;
 pub(crate) mod image_scan;
 pub mod image_table;
 pub mod image_value;
+pub mod output_slots;
 pub mod statements;

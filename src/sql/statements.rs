@@ -7,12 +7,15 @@
 //! DROP TABLE [IF EXISTS] t [, ...] -- image tables here, others to DataFusion
 //! SHOW TABLES
 //! VACUUM [RETAIN n SECONDS|MINUTES|HOURS|DAYS]
-//! CREATE MODEL m FROM '<file.onnx>' [WITH (k = v, ...)]
+//! CREATE MODEL m FROM '<file.onnx>' [ON FEATURES OF backbone] [WITH (k = v, ...)]
 //! DROP MODEL [IF EXISTS] m
 //! SHOW MODELS
 //! CALIBRATE m ON t [USING label_column] [SAMPLE n]
 //! SHOW FORMATS FOR m ON t
 //! RESET spectradb.<option>
+//! CREATE MATERIALIZED VIEW [IF NOT EXISTS] v AS <query>
+//! REFRESH MATERIALIZED VIEW v
+//! DROP MATERIALIZED VIEW [IF EXISTS] v
 //! ```
 //! Everything else goes to DataFusion unchanged.
 
@@ -53,6 +56,8 @@ pub enum Command {
     CreateModel {
         name: String,
         source: String,
+        /// A head: its input is this model's output.
+        backbone: Option<String>,
         options: Vec<(String, String)>,
     },
     DropModel {
@@ -73,6 +78,19 @@ pub enum Command {
     /// `RESET spectradb.<name>` (DataFusion resets only its own options).
     ResetOption {
         name: String,
+    },
+    CreateMaterializedView {
+        name: TableName,
+        if_not_exists: bool,
+        /// The query's text as written.
+        query: String,
+    },
+    RefreshMaterializedView {
+        name: TableName,
+    },
+    DropMaterializedView {
+        name: TableName,
+        if_exists: bool,
     },
 }
 
@@ -136,12 +154,15 @@ pub fn parse_command(sql: &str) -> Result<Option<Command>> {
         || (at(0, "show") && at(1, "models"))
         || at(0, "calibrate")
         || (at(0, "show") && at(1, "formats"))
-        || at(0, "vacuum");
+        || at(0, "vacuum")
+        || (at(1, "materialized") && (at(0, "create") || at(0, "refresh") || at(0, "drop")));
     if !ours {
         return Ok(parse_reset(&words));
     }
     let mut p = Parser::new(&dialect).try_with_sql(sql).map_err(sql_error)?;
-    let cmd = if at(0, "vacuum") {
+    let cmd = if at(1, "materialized") {
+        parse_materialized_view(&mut p, sql)
+    } else if at(0, "vacuum") {
         parse_vacuum(&mut p)
     } else if at(0, "calibrate") || at(1, "formats") {
         parse_format_statement(&mut p)
@@ -168,10 +189,21 @@ fn parse_model_statement(p: &mut Parser) -> Result<Command, ParserError> {
         let name = normalize_ident(&p.parse_identifier()?);
         p.expect_keyword_is(Keyword::FROM)?;
         let source = parse_quoted(p)?;
+        let backbone = if p.parse_keyword(Keyword::ON) {
+            let tok = p.next_token();
+            if !is_word(&tok.token, "features") {
+                return p.expected("FEATURES OF <backbone model> after ON", tok);
+            }
+            p.expect_keyword_is(Keyword::OF)?;
+            Some(normalize_ident(&p.parse_identifier()?))
+        } else {
+            None
+        };
         let options = parse_with_options(p)?;
         Ok(Command::CreateModel {
             name,
             source,
+            backbone,
             options,
         })
     } else if p.parse_keyword(Keyword::DROP) {
@@ -279,6 +311,59 @@ fn parse_other(p: &mut Parser) -> Result<Command, ParserError> {
         p.next_token();
         Ok(Command::ShowTables)
     }
+}
+
+/// Byte offset of a 1-based (line, column) location in `sql`.
+fn byte_offset(sql: &str, line: u64, column: u64) -> usize {
+    let mut offset = 0;
+    for (i, text) in sql.split_inclusive('\n').enumerate() {
+        if i as u64 + 1 == line {
+            return offset
+                + text
+                    .char_indices()
+                    .nth(column.saturating_sub(1) as usize)
+                    .map_or(text.len(), |(b, _)| b);
+        }
+        offset += text.len();
+    }
+    sql.len()
+}
+
+/// `CREATE MATERIALIZED VIEW [IF NOT EXISTS] v AS <query>`,
+/// `REFRESH MATERIALIZED VIEW v`, `DROP MATERIALIZED VIEW [IF EXISTS] v`.
+fn parse_materialized_view(p: &mut Parser, sql: &str) -> Result<Command, ParserError> {
+    let verb = p.next_token();
+    p.next_token(); // MATERIALIZED, checked by the caller
+    p.expect_keyword_is(Keyword::VIEW)?;
+    if is_word(&verb.token, "refresh") {
+        let name = parse_table_name(p)?;
+        return Ok(Command::RefreshMaterializedView { name });
+    }
+    if is_word(&verb.token, "drop") {
+        let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let name = parse_table_name(p)?;
+        return Ok(Command::DropMaterializedView { name, if_exists });
+    }
+    let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = parse_table_name(p)?;
+    p.expect_keyword_is(Keyword::AS)?;
+    let start = p.peek_token().span.start;
+    let begin = byte_offset(sql, start.line, start.column);
+    p.parse_query()?;
+    let end = match p.peek_token() {
+        t if t.token == Token::EOF => sql.len(),
+        t => byte_offset(sql, t.span.start.line, t.span.start.column),
+    };
+    let query = sql[begin..end]
+        .trim()
+        .trim_end_matches(';')
+        .trim()
+        .to_string();
+    Ok(Command::CreateMaterializedView {
+        name,
+        if_not_exists,
+        query,
+    })
 }
 
 /// `VACUUM [RETAIN n SECONDS|MINUTES|HOURS|DAYS]`.
@@ -420,6 +505,54 @@ pub fn split_statements(script: &str) -> (Vec<String>, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_materialized_view_statements() {
+        let sql = "create materialized view if not exists Feats as\n  SELECT id, m(image) AS f FROM photos WHERE id > 2;";
+        assert_eq!(
+            parse_command(sql).unwrap(),
+            Some(Command::CreateMaterializedView {
+                name: vec!["feats".into()],
+                if_not_exists: true,
+                query: "SELECT id, m(image) AS f FROM photos WHERE id > 2".into(),
+            })
+        );
+        assert_eq!(
+            parse_command("REFRESH MATERIALIZED VIEW feats").unwrap(),
+            Some(Command::RefreshMaterializedView {
+                name: vec!["feats".into()]
+            })
+        );
+        assert_eq!(
+            parse_command("DROP MATERIALIZED VIEW IF EXISTS public.feats").unwrap(),
+            Some(Command::DropMaterializedView {
+                name: vec!["public".into(), "feats".into()],
+                if_exists: true
+            })
+        );
+        let err = parse_command("CREATE MATERIALIZED VIEW v AS SELEC 1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Expected"), "{err}");
+        let err = parse_command("CREATE MATERIALIZED VIEW v SELECT 1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("AS"), "{err}");
+        assert_eq!(
+            parse_command("CREATE MODEL h FROM 'h.onnx' ON FEATURES OF b WITH (output = 'class')")
+                .unwrap(),
+            Some(Command::CreateModel {
+                name: "h".into(),
+                source: "h.onnx".into(),
+                backbone: Some("b".into()),
+                options: vec![("output".into(), "class".into())],
+            })
+        );
+        let err = parse_command("CREATE MODEL h FROM 'h.onnx' ON b")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("FEATURES OF"), "{err}");
+    }
 
     #[test]
     fn parses_create_image_table_with_options() {

@@ -24,6 +24,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::format::profile::Profile;
@@ -66,6 +67,9 @@ pub struct Catalog {
     /// version until they are purged.
     #[serde(default)]
     pub retired: Vec<RetiredFile>,
+    /// Materialized views: name -> their stored rows and lineage.
+    #[serde(default)]
+    pub materialized_views: BTreeMap<String, MaterializedView>,
 }
 
 /// A file an older catalog version listed and this one does not.
@@ -97,6 +101,10 @@ pub struct ModelEntry {
     pub size: u32,
     /// Output values per image.
     pub outputs: u64,
+    /// For a head (`CREATE MODEL .. ON FEATURES OF b`): the model whose
+    /// output is its input.
+    #[serde(default)]
+    pub backbone: Option<String>,
 }
 
 /// A view or external table, kept as the statement that created it.
@@ -118,6 +126,7 @@ impl Default for Catalog {
             models: BTreeMap::new(),
             profiles: Vec::new(),
             retired: Vec::new(),
+            materialized_views: BTreeMap::new(),
         }
     }
 }
@@ -130,6 +139,11 @@ impl Catalog {
             .values()
             .flat_map(|t| t.files.iter().map(|f| f.path.as_str()))
             .chain(self.plain_tables.values().map(|f| f.path.as_str()))
+            .chain(
+                self.materialized_views
+                    .values()
+                    .flat_map(|v| v.files.iter().map(|f| f.path.as_str())),
+            )
             .chain(
                 self.models
                     .values()
@@ -160,6 +174,88 @@ pub struct TableEntry {
     /// Catalog version of the last commit that changed this table.
     pub version: u64,
     pub files: Vec<DataFile>,
+    /// Identity fixed when the table is created: a table dropped and
+    /// created again under the same name gets a new one, an append keeps
+    /// it (cached model outputs and materialized views key on it). 0 in
+    /// catalogs written before it existed (see [`TableEntry::identity`]).
+    #[serde(default)]
+    pub uid: u64,
+}
+
+impl TableEntry {
+    /// The table's identity (derived from its name for catalogs older than
+    /// identities).
+    pub fn identity(&self, name: &str) -> u64 {
+        if self.uid != 0 {
+            self.uid
+        } else {
+            let digest = Sha256::digest(format!("table:{name}").as_bytes());
+            u64::from_le_bytes(digest[..8].try_into().expect("8 bytes")) | 1
+        }
+    }
+
+    /// A fresh identity for a table created at catalog `version`.
+    pub fn new_uid(name: &str, version: u64) -> u64 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let seed = format!("{name}:{version}:{nanos}:{}", std::process::id());
+        let digest = Sha256::digest(seed.as_bytes());
+        u64::from_le_bytes(digest[..8].try_into().expect("8 bytes")) | 1
+    }
+}
+
+/// A query's result kept as Parquet in the database directory, with what
+/// it was computed from (so it can tell when it is stale and what a
+/// refresh must compute).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaterializedView {
+    /// The query after `AS`.
+    pub query: String,
+    /// The rows, in order; a refresh that computes appended rows adds a file.
+    pub files: Vec<DataFile>,
+    pub lineage: Lineage,
+}
+
+/// What a materialized view was computed from.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Lineage {
+    /// Image tables read, at the version read.
+    pub tables: Vec<TableRead>,
+    /// Models run, by file checksum.
+    pub models: Vec<ModelRead>,
+    /// Columns that hold a model's output for each row of an image table.
+    pub outputs: Vec<ViewOutput>,
+    /// Set when the view is a per-row projection of one image table that
+    /// keeps its `id` column: a refresh then computes appended rows only.
+    pub id_column: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRead {
+    pub name: String,
+    pub uid: u64,
+    pub version: u64,
+    /// Ids below this were covered (the table's next id when read).
+    pub next_id: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelRead {
+    pub name: String,
+    pub checksum: String,
+}
+
+/// `column` holds `function(image)` of `table`'s rows: the model's output
+/// under `format`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewOutput {
+    pub column: String,
+    pub function: String,
+    pub model: String,
+    pub checksum: String,
+    pub format: Option<crate::format::read_format::ReadFormat>,
+    pub table: String,
 }
 
 /// A published data file, relative to the database directory.
@@ -360,6 +456,7 @@ mod tests {
             quality: 90,
             next_id: 3,
             version: 1,
+            uid: 11,
             files: files
                 .iter()
                 .map(|p| DataFile {

@@ -196,6 +196,7 @@ mod tests {
             quality: 90,
             next_id: 1,
             version: 1,
+            uid: 11,
             files: vec![DataFile {
                 path: path.into(),
                 rows: 1,
