@@ -87,6 +87,31 @@ pub fn run(photos: &Path, out: &Path) -> Result<()> {
             "SELECT label, count(*) AS photos FROM photos WHERE mobilenet(image) LIKE '%dog%' OR mobilenet(image) LIKE '%retriever%' GROUP BY label ORDER BY label".into(),
         ),
         (
+            "The same model outputs again come from the cache: no band is read, no model runs",
+            "SELECT label, count(*) AS photos FROM photos WHERE mobilenet(image) LIKE '%cat%' GROUP BY label ORDER BY label".into(),
+        ),
+        ("", "SELECT kind, entries, bytes, hits, misses FROM spectradb_cache".into()),
+        (
+            "Heads on a shared backbone: MobileNetV2 split into its feature extractor and a coarse 10-group head",
+            "CREATE MODEL backbone FROM 'tests/data/models/mobilenet_v2_backbone.onnx' WITH (size = 224, mean = '0.485,0.456,0.406', std = '0.229,0.224,0.225', output = 'embedding')".into(),
+        ),
+        (
+            "",
+            "CREATE MODEL coarse FROM 'tests/data/models/mobilenet_v2_coarse.onnx' ON FEATURES OF backbone WITH (labels = 'tests/data/models/coarse_classes.txt')".into(),
+        ),
+        (
+            "Materialize the backbone's features once; heads then read them instead of the images",
+            "CREATE MATERIALIZED VIEW feats AS SELECT id, backbone(image) AS f FROM photos".into(),
+        ),
+        (
+            "",
+            "SELECT coarse(image) AS coarse_group, count(*) AS photos FROM photos GROUP BY coarse_group ORDER BY photos DESC, coarse_group".into(),
+        ),
+        (
+            "",
+            "EXPLAIN SELECT id, coarse(image) FROM photos".into(),
+        ),
+        (
             "Nearest neighbours by the model's output vector (cosine distance), in plain SQL",
             "WITH q AS (SELECT mobilenet_scores(image) AS v FROM photos WHERE uri LIKE '%imagenet_06_609%') SELECT regexp_replace(p.uri, '.*/', '') AS file, round(cosine_distance(mobilenet_scores(p.image), q.v), 4) AS distance FROM photos p, q ORDER BY distance LIMIT 3".into(),
         ),

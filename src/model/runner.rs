@@ -154,9 +154,11 @@ impl Model {
             ValueType::Tensor { ty, shape, .. } if *ty == TensorElementType::Float32 => {
                 shape.to_vec()
             }
-            other => return Err(bad(format!(
+            other => {
+                return Err(bad(format!(
                 "input '{input_name}' is {other:?}; a head takes a float32 [N, {features}] tensor"
-            ))),
+            )))
+            }
         };
         let fits = shape.len() == 2 && (shape[1] == features as i64 || shape[1] < 1);
         if !fits {

@@ -370,7 +370,7 @@ fn ordinary_tables_views_and_external_tables_persist() {
     assert_eq!(
         text(&out.stdout),
         "id,note\n3,apple\n4,baboon\n5,third\ncaptions\n2\n\
-         name,kind,rows,chroma,quality\ncaptions,external,,,\nnoted,view,,,\nnotes,table,3,,\nphotos,image,20,420,90\n"
+         name,kind,rows,chroma,quality,status\ncaptions,external,,,,\nnoted,view,,,,\nnotes,table,3,,,\nphotos,image,20,420,90,\n"
     );
     // A failing statement changes nothing that was committed.
     let out = run(

@@ -404,3 +404,27 @@ fn a_view_of_labels_answers_the_same_call_without_the_model() {
     );
     assert!(plan.contains("all bands read"), "{plan}");
 }
+
+#[test]
+fn a_refresh_after_an_append_runs_the_model_on_the_new_rows_only() {
+    let db = colors_with_tiny();
+    db.sql("SET spectradb.cache_size = 0").unwrap();
+    db.sql("CREATE MATERIALIZED VIEW labels AS SELECT id, tiny(image) AS colour FROM colors")
+        .unwrap();
+    assert_eq!(images_computed(&db, "tiny"), 3);
+    for f in ["red", "green"] {
+        db.sql(&format!(
+            "INSERT INTO colors FROM 'tests/data/colors/{f}.png'"
+        ))
+        .unwrap();
+    }
+    let r = db.sql("REFRESH MATERIALIZED VIEW labels").unwrap();
+    assert_eq!(strings(&r, 1), vec!["appended rows"]);
+    assert_eq!(images_computed(&db, "tiny"), 5, "two model runs, not five");
+    let rows = db
+        .sql("SELECT count(*), count(DISTINCT id) FROM labels")
+        .unwrap();
+    let n = rows[0].column(0).as_primitive::<Int64Type>().value(0);
+    let distinct = rows[0].column(1).as_primitive::<Int64Type>().value(0);
+    assert_eq!((n, distinct), (5, 5));
+}
