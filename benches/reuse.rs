@@ -159,7 +159,7 @@ fn main() {
                 "output = 'class'".to_string(),
             ),
             (
-                "imagenet_head_scores",
+                "imagenet_raw",
                 "mobilenet_v2_head.onnx",
                 "output = 'scores'".to_string(),
             ),
@@ -174,7 +174,7 @@ fn main() {
                 format!("labels = '{}'", model("coarse_classes.txt")),
             ),
             (
-                "coarse_scores",
+                "coarse_raw",
                 "mobilenet_v2_coarse.onnx",
                 "output = 'scores'".to_string(),
             ),
@@ -237,10 +237,10 @@ fn main() {
     // database and runs the query once; computing runs with no view).
     let heads = [
         "imagenet_head",
-        "imagenet_head_scores",
+        "imagenet_raw",
         "embed",
         "coarse",
-        "coarse_scores",
+        "coarse_raw",
     ];
     let with_view = run_child(
         &db_path,

@@ -18,7 +18,6 @@ use crate::model::udf::as_model_fn;
 use crate::model::ModelHandle;
 use crate::planner::calibrate::{calibrate, CalibrateRequest, CalibrationProgress, DEFAULT_SAMPLE};
 use crate::planner::chart::{render_svg, ChartPoint};
-use crate::planner::PlannerOptions;
 use crate::sql::image_table::ImageTable;
 use crate::storage::catalog::Catalog;
 
@@ -176,15 +175,7 @@ impl Database {
     /// A profile as SHOW FORMATS prints it, Pareto frontier first, and its
     /// SVG chart of accuracy against cost.
     pub(super) fn profile_table(&self, profile: &Profile) -> Result<DataFrame> {
-        let opts = self
-            .ctx
-            .state()
-            .config_options()
-            .extensions
-            .get::<PlannerOptions>()
-            .cloned()
-            .unwrap_or_default();
-        let level = opts.confidence;
+        let level = self.planner_options().confidence;
         let frontier = profile.frontier();
         let mut order: Vec<usize> = frontier.clone();
         let mut rest: Vec<usize> = (0..profile.formats.len())

@@ -70,18 +70,21 @@ pub(super) fn ingest_options(options: &[(String, String)], create: bool) -> Resu
 }
 
 impl Database {
-    /// Sizes the database's cache as `spectradb.cache_size` says (after a
-    /// statement that may have set it).
-    pub(super) fn apply_cache_size(&self) -> Result<()> {
-        let opts = self
-            .ctx
+    /// The session's spectradb settings.
+    pub(super) fn planner_options(&self) -> PlannerOptions {
+        self.ctx
             .state()
             .config_options()
             .extensions
             .get::<PlannerOptions>()
             .cloned()
-            .unwrap_or_default();
-        match opts.cache_bytes() {
+            .unwrap_or_default()
+    }
+
+    /// Sizes the database's cache as `spectradb.cache_size` says (after a
+    /// statement that may have set it).
+    pub(super) fn apply_cache_size(&self) -> Result<()> {
+        match self.planner_options().cache_bytes() {
             Ok(bytes) => {
                 self.reuse.cache.resize(bytes);
                 Ok(())

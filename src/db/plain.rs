@@ -264,6 +264,12 @@ impl Database {
 
 /// Reads an ordinary table's file back into an in-memory table.
 pub fn load(dir: &DatabaseDir, file: &DataFile) -> Result<MemTable> {
+    let (schema, batches) = read_file(dir, file)?;
+    Ok(MemTable::try_new(schema, vec![batches])?)
+}
+
+/// The schema and rows of a kept Parquet file.
+pub(super) fn read_file(dir: &DatabaseDir, file: &DataFile) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let path = dir.root().join(&file.path);
     let f = File::open(&path).map_err(|e| Error::io(&path, e))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(f)
@@ -272,7 +278,7 @@ pub fn load(dir: &DatabaseDir, file: &DataFile) -> Result<MemTable> {
         .map_err(|e| Error::parquet(&path, e))?;
     let schema = arrow::array::RecordBatchReader::schema(&reader);
     let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(MemTable::try_new(schema, vec![batches])?)
+    Ok((schema, batches))
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@
 //! which model's output under which read format; from that it knows when
 //! it is stale (a model or a replaced table) or behind (rows appended).
 
-use std::fs::File;
 use std::sync::Arc;
 
 use arrow::array::{RecordBatch, StringArray, UInt64Array};
@@ -18,9 +17,8 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::DataFrame;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::plain::write_table;
+use super::plain::{read_file, write_table};
 use super::{off_worker, Database};
 use crate::error::{Error, Result};
 use crate::planner::reuse::ViewSource;
@@ -40,16 +38,9 @@ pub(super) fn load_view(
     let mut schema = None;
     let mut batches = Vec::new();
     for f in &view.files {
-        let path = dir.root().join(&f.path);
-        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| Error::parquet(&path, e))?
-            .build()
-            .map_err(|e| Error::parquet(&path, e))?;
-        schema.get_or_insert_with(|| arrow::array::RecordBatchReader::schema(&reader));
-        for b in reader {
-            batches.push(b?);
-        }
+        let (s, b) = read_file(dir, f)?;
+        schema.get_or_insert(s);
+        batches.extend(b);
     }
     let schema =
         schema.ok_or_else(|| Error::Internal("a materialized view with no file".into()))?;
@@ -189,6 +180,16 @@ impl Database {
         Ok(name)
     }
 
+    /// A transaction, with the session at its catalog version (under the
+    /// lock the query must see the latest one).
+    async fn begin_synced(&self) -> Result<Transaction> {
+        let dir = self.dir.clone();
+        let tx = off_worker(move || dir.begin()).await?;
+        self.sync_async(tx.catalog().clone()).await?;
+        self.restore_definitions(tx.catalog()).await;
+        Ok(tx)
+    }
+
     /// `CREATE MATERIALIZED VIEW [IF NOT EXISTS] name AS query`.
     pub(super) async fn create_materialized_view(
         &self,
@@ -197,10 +198,7 @@ impl Database {
         query: &str,
     ) -> Result<DataFrame> {
         let name = self.view_name(name)?;
-        let dir = self.dir.clone();
-        let tx = off_worker(move || dir.begin()).await?;
-        self.sync_async(tx.catalog().clone()).await?;
-        self.restore_definitions(tx.catalog()).await;
+        let tx = self.begin_synced().await?;
         let taken = tx.catalog().materialized_views.contains_key(&name)
             || self.ctx.table_exist(name.as_str())?;
         if taken {
@@ -261,10 +259,7 @@ impl Database {
         name: &crate::sql::statements::TableName,
     ) -> Result<DataFrame> {
         let name = self.resolve(name)?;
-        let dir = self.dir.clone();
-        let tx = off_worker(move || dir.begin()).await?;
-        self.sync_async(tx.catalog().clone()).await?;
-        self.restore_definitions(tx.catalog()).await;
+        let tx = self.begin_synced().await?;
         let Some(view) = tx.catalog().materialized_views.get(&name).cloned() else {
             return Err(Error::InvalidArgument(format!(
                 "no materialized view named '{name}' (SHOW TABLES lists them)"

@@ -104,14 +104,7 @@ impl Model {
         let outputs = run_session(&mut session, &input_name, shape1.to_vec(), &probe)
             .map_err(|e| bad(format!("does not run on a {size}x{size} image: {e}")))?
             .len();
-        if let Some(l) = &labels {
-            if l.len() != outputs {
-                return Err(bad(format!(
-                    "the labels file has {} lines but the model has {outputs} outputs",
-                    l.len()
-                )));
-            }
-        }
+        check_labels(labels.as_deref(), outputs).map_err(bad)?;
         Ok(Model {
             name: name.to_string(),
             path: path.to_path_buf(),
@@ -170,14 +163,7 @@ impl Model {
         let outputs = run_session(&mut session, &input_name, vec![1, features as i64], &probe)
             .map_err(|e| bad(format!("does not run on a [1, {features}] input: {e}")))?
             .len();
-        if let Some(l) = &labels {
-            if l.len() != outputs {
-                return Err(bad(format!(
-                    "the labels file has {} lines but the model has {outputs} outputs",
-                    l.len()
-                )));
-            }
-        }
+        check_labels(labels.as_deref(), outputs).map_err(bad)?;
         Ok(Model {
             name: name.to_string(),
             path: path.to_path_buf(),
@@ -323,6 +309,17 @@ impl Model {
             )));
         }
         Ok(out)
+    }
+}
+
+/// A labels file must name every output.
+fn check_labels(labels: Option<&[String]>, outputs: usize) -> std::result::Result<(), String> {
+    match labels {
+        Some(l) if l.len() != outputs => Err(format!(
+            "the labels file has {} lines but the model has {outputs} outputs",
+            l.len()
+        )),
+        _ => Ok(()),
     }
 }
 
