@@ -377,13 +377,25 @@ mod tests {
             dec.lookup(((code.code(sym) << n) | extra) << (MAX_CODE_LEN - l - n))
         };
         // Extra bits 00 of size 2 are -3, 11 are +3 (JPEG's sign rule).
-        assert_eq!((at(0x12, 0b00, 2).value(), at(0x12, 0b00, 2).value_len()), (-3, 3));
+        assert_eq!(
+            (at(0x12, 0b00, 2).value(), at(0x12, 0b00, 2).value_len()),
+            (-3, 3)
+        );
         assert_eq!(at(0x12, 0b11, 2).value(), 3);
         assert_eq!(at(0x12, 0b10, 2).symbol(), 0x12);
-        assert_eq!((at(0x05, 0b10000, 5).value(), at(0x05, 0b10000, 5).value_len()), (16, 7));
+        assert_eq!(
+            (
+                at(0x05, 0b10000, 5).value(),
+                at(0x05, 0b10000, 5).value_len()
+            ),
+            (16, 7)
+        );
         assert_eq!(at(0x05, 0b01111, 5).value(), -16);
         // Size 0 symbols take the slow path, with their code length.
-        assert_eq!((at(0x00, 0, 0).value_len(), at(0x00, 0, 0).code_len()), (0, 3));
+        assert_eq!(
+            (at(0x00, 0, 0).value_len(), at(0x00, 0, 0).code_len()),
+            (0, 3)
+        );
         assert_eq!(at(0x10, 0, 0).value_len(), 0);
     }
 
