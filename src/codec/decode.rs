@@ -34,12 +34,14 @@ pub fn check_scale(s: usize) -> Result<()> {
     }
 }
 
-/// Decodes one plane at scale `s/8`; its size is the plane's size times
-/// `s/8`, rounded up. Needs the bands of the `s x s` corner.
-pub fn decode_plane(plane: &CoefPlane, q: &QuantTable, s: usize, channel: usize) -> Result<Plane> {
-    check_scale(s)?;
-    let idct = ScaledIdct::new(s);
-    // For each coefficient of the s x s corner: its band and dequantization factor.
+/// For each coefficient of the `s x s` corner (row-major): its band and
+/// dequantization factor; an error names the first band that was not read.
+fn corner_taps<'a>(
+    plane: &'a CoefPlane,
+    q: &QuantTable,
+    s: usize,
+    channel: usize,
+) -> Result<Vec<(&'a [i16], f32)>> {
     let mut taps: Vec<(&[i16], f32)> = Vec::with_capacity(s * s);
     for v in 0..s {
         for u in 0..s {
@@ -56,6 +58,15 @@ pub fn decode_plane(plane: &CoefPlane, q: &QuantTable, s: usize, channel: usize)
             taps.push((band, q[k] as f32));
         }
     }
+    Ok(taps)
+}
+
+/// Decodes one plane at scale `s/8`; its size is the plane's size times
+/// `s/8`, rounded up. Needs the bands of the `s x s` corner.
+pub fn decode_plane(plane: &CoefPlane, q: &QuantTable, s: usize, channel: usize) -> Result<Plane> {
+    check_scale(s)?;
+    let idct = ScaledIdct::new(s);
+    let taps = corner_taps(plane, q, s, channel)?;
     let (bw, bh) = (plane.blocks_w(), plane.blocks_h());
     let (ow, oh) = scaled_dims(plane.width, plane.height, s);
     let mut data = vec![0u8; ow as usize * oh as usize];
@@ -213,6 +224,251 @@ fn blocks_to_pixels<const S: usize>(
     }
 }
 
+/// A plane decoded to floats for the tensor path, stored transposed and
+/// with its rows interleaved in groups: sample (row `r`, column `x`) is at
+/// `data[x * stride + slot(r)]`, where for `r = (g * 8 + l) * s + y`
+/// (block row `g * 8 + l`, row `y` inside the block) `slot(r) = g * 8 * s
+/// + y * 8 + l`. That is the order in which the inverse DCT produces
+/// samples when its 8 SIMD lanes hold 8 vertically adjacent blocks, so
+/// every result is one 8-wide store; a resampler that combines whole rows
+/// of `data` (the horizontal filter) does not care about the order, and the
+/// transpose that follows undoes it (see [`FloatPlane::row_of_slot`]).
+#[derive(Debug, Default)]
+pub struct FloatPlane {
+    /// Samples in 0..=255, unrounded.
+    pub data: Vec<f32>,
+    /// Columns of the plane at this scale (`ceil(width * s / 8)`).
+    pub width: usize,
+    /// Rows (`ceil(height * s / 8)`).
+    pub height: usize,
+    /// Length of one transposed row: the rows of whole 8-block groups.
+    pub stride: usize,
+    /// The scale the plane was decoded at.
+    pub s: usize,
+}
+
+impl FloatPlane {
+    /// The plane row stored at position `slot` of a transposed row (may be
+    /// past `height`: padding of the last block group). Slots `g * 8 * s +
+    /// y * 8 + l` for `l` in 0..8 hold rows `(g * 8 + l) * s + y`.
+    #[inline]
+    pub fn row_of_slot(&self, slot: usize) -> usize {
+        let s = self.s;
+        let (g, rest) = (slot / (8 * s), slot % (8 * s));
+        (g * 8 + rest % 8) * s + rest / 8
+    }
+}
+
+/// Decodes one plane at scale `s/8` into `out` as a [`FloatPlane`]: the
+/// same inverse DCT and clamp as [`decode_plane`], without rounding to bytes.
+pub fn decode_plane_f32(
+    plane: &CoefPlane,
+    q: &QuantTable,
+    s: usize,
+    channel: usize,
+    out: &mut FloatPlane,
+) -> Result<()> {
+    check_scale(s)?;
+    let idct = ScaledIdct::new(s);
+    let taps = corner_taps(plane, q, s, channel)?;
+    let (bw, bh) = (plane.blocks_w(), plane.blocks_h());
+    let (ow, oh) = scaled_dims(plane.width, plane.height, s);
+    out.width = ow as usize;
+    out.height = oh as usize;
+    out.s = s;
+    out.stride = bh.div_ceil(LANES) * LANES * s;
+    // Every sample is written below: grow the buffer, never clear it
+    // (zeroing a plane costs as much as the inverse DCT).
+    let len = bw * s * out.stride;
+    if out.data.len() < len {
+        out.data.resize(len, 0.0);
+    }
+    let (basis, stride, data) = (idct.basis(), out.stride, &mut out.data[..len]);
+    match s {
+        1 => dispatch_f32::<1>(&taps, basis, bw, bh, stride, data),
+        2 => dispatch_f32::<2>(&taps, basis, bw, bh, stride, data),
+        3 => dispatch_f32::<3>(&taps, basis, bw, bh, stride, data),
+        4 => dispatch_f32::<4>(&taps, basis, bw, bh, stride, data),
+        5 => dispatch_f32::<5>(&taps, basis, bw, bh, stride, data),
+        6 => dispatch_f32::<6>(&taps, basis, bw, bh, stride, data),
+        7 => dispatch_f32::<7>(&taps, basis, bw, bh, stride, data),
+        _ => dispatch_f32::<8>(&taps, basis, bw, bh, stride, data),
+    }
+    Ok(())
+}
+
+/// [`blocks_to_floats`] compiled for AVX2 when the CPU has it.
+fn dispatch_f32<const S: usize>(
+    taps: &[(&[i16], f32)],
+    b: &[f32; 64],
+    bw: usize,
+    bh: usize,
+    stride: usize,
+    data: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, the only feature the copy assumes.
+        unsafe { blocks_to_floats_avx2::<S>(taps, b, bw, bh, stride, data) };
+        return;
+    }
+    blocks_to_floats::<S>(taps, b, bw, bh, stride, data)
+}
+
+/// [`blocks_to_floats`] written with AVX2 intrinsics: the same operations
+/// in the same order (multiply, then add; no FMA), so the output is
+/// identical; the compiler does not vectorise the portable lane loops.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn blocks_to_floats_avx2<const S: usize>(
+    taps: &[(&[i16], f32)],
+    b: &[f32; 64],
+    bw: usize,
+    bh: usize,
+    stride: usize,
+    data: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let gain = S as f32 / 8.0;
+    let (zero, top, shift) = (
+        _mm256_setzero_ps(),
+        _mm256_set1_ps(255.0),
+        _mm256_set1_ps(128.0),
+    );
+    // Broadcast weights: row pass b[x][u], column pass b[y][v] * gain; tap factors.
+    let mut wr = [zero; 64];
+    let mut wc = [zero; 64];
+    let mut qv = [zero; 64];
+    for i in 0..S * S {
+        wr[i] = _mm256_set1_ps(b[i]);
+        wc[i] = _mm256_set1_ps(b[i] * gain);
+    }
+    for (q, &(_, f)) in qv.iter_mut().zip(taps) {
+        *q = _mm256_set1_ps(f);
+    }
+    let mut coef = [zero; 64];
+    let mut tmp = [zero; 64];
+    for g in 0..bh.div_ceil(LANES) {
+        let lanes = LANES.min(bh - g * LANES);
+        for bx in 0..bw {
+            let first = g * LANES * bw + bx;
+            for (i, &(band, _)) in taps.iter().enumerate() {
+                let iv = if lanes == LANES {
+                    // One bounds check for the 8 values of the group's column.
+                    let col = &band[first..first + (LANES - 1) * bw + 1];
+                    let p = col.as_ptr();
+                    // SAFETY: `col` holds index l * bw for every l < 8.
+                    let at = |l: usize| unsafe { *p.add(l * bw) } as i32;
+                    _mm256_setr_epi32(at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7))
+                } else {
+                    let mut v = [0i32; LANES];
+                    for (d, &x) in v
+                        .iter_mut()
+                        .zip(band[first..].iter().step_by(bw))
+                        .take(lanes)
+                    {
+                        *d = x as i32;
+                    }
+                    // SAFETY: `v` holds 8 i32, an unaligned 256-bit load.
+                    unsafe { _mm256_loadu_si256(v.as_ptr() as *const __m256i) }
+                };
+                coef[i] = _mm256_mul_ps(_mm256_cvtepi32_ps(iv), qv[i]);
+            }
+            for v in 0..S {
+                for x in 0..S {
+                    let mut acc = zero;
+                    for u in 0..S {
+                        acc = _mm256_add_ps(acc, _mm256_mul_ps(coef[v * S + u], wr[x * S + u]));
+                    }
+                    tmp[v * S + x] = acc;
+                }
+            }
+            for x in 0..S {
+                let base = (bx * S + x) * stride + g * LANES * S;
+                let dst = &mut data[base..base + LANES * S];
+                for y in 0..S {
+                    let mut acc = zero;
+                    for v in 0..S {
+                        acc = _mm256_add_ps(acc, _mm256_mul_ps(tmp[v * S + x], wc[y * S + v]));
+                    }
+                    let px = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(acc, shift), zero), top);
+                    // SAFETY: `dst` holds S rows of 8 floats; row y is in bounds.
+                    unsafe { _mm256_storeu_ps(dst.as_mut_ptr().add(y * LANES), px) };
+                }
+            }
+        }
+    }
+}
+
+/// Dequantize + s x s inverse DCT + level shift + clamp, 8 vertically
+/// adjacent blocks per step, written in [`FloatPlane`] order.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+fn blocks_to_floats<const S: usize>(
+    taps: &[(&[i16], f32)],
+    b: &[f32; 64],
+    bw: usize,
+    bh: usize,
+    stride: usize,
+    data: &mut [f32],
+) {
+    let gain = S as f32 / 8.0;
+    let mut coef = [[0f32; LANES]; 64];
+    let mut tmp = [[0f32; LANES]; 64];
+    for g in 0..bh.div_ceil(LANES) {
+        let lanes = LANES.min(bh - g * LANES);
+        for bx in 0..bw {
+            let first = g * LANES * bw + bx;
+            for (c, &(band, q)) in coef.iter_mut().zip(taps) {
+                // One value per block row of the group (no per-lane bounds checks).
+                let col = band[first..].iter().step_by(bw);
+                if lanes == LANES {
+                    for (d, &v) in c.iter_mut().zip(col) {
+                        *d = v as i32 as f32 * q;
+                    }
+                } else {
+                    c.fill(0.0);
+                    for (d, &v) in c.iter_mut().zip(col).take(lanes) {
+                        *d = v as i32 as f32 * q;
+                    }
+                }
+            }
+            // rows: tmp[v][x] = sum_u coef[v][u] * b[x][u]
+            for v in 0..S {
+                for x in 0..S {
+                    let mut acc = [0f32; LANES];
+                    for u in 0..S {
+                        let w = b[x * S + u];
+                        let c = &coef[v * S + u];
+                        for l in 0..LANES {
+                            acc[l] += c[l] * w;
+                        }
+                    }
+                    tmp[v * S + x] = acc;
+                }
+            }
+            // columns, straight into the transposed plane.
+            for x in 0..S {
+                let base = (bx * S + x) * stride + g * LANES * S;
+                let dst = &mut data[base..base + LANES * S];
+                for (y, d) in dst.chunks_exact_mut(LANES).enumerate() {
+                    let mut acc = [0f32; LANES];
+                    for v in 0..S {
+                        let w = b[y * S + v] * gain;
+                        let t = &tmp[v * S + x];
+                        for l in 0..LANES {
+                            acc[l] += t[l] * w;
+                        }
+                    }
+                    for l in 0..LANES {
+                        d[l] = (acc[l] + 128.0).clamp(0.0, 255.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Decodes every plane at scale `s/8`.
 pub fn decode_planes(img: &CoefficientImage, s: usize) -> Result<Vec<Plane>> {
     img.planes
@@ -360,6 +616,60 @@ mod tests {
         blocks_to_pixels::<S>(&taps, idct.basis(), &g, &mut b);
         // Lane arithmetic is the same IEEE operations in the same order.
         assert_eq!(a, b, "scale {S}");
+    }
+
+    /// The float decode holds the byte decode's samples, unrounded, at the
+    /// places [`FloatPlane::row_of_slot`] says; both builds agree.
+    fn float_plane_matches<const S: usize>(img: &CoefficientImage) {
+        for (c, p) in img.planes.iter().enumerate() {
+            let bytes = decode_plane(p, &img.quant[c], S, c).unwrap();
+            let mut fp = FloatPlane::default();
+            decode_plane_f32(p, &img.quant[c], S, c, &mut fp).unwrap();
+            assert_eq!(
+                (fp.width, fp.height),
+                (bytes.width as usize, bytes.height as usize)
+            );
+            let mut seen = 0;
+            for x in 0..fp.width {
+                for slot in 0..fp.stride {
+                    let r = fp.row_of_slot(slot);
+                    if r >= fp.height {
+                        continue;
+                    }
+                    let f = fp.data[x * fp.stride + slot];
+                    let b = bytes.data[r * fp.width + x] as f32;
+                    assert!(
+                        (f - b).abs() <= 0.501,
+                        "scale {S} plane {c} ({x}, {r}): {f} vs {b}"
+                    );
+                    seen += 1;
+                }
+            }
+            assert_eq!(seen, fp.width * fp.height, "every sample has one slot");
+            let (bw, bh) = (p.blocks_w(), p.blocks_h());
+            let taps = corner_taps(p, &img.quant[c], S, c).unwrap();
+            let basis = ScaledIdct::new(S);
+            let mut portable = vec![0f32; fp.data.len()];
+            blocks_to_floats::<S>(&taps, basis.basis(), bw, bh, fp.stride, &mut portable);
+            let mut fast = vec![0f32; fp.data.len()];
+            dispatch_f32::<S>(&taps, basis.basis(), bw, bh, fp.stride, &mut fast);
+            assert_eq!(portable, fast, "scale {S}");
+        }
+    }
+
+    #[test]
+    fn float_planes_hold_the_byte_samples() {
+        // 21 block rows: two full groups of 8 and a partial one.
+        let (w, h) = (77, 165);
+        let img = encode_rgb(&pattern(w, h), w, h, EncodeOptions::default()).unwrap();
+        float_plane_matches::<1>(&img);
+        float_plane_matches::<2>(&img);
+        float_plane_matches::<3>(&img);
+        float_plane_matches::<4>(&img);
+        float_plane_matches::<5>(&img);
+        float_plane_matches::<6>(&img);
+        float_plane_matches::<7>(&img);
+        float_plane_matches::<8>(&img);
     }
 
     #[test]

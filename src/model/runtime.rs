@@ -26,11 +26,16 @@ pub fn install_hint() -> String {
     )
 }
 
+/// The wheel's `capi/` folder. Asks Python where the package is without
+/// importing it: importing onnxruntime loads numpy and the runtime itself,
+/// which made up most of the time a process's first model query spent
+/// finding the library.
 fn python_capi_dir() -> Option<PathBuf> {
     let out = std::process::Command::new("python3")
         .args([
             "-c",
-            "import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__))",
+            "import importlib.util, os; \
+             print(os.path.dirname(importlib.util.find_spec('onnxruntime').origin))",
         ])
         .stderr(std::process::Stdio::null())
         .output()

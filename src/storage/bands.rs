@@ -150,12 +150,24 @@ pub fn decode_band(
     while i < n {
         r.refill();
         let e = decoder.lookup(r.peek(MAX_CODE_LEN));
-        let len = (e >> 8) as u32;
+        // Fast path: code and value in one lookup (most values of dense bands).
+        let fast = e.value_len();
+        if fast != 0 {
+            r.consume(fast);
+            i += (e.symbol() >> 4) as usize;
+            if i >= n {
+                return Err(format!("value past the end of the band ({n} values)"));
+            }
+            out[i] = e.value();
+            i += 1;
+            continue;
+        }
+        let len = e.code_len();
         if len == 0 {
             return Err(format!("invalid code at value {i} of {n}"));
         }
         r.consume(len);
-        let sym = e as u8;
+        let sym = e.symbol();
         let size = (sym & 15) as u32;
         let run = (sym >> 4) as usize;
         if size == 0 {

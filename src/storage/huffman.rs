@@ -210,24 +210,79 @@ impl HuffmanCode {
 
     /// The single-lookup decode table for this code.
     pub fn decoder(&self) -> HuffmanDecoder {
-        HuffmanDecoder {
-            lut: self.canonical.lookup_table(MAX_CODE_LEN),
+        let mut lut = vec![0u32; LUT_SIZE].into_boxed_slice();
+        for (sym, len, code) in self.canonical.iter() {
+            let len = len as u32;
+            let first = (code as usize) << (MAX_CODE_LEN - len);
+            let plain = (len << 8) | sym as u32;
+            lut[first..first + (1 << (MAX_CODE_LEN - len))].fill(plain);
+            // A value whose code and extra bits fit in the window: decode
+            // both at once (a zero run of 16+ and end-of-band have size 0).
+            let size = (sym & 15) as u32;
+            let total = len + size;
+            if size == 0 || total > MAX_CODE_LEN {
+                continue;
+            }
+            for bits in 0..1u32 << size {
+                let v = if bits < 1 << (size - 1) {
+                    bits as i32 - (1 << size) + 1
+                } else {
+                    bits as i32
+                };
+                let first = (((code as usize) << size) | bits as usize) << (MAX_CODE_LEN - total);
+                let entry = plain | total << 12 | (v as i16 as u16 as u32) << 16;
+                lut[first..first + (1 << (MAX_CODE_LEN - total))].fill(entry);
+            }
         }
+        HuffmanDecoder { lut }
     }
 }
 
-/// Decode table: the entry for the next 12 bits is `(length << 8) | symbol`,
-/// 0 where no code starts with those bits.
+/// Decode table indexed by the next 12 bits. An entry holds the symbol
+/// (bits 0-7) and its code length (bits 8-11; 0 where no code starts with
+/// those bits); when the symbol's extra bits also lie within the 12, it
+/// holds their sum (bits 12-15) and the decoded value (bits 16-31, i16),
+/// so a typical value of a dense band costs one lookup.
 #[derive(Debug, Clone)]
 pub struct HuffmanDecoder {
-    lut: Box<[u16]>,
+    lut: Box<[u32]>,
+}
+
+/// One entry of a [`HuffmanDecoder`] table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lookup(pub u32);
+
+impl Lookup {
+    /// The symbol (meaningful when [`Lookup::code_len`] is not 0).
+    #[inline(always)]
+    pub fn symbol(self) -> u8 {
+        self.0 as u8
+    }
+
+    /// Length of the symbol's code; 0 when the bits start no code.
+    #[inline(always)]
+    pub fn code_len(self) -> u32 {
+        (self.0 >> 8) & 15
+    }
+
+    /// Code plus extra bits when the value is decoded too, else 0.
+    #[inline(always)]
+    pub fn value_len(self) -> u32 {
+        (self.0 >> 12) & 15
+    }
+
+    /// The decoded value (when [`Lookup::value_len`] is not 0).
+    #[inline(always)]
+    pub fn value(self) -> i16 {
+        (self.0 >> 16) as u16 as i16
+    }
 }
 
 impl HuffmanDecoder {
     /// Looks up the next 12 bits (`peek` right-aligned).
     #[inline(always)]
-    pub fn lookup(&self, peek: u32) -> u16 {
-        self.lut[peek as usize & (LUT_SIZE - 1)]
+    pub fn lookup(&self, peek: u32) -> Lookup {
+        Lookup(self.lut[peek as usize & (LUT_SIZE - 1)])
     }
 }
 
@@ -305,6 +360,44 @@ fn limited_lengths(hist: &Histogram) -> [u8; 256] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_whose_bits_fit_are_decoded_by_the_lookup() {
+        // Symbol 0x12 (run 1, size 2) with a 1-bit code, 0x05 (size 5)
+        // with 2 bits, EOB and a long zero run with 3 bits each.
+        let mut lengths = [0u8; 256];
+        lengths[0x12] = 1;
+        lengths[0x05] = 2;
+        lengths[0x00] = 3;
+        lengths[0x10] = 3;
+        let code = HuffmanCode::from_lengths(lengths).unwrap();
+        let dec = code.decoder();
+        let at = |sym: u8, extra: u32, n: u32| {
+            let l = code.len(sym);
+            dec.lookup(((code.code(sym) << n) | extra) << (MAX_CODE_LEN - l - n))
+        };
+        // Extra bits 00 of size 2 are -3, 11 are +3 (JPEG's sign rule).
+        assert_eq!(
+            (at(0x12, 0b00, 2).value(), at(0x12, 0b00, 2).value_len()),
+            (-3, 3)
+        );
+        assert_eq!(at(0x12, 0b11, 2).value(), 3);
+        assert_eq!(at(0x12, 0b10, 2).symbol(), 0x12);
+        assert_eq!(
+            (
+                at(0x05, 0b10000, 5).value(),
+                at(0x05, 0b10000, 5).value_len()
+            ),
+            (16, 7)
+        );
+        assert_eq!(at(0x05, 0b01111, 5).value(), -16);
+        // Size 0 symbols take the slow path, with their code length.
+        assert_eq!(
+            (at(0x00, 0, 0).value_len(), at(0x00, 0, 0).code_len()),
+            (0, 3)
+        );
+        assert_eq!(at(0x10, 0, 0).value_len(), 0);
+    }
 
     fn kraft(code: &HuffmanCode) -> f64 {
         (0..=255u8)
@@ -388,8 +481,8 @@ mod tests {
             let l = code.len(s);
             let peek = code.code(s) << (MAX_CODE_LEN - l);
             let e = dec.lookup(peek);
-            assert_eq!((e >> 8) as u32, l);
-            assert_eq!(e as u8, s);
+            assert_eq!(e.code_len(), l);
+            assert_eq!(e.symbol(), s);
         }
     }
 }
