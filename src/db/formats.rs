@@ -175,7 +175,8 @@ impl Database {
     /// A profile as SHOW FORMATS prints it, Pareto frontier first, and its
     /// SVG chart of accuracy against cost.
     pub(super) fn profile_table(&self, profile: &Profile) -> Result<DataFrame> {
-        let level = self.planner_options().confidence;
+        let opts = self.planner_options();
+        let level = opts.confidence;
         let frontier = profile.frontier();
         let mut order: Vec<usize> = frontier.clone();
         let mut rest: Vec<usize> = (0..profile.formats.len())

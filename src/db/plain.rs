@@ -269,7 +269,10 @@ pub fn load(dir: &DatabaseDir, file: &DataFile) -> Result<MemTable> {
 }
 
 /// The schema and rows of a kept Parquet file.
-pub(super) fn read_file(dir: &DatabaseDir, file: &DataFile) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+pub(super) fn read_file(
+    dir: &DatabaseDir,
+    file: &DataFile,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let path = dir.root().join(&file.path);
     let f = File::open(&path).map_err(|e| Error::io(&path, e))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(f)
