@@ -31,6 +31,10 @@
 //! - [`db`]: [`Database`]: catalog -> registered tables, statement
 //!   dispatch, writes (each one transaction, blocking work off the async
 //!   workers), ordinary tables kept in the catalog, the blocking wrapper
+//! - `serve` (feature `serve`, on by default): `spectradb serve`, an Arrow
+//!   Flight SQL server over a [`Database`]: one connection per client (its
+//!   own `SET`), results streamed with back-pressure, tokens, TLS, a data
+//!   root for every file a statement names, limits
 //! - [`error`]: the one error type
 //!
 //! # Data flow
@@ -87,6 +91,8 @@ pub mod format;
 pub mod ingest;
 pub mod model;
 pub mod planner;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod source;
 pub mod sql;
 pub mod storage;

@@ -10,6 +10,8 @@
 //! - `system_tables`: the tables SHOW statements and system tables return
 //! - `options`: `WITH (...)` and `RESET` option parsing
 //! - [`BlockingDatabase`]: the same database for callers without a runtime
+//! - [`Connection`]: one client of a shared database (its own settings,
+//!   memory pool and [`DataRoot`]), as the server gives each client
 //!
 //! Every statement starts by comparing the published catalog version with
 //! the one the session was built from and re-registers what changed, so a
@@ -34,7 +36,9 @@ use crate::sql::functions::image_functions;
 use crate::sql::image_table::ScanStats;
 use crate::storage::catalog::{Catalog, DatabaseDir};
 
+mod access;
 mod blocking;
+mod connection;
 mod dispatch;
 mod formats;
 mod options;
@@ -43,7 +47,9 @@ mod session;
 mod system_tables;
 mod write;
 
+pub use access::DataRoot;
 pub use blocking::BlockingDatabase;
+pub use connection::Connection;
 pub use system_tables::INGEST_ERRORS_TABLE;
 pub use write::{IngestMode, IngestProgress, VacuumReport};
 
