@@ -57,7 +57,8 @@ def adbc_dbapi(args):
         assert t.num_rows == 2, t
         print("ok: prepared statement with a parameter")
 
-        t = query(conn, "SELECT to_png(thumbnail(image, 16)) AS png FROM py_colors LIMIT 1")
+        t = query(conn, "SELECT thumbnail(image, 16) AS thumb, to_png(image) AS png FROM py_colors LIMIT 1")
+        assert t.column("thumb")[0].as_py()[:4] == b"\x89PNG"
         assert t.column("png")[0].as_py()[:4] == b"\x89PNG"
         print("ok: pictures as PNG bytes")
 
@@ -82,12 +83,13 @@ def adbc_dbapi(args):
     # Settings stay with their connection.
     setting = (
         "SELECT value FROM information_schema.df_settings "
-        "WHERE name = 'spectradb.accuracy_target'"
+        "WHERE name = 'datafusion.execution.batch_size'"
     )
     with connect(args.uri, args.token) as a, connect(args.uri, args.token) as b:
         before = query(b, setting)["value"][0].as_py()
         query(a, "SET spectradb.accuracy_target = 0.5")
-        assert query(a, setting)["value"][0].as_py() == "0.5"
+        query(a, "SET datafusion.execution.batch_size = 1234")
+        assert query(a, setting)["value"][0].as_py() == "1234"
         assert query(b, setting)["value"][0].as_py() == before
         print("ok: SET does not leak between connections")
 

@@ -85,7 +85,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
-        let scheme = if config.tls.is_some() { "grpc+tls" } else { "grpc" };
+        let scheme = if config.tls.is_some() {
+            "grpc+tls"
+        } else {
+            "grpc"
+        };
         eprintln!(
             "spectradb: serving {} at {scheme}://{} (Ctrl-C to stop)",
             args.database.display(),

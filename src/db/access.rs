@@ -279,7 +279,10 @@ mod tests {
         let r = dir.path().join("root");
         for sql in [
             format!("CREATE IMAGE TABLE t FROM '{}/photos'", r.display()),
-            format!("CREATE IMAGE TABLE t FROM '{}/photos/link/*.jpg'", r.display()),
+            format!(
+                "CREATE IMAGE TABLE t FROM '{}/photos/link/*.jpg'",
+                r.display()
+            ),
             format!(
                 "CREATE EXTERNAL TABLE s STORED AS CSV LOCATION '{}/photos/link/b.jpg'",
                 r.display()

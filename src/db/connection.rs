@@ -82,8 +82,11 @@ impl Connection {
     /// A DataFusion context over the database's tables and functions with
     /// this connection's settings: plan with it for anything beyond SQL.
     pub fn context(&self) -> SessionContext {
-        let mut builder = SessionStateBuilder::new_from_existing(self.db.ctx.state())
-            .with_config(self.config());
+        // The catalogs are the database's: building the state must not make
+        // (and so replace the shared) default catalog.
+        let config = self.config().with_create_default_catalog_and_schema(false);
+        let mut builder =
+            SessionStateBuilder::new_from_existing(self.db.ctx.state()).with_config(config);
         if let Some(runtime) = &self.runtime {
             builder = builder.with_runtime_env(runtime.clone());
         }
@@ -147,15 +150,13 @@ mod tests {
     use super::*;
     use arrow::array::AsArray;
 
-    async fn setting(c: &Connection, name: &str) -> String {
-        let batches = c
-            .sql(&format!("SELECT value FROM information_schema.df_settings WHERE name = '{name}'"))
-            .await
+    fn target(config: &SessionConfig) -> Option<f64> {
+        config
+            .options()
+            .extensions
+            .get::<PlannerOptions>()
             .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        batches[0].column(0).as_string::<i32>().value(0).to_string()
+            .accuracy_target
     }
 
     #[tokio::test]
@@ -163,24 +164,24 @@ mod tests {
         let db = Arc::new(Database::in_memory().unwrap());
         let (a, b) = (db.connect(), db.connect());
         a.sql("SET spectradb.accuracy_target = 0.5").await.unwrap();
-        assert_eq!(setting(&a, "spectradb.accuracy_target").await, "0.5");
-        assert_ne!(setting(&b, "spectradb.accuracy_target").await, "0.5");
+        assert_eq!(target(&a.config()), Some(0.5));
+        assert_ne!(target(&b.config()), Some(0.5));
         // The shared session did not change either.
-        assert_ne!(
-            db.session()
-                .state()
-                .config_options()
-                .extensions
-                .get::<PlannerOptions>()
-                .unwrap()
-                .accuracy_target,
-            0.5
-        );
+        assert_ne!(target(db.session().state().config()), Some(0.5));
+        // Queries plan with the connection's settings.
+        a.sql("SET datafusion.execution.batch_size = 123")
+            .await
+            .unwrap();
+        let shown = a
+            .sql("SELECT value FROM information_schema.df_settings WHERE name = 'datafusion.execution.batch_size'")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(shown[0].column(0).as_string::<i32>().value(0), "123");
         a.sql("RESET spectradb.accuracy_target").await.unwrap();
-        assert_eq!(
-            setting(&a, "spectradb.accuracy_target").await,
-            setting(&b, "spectradb.accuracy_target").await
-        );
+        assert_eq!(target(&a.config()), target(&b.config()));
     }
 
     #[tokio::test]
@@ -188,7 +189,13 @@ mod tests {
         let db = Arc::new(Database::in_memory().unwrap());
         let (a, b) = (db.connect(), db.connect());
         a.sql("CREATE TABLE notes AS SELECT 1 AS n").await.unwrap();
-        let rows = b.sql("SELECT n FROM notes").await.unwrap().collect().await.unwrap();
+        let rows = b
+            .sql("SELECT n FROM notes")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
         assert_eq!(rows[0].num_rows(), 1);
     }
 
@@ -196,7 +203,9 @@ mod tests {
     async fn a_data_root_refuses_paths_outside_it() {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(Database::in_memory().unwrap());
-        let c = db.connect().with_data_root(DataRoot::new(dir.path()).unwrap());
+        let c = db
+            .connect()
+            .with_data_root(DataRoot::new(dir.path()).unwrap());
         let err = c
             .sql("CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'")
             .await

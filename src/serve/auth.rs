@@ -169,7 +169,11 @@ mod tests {
             assert_eq!(status.code(), tonic::Code::Unauthenticated, "{bad}");
         }
         let missing = auth.check(Request::new(())).unwrap_err();
-        assert!(missing.message().contains("Bearer"), "{}", missing.message());
+        assert!(
+            missing.message().contains("Bearer"),
+            "{}",
+            missing.message()
+        );
     }
 
     #[test]

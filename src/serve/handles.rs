@@ -54,7 +54,9 @@ impl<T> Handles<T> {
     pub(super) fn with<R>(&self, handle: &[u8], f: impl FnOnce(&mut T) -> R) -> Result<R, Status> {
         let key = String::from_utf8_lossy(handle);
         let mut items = self.lock();
-        let (item, used) = items.get_mut(key.as_ref()).ok_or_else(|| self.not_found())?;
+        let (item, used) = items
+            .get_mut(key.as_ref())
+            .ok_or_else(|| self.not_found())?;
         *used = Instant::now();
         Ok(f(item))
     }

@@ -111,7 +111,9 @@ impl Service {
         let _permit = self.inner.limits.permit().await?;
         let mut df = session.sql(sql).await.map_err(to_status)?;
         if let Some(values) = params {
-            df = df.with_param_values(values).map_err(|e| to_status(e.into()))?;
+            df = df
+                .with_param_values(values)
+                .map_err(|e| to_status(e.into()))?;
         }
         let planned = physical(df).await.map_err(to_status)?;
         let schema = planned.schema.clone();
@@ -128,7 +130,8 @@ impl Service {
         let ticket = TicketStatementQuery {
             statement_handle: handle.into_bytes().into(),
         };
-        let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec()));
+        let endpoint =
+            FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec()));
         let info = FlightInfo::new()
             .try_with_schema(schema)
             .map_err(|e| Status::internal(format!("cannot encode the result schema: {e}")))?
@@ -220,7 +223,9 @@ fn parameter_row(batches: &[RecordBatch]) -> Result<Option<Vec<ScalarValue>>, St
 }
 
 /// The batches of a `DoPut` request (parameters of a prepared statement).
-async fn put_batches(request: Request<PeekableFlightDataStream>) -> Result<Vec<RecordBatch>, Status> {
+async fn put_batches(
+    request: Request<PeekableFlightDataStream>,
+) -> Result<Vec<RecordBatch>, Status> {
     // The first message (the descriptor, often with the schema) was peeked.
     // A message with only the descriptor carries no Arrow data.
     let stream = request
@@ -237,7 +242,9 @@ async fn put_batches(request: Request<PeekableFlightDataStream>) -> Result<Vec<R
 fn schema_bytes(schema: &Schema) -> Result<bytes::Bytes, Status> {
     let message: IpcMessage = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
         .try_into()
-        .map_err(|e: arrow::error::ArrowError| Status::internal(format!("cannot encode a schema: {e}")))?;
+        .map_err(|e: arrow::error::ArrowError| {
+            Status::internal(format!("cannot encode a schema: {e}"))
+        })?;
     Ok(message.0)
 }
 
@@ -305,10 +312,12 @@ impl FlightSqlService for Service {
         query: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let (sql, session, params) = self.inner.prepared.with(
-            &query.prepared_statement_handle,
-            |p| (p.sql.clone(), p.session.clone(), p.params.clone()),
-        )?;
+        let (sql, session, params) = self
+            .inner
+            .prepared
+            .with(&query.prepared_statement_handle, |p| {
+                (p.sql.clone(), p.session.clone(), p.params.clone())
+            })?;
         let (handle, schema) = self.plan(&session, &sql, params).await?;
         Self::info(handle, &schema, request.into_inner())
     }
@@ -335,10 +344,12 @@ impl FlightSqlService for Service {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         // Clients fetch the ticket GetFlightInfo gave them; one that sends
         // the command itself gets the same.
-        let (sql, session, params) = self.inner.prepared.with(
-            &query.prepared_statement_handle,
-            |p| (p.sql.clone(), p.session.clone(), p.params.clone()),
-        )?;
+        let (sql, session, params) = self
+            .inner
+            .prepared
+            .with(&query.prepared_statement_handle, |p| {
+                (p.sql.clone(), p.session.clone(), p.params.clone())
+            })?;
         let (handle, _) = self.plan(&session, &sql, params).await?;
         let planned = self.inner.planned.take(handle.as_bytes())?;
         let permit = self.inner.limits.permit().await?;

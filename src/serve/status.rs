@@ -81,6 +81,9 @@ mod tests {
             source: Box::new(Error::InvalidArgument("scale 9".into())),
         };
         assert_eq!(to_status(function).code(), Code::InvalidArgument);
-        assert_eq!(to_status(Error::Internal("x".into())).code(), Code::Internal);
+        assert_eq!(
+            to_status(Error::Internal("x".into())).code(),
+            Code::Internal
+        );
     }
 }
