@@ -15,13 +15,16 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use crate::db::{Connection, DataRoot};
 use crate::Database;
 
+/// A client's session and when it was last used, by the client's address.
+type Sessions = HashMap<Option<SocketAddr>, (Arc<Connection>, Instant)>;
+
 /// The sessions of the server's clients.
 pub(super) struct Clients {
     db: Arc<Database>,
     runtime: Arc<RuntimeEnv>,
     data_root: Option<DataRoot>,
     idle_timeout: Duration,
-    sessions: Mutex<HashMap<Option<SocketAddr>, (Arc<Connection>, Instant)>>,
+    sessions: Mutex<Sessions>,
 }
 
 impl Clients {
