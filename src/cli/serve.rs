@@ -55,6 +55,12 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> Result<()> {
     let auth = if args.no_auth {
+        if !args.addr.ip().is_loopback() {
+            bail!(
+                "--no-auth is allowed only on a loopback address (127.0.0.1 or ::1), not {}: give tokens with --token-file or {TOKEN_VAR}",
+                args.addr
+            );
+        }
         Auth::Disabled
     } else if let Some(file) = &args.token_file {
         Auth::Tokens(Tokens::from_file(file)?)

@@ -28,9 +28,7 @@ use crate::sql::statements::{parse_command, Command};
 /// let db = Arc::new(spectradb::Database::in_memory()?);
 /// let (a, b) = (db.connect(), db.connect());
 /// a.sql("SET datafusion.execution.batch_size = 100").await?;
-/// let shown = |c: &spectradb::db::Connection| {
-///     c.config().options().execution.batch_size
-/// };
+/// let shown = |c: &spectradb::db::Connection| c.config().batch_size();
 /// assert_eq!((shown(&a), shown(&b)), (100, 8192));
 /// # Ok(())
 /// # }
