@@ -83,6 +83,11 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A statement named a file outside what this connection may touch
+    /// (the data root of a server).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+
     /// The user interrupted a long statement; nothing was committed.
     #[error("{0}")]
     Cancelled(String),

@@ -36,6 +36,10 @@
 //!   dispatch, writes (each one transaction, blocking work off the async
 //!   workers), ordinary tables and materialized views kept in the catalog,
 //!   the blocking wrapper
+//! - `serve` (feature `serve`, on by default): `spectradb serve`, an Arrow
+//!   Flight SQL server over a [`Database`]: one connection per client (its
+//!   own `SET`), results streamed with back-pressure, tokens, TLS, a data
+//!   root for every file a statement names, limits
 //! - [`error`]: the one error type
 //!
 //! # Data flow
@@ -95,6 +99,8 @@ pub mod format;
 pub mod ingest;
 pub mod model;
 pub mod planner;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod source;
 pub mod sql;
 pub mod storage;

@@ -49,6 +49,9 @@ enum Command {
     },
     /// Show the layout and per-channel sizes of one image table data file.
     Info { file: PathBuf },
+    /// Serve a database to Arrow Flight SQL clients (ADBC, JDBC, pyarrow).
+    #[cfg(feature = "serve")]
+    Serve(cli::serve::ServeArgs),
 }
 
 fn main() {
@@ -69,6 +72,11 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Some(Command::Info { file }) => {
             info(file)?;
+            return Ok(0);
+        }
+        #[cfg(feature = "serve")]
+        Some(Command::Serve(args)) => {
+            cli::serve::run(args)?;
             return Ok(0);
         }
         None => {}

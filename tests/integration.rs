@@ -8,6 +8,8 @@ mod integration {
     mod corrupt_inputs;
     mod crash;
     mod database_api;
+    #[cfg(feature = "serve")]
+    pub mod flight;
     mod ingest_db;
     mod models;
     mod planner;

@@ -10,6 +10,8 @@
 //! - `system_tables`: the tables SHOW statements and system tables return
 //! - `options`: `WITH (...)` and `RESET` option parsing
 //! - [`BlockingDatabase`]: the same database for callers without a runtime
+//! - [`Connection`]: one client of a shared database (its own settings,
+//!   memory pool and [`DataRoot`]), as the server gives each client
 //!
 //! Every statement starts by comparing the published catalog version with
 //! the one the session was built from and re-registers what changed, so a
@@ -36,7 +38,9 @@ use crate::sql::functions::image_functions;
 use crate::sql::image_table::ScanStats;
 use crate::storage::catalog::{Catalog, DatabaseDir};
 
+mod access;
 mod blocking;
+mod connection;
 mod dispatch;
 mod formats;
 mod options;
@@ -46,7 +50,9 @@ mod system_tables;
 mod views;
 mod write;
 
+pub use access::DataRoot;
 pub use blocking::BlockingDatabase;
+pub use connection::Connection;
 pub use system_tables::{CACHE_TABLE, INGEST_ERRORS_TABLE};
 pub use write::{IngestMode, IngestProgress, VacuumReport};
 

@@ -81,6 +81,13 @@ impl Database {
             .unwrap_or_default()
     }
 
+    /// Sizes the database's cache as a connection's settings say (a size
+    /// that does not parse is an error and changes nothing).
+    pub(super) fn apply_cache_size_of(&self, opts: &PlannerOptions) -> Result<()> {
+        self.reuse.cache.resize(opts.cache_bytes()?);
+        Ok(())
+    }
+
     /// Sizes the database's cache as `spectradb.cache_size` says (after a
     /// statement that may have set it).
     pub(super) fn apply_cache_size(&self) -> Result<()> {

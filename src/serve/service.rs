@@ -1,0 +1,556 @@
+//! arrow-flight's `FlightSqlService` over a [`Database`]: every statement
+//! goes through the client's [`Connection`], so spectradb's own statements,
+//! `SET` and the format planner work as in the shell.
+//!
+//! `GetFlightInfo` plans a statement (statements that change the database
+//! run there, once) and keeps the physical plan under a handle; the
+//! FlightInfo's schema is that plan's schema, and `DoGet` executes exactly
+//! that plan, so the stream's schema is the advertised one.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow::array::{Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
+    CommandPreparedStatementUpdate, CommandStatementQuery, CommandStatementUpdate,
+    DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
+};
+use arrow_flight::{
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
+    SchemaAsIpc, Ticket,
+};
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::DataFrame;
+use datafusion::scalar::ScalarValue;
+use futures::{Stream, TryStreamExt};
+use prost::Message;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::auth::{presented_token, Auth};
+use super::clients::Clients;
+use super::handles::Handles;
+use super::metadata;
+use super::query::{batches_stream, Limits};
+use super::status::to_status;
+use crate::db::Connection;
+use crate::error::Error;
+use crate::sql::statements::parse_command;
+
+/// A physical plan waiting for its `DoGet`.
+struct Planned {
+    plan: Arc<dyn ExecutionPlan>,
+    task: Arc<TaskContext>,
+    schema: SchemaRef,
+}
+
+/// A prepared statement: its text, the client it belongs to and the
+/// parameters last bound.
+struct Prepared {
+    sql: String,
+    session: Arc<Connection>,
+    params: Option<Vec<ScalarValue>>,
+}
+
+/// The Flight SQL service (cheap to clone: everything is shared).
+#[derive(Clone)]
+pub(super) struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    auth: Auth,
+    clients: Clients,
+    limits: Limits,
+    planned: Handles<Planned>,
+    prepared: Handles<Prepared>,
+}
+
+impl Service {
+    pub(super) fn new(auth: Auth, clients: Clients, limits: Limits) -> Self {
+        let ttl = limits.idle_timeout;
+        Service {
+            inner: Arc::new(Inner {
+                auth,
+                clients,
+                limits,
+                planned: Handles::new("planned query", ttl),
+                prepared: Handles::new("prepared statement", ttl),
+            }),
+        }
+    }
+
+    pub(super) fn auth(&self) -> &Auth {
+        &self.inner.auth
+    }
+
+    fn session<T>(&self, request: &Request<T>) -> Arc<Connection> {
+        let peer: Option<SocketAddr> = request.remote_addr();
+        self.inner.clients.session(peer)
+    }
+
+    /// Runs `sql` on `session` (under a query permit: statements that
+    /// change the database run here) and keeps its physical plan.
+    async fn plan(
+        &self,
+        session: &Connection,
+        sql: &str,
+        params: Option<Vec<ScalarValue>>,
+    ) -> Result<(String, SchemaRef), Status> {
+        let _permit = self.inner.limits.permit().await?;
+        let mut df = session.sql(sql).await.map_err(to_status)?;
+        if let Some(values) = params {
+            df = df
+                .with_param_values(values)
+                .map_err(|e| to_status(e.into()))?;
+        }
+        let planned = physical(df).await.map_err(to_status)?;
+        let schema = planned.schema.clone();
+        Ok((self.inner.planned.insert(planned), schema))
+    }
+
+    /// A FlightInfo whose one endpoint fetches the planned query `handle`.
+    #[allow(clippy::result_large_err)]
+    fn info(
+        handle: String,
+        schema: &Schema,
+        descriptor: FlightDescriptor,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let ticket = TicketStatementQuery {
+            statement_handle: handle.into_bytes().into(),
+        };
+        let endpoint =
+            FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec()));
+        let info = FlightInfo::new()
+            .try_with_schema(schema)
+            .map_err(|e| Status::internal(format!("cannot encode the result schema: {e}")))?
+            .with_endpoint(endpoint)
+            .with_descriptor(descriptor)
+            .with_ordered(true);
+        Ok(Response::new(info))
+    }
+
+    /// A FlightInfo for a metadata command: the ticket is the command.
+    #[allow(clippy::result_large_err)]
+    fn metadata_info(
+        command: Any,
+        schema: &Schema,
+        descriptor: FlightDescriptor,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(command.encode_to_vec()));
+        let info = FlightInfo::new()
+            .try_with_schema(schema)
+            .map_err(|e| Status::internal(format!("cannot encode the result schema: {e}")))?
+            .with_endpoint(endpoint)
+            .with_descriptor(descriptor);
+        Ok(Response::new(info))
+    }
+
+    /// Runs a statement that returns no rows to the client; the number of
+    /// rows it reports changing, or -1 when it does not say.
+    async fn update(&self, session: &Connection, sql: &str) -> Result<i64, Status> {
+        let _permit = self.inner.limits.permit().await?;
+        let batches = session
+            .sql(sql)
+            .await
+            .map_err(to_status)?
+            .collect()
+            .await
+            .map_err(|e| to_status(e.into()))?;
+        Ok(affected_rows(&batches))
+    }
+}
+
+/// Plans `df` down to an executable plan and the context to run it in.
+async fn physical(df: DataFrame) -> crate::Result<Planned> {
+    let task = Arc::new(df.task_ctx());
+    let plan = df.create_physical_plan().await?;
+    let schema = plan.schema();
+    Ok(Planned { plan, task, schema })
+}
+
+/// DataFusion's DML reports `count`; spectradb's ingest `ingested`.
+fn affected_rows(batches: &[RecordBatch]) -> i64 {
+    let Some(batch) = batches.first() else {
+        return -1;
+    };
+    for name in ["count", "ingested"] {
+        if let Ok(i) = batch.schema().index_of(name) {
+            let column = batch.column(i);
+            if column.len() == 1 {
+                if let Ok(ScalarValue::UInt64(Some(n))) = ScalarValue::try_from_array(column, 0)
+                    .and_then(|v| v.cast_to(&DataType::UInt64))
+                {
+                    return n as i64;
+                }
+            }
+        }
+    }
+    -1
+}
+
+/// The one row of parameters a prepared query is bound to.
+#[allow(clippy::result_large_err)]
+fn parameter_row(batches: &[RecordBatch]) -> Result<Option<Vec<ScalarValue>>, Status> {
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    match rows {
+        0 => Ok(None),
+        1 => {
+            let batch = batches.iter().find(|b| b.num_rows() == 1).expect("one row");
+            batch
+                .columns()
+                .iter()
+                .map(|c| ScalarValue::try_from_array(c, 0))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some)
+                .map_err(|e| Status::invalid_argument(format!("bad parameter value: {e}")))
+        }
+        n => Err(Status::invalid_argument(format!(
+            "a prepared query takes one row of parameters, got {n}"
+        ))),
+    }
+}
+
+/// The batches of a `DoPut` request (parameters of a prepared statement).
+async fn put_batches(
+    request: Request<PeekableFlightDataStream>,
+) -> Result<Vec<RecordBatch>, Status> {
+    // The first message (the descriptor, often with the schema) was peeked.
+    // A message with only the descriptor carries no Arrow data.
+    let stream = request
+        .into_inner()
+        .into_peekable()
+        .try_filter(|d| futures::future::ready(!d.data_header.is_empty()))
+        .map_err(FlightError::from);
+    FlightRecordBatchStream::new_from_flight_data(stream)
+        .try_collect()
+        .await
+        .map_err(|e| Status::invalid_argument(format!("cannot read the parameters: {e}")))
+}
+
+fn schema_bytes(schema: &Schema) -> Result<bytes::Bytes, Status> {
+    let message: IpcMessage = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: arrow::error::ArrowError| {
+            Status::internal(format!("cannot encode a schema: {e}"))
+        })?;
+    Ok(message.0)
+}
+
+/// The parameters of a query as a schema `$1, $2, ...` (type `Null` where
+/// DataFusion cannot tell).
+fn parameter_schema(df: &DataFrame) -> crate::Result<Schema> {
+    let types: HashMap<String, Option<DataType>> = df.logical_plan().get_parameter_types()?;
+    let mut names: Vec<&String> = types.keys().collect();
+    names.sort_by_key(|n| {
+        let number = n.trim_start_matches('$').parse::<u64>().unwrap_or(u64::MAX);
+        (number, (*n).clone())
+    });
+    Ok(Schema::new(
+        names
+            .into_iter()
+            .map(|n| Field::new(n, types[n].clone().unwrap_or(DataType::Null), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for Service {
+    type FlightService = Service;
+
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
+        Status,
+    > {
+        // The interceptor already accepted the credentials.
+        let token = match self.auth() {
+            Auth::Disabled => String::new(),
+            Auth::Tokens(_) => presented_token(request.metadata())?,
+        };
+        let reply = HandshakeResponse {
+            protocol_version: 0,
+            payload: token.clone().into_bytes().into(),
+        };
+        let stream = futures::stream::iter([Ok(reply)]);
+        let mut response: Response<Pin<Box<dyn Stream<Item = _> + Send>>> =
+            Response::new(Box::pin(stream));
+        if !token.is_empty() {
+            let header = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| Status::invalid_argument("the token is not a valid header value"))?;
+            response.metadata_mut().insert("authorization", header);
+        }
+        Ok(response)
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let session = self.session(&request);
+        let (handle, schema) = self.plan(&session, &query.query, None).await?;
+        Self::info(handle, &schema, request.into_inner())
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let (sql, session, params) = self
+            .inner
+            .prepared
+            .with(&query.prepared_statement_handle, |p| {
+                (p.sql.clone(), p.session.clone(), p.params.clone())
+            })?;
+        let (handle, schema) = self.plan(&session, &sql, params).await?;
+        Self::info(handle, &schema, request.into_inner())
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let planned = self.inner.planned.take(&ticket.statement_handle)?;
+        let permit = self.inner.limits.permit().await?;
+        Ok(Response::new(self.inner.limits.stream(
+            planned.plan,
+            planned.task,
+            planned.schema,
+            permit,
+        )))
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        // Clients fetch the ticket GetFlightInfo gave them; one that sends
+        // the command itself gets the same.
+        let (sql, session, params) = self
+            .inner
+            .prepared
+            .with(&query.prepared_statement_handle, |p| {
+                (p.sql.clone(), p.session.clone(), p.params.clone())
+            })?;
+        let (handle, _) = self.plan(&session, &sql, params).await?;
+        let planned = self.inner.planned.take(handle.as_bytes())?;
+        let permit = self.inner.limits.permit().await?;
+        Ok(Response::new(self.inner.limits.stream(
+            planned.plan,
+            planned.task,
+            planned.schema,
+            permit,
+        )))
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.into_builder().schema();
+        Self::metadata_info(query.as_any(), &schema, request.into_inner())
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let ctx = self.session(&request).context();
+        let batch = metadata::catalogs(&ctx, query).map_err(to_status)?;
+        Ok(Response::new(batches_stream(batch.schema(), batch)))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        Self::metadata_info(query.as_any(), &schema, request.into_inner())
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let ctx = self.session(&request).context();
+        let batch = metadata::schemas(&ctx, query).map_err(to_status)?;
+        Ok(Response::new(batches_stream(batch.schema(), batch)))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        Self::metadata_info(query.as_any(), &schema, request.into_inner())
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let session = self.session(&request);
+        // Tables other clients or processes created since the last statement.
+        session.sql("SELECT 1").await.map_err(to_status)?;
+        let ctx = session.context();
+        let batch = metadata::tables(&ctx, query).await.map_err(to_status)?;
+        Ok(Response::new(batches_stream(batch.schema(), batch)))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.into_builder().schema();
+        Self::metadata_info(query.as_any(), &schema, request.into_inner())
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let batch = metadata::table_types(query).map_err(to_status)?;
+        Ok(Response::new(batches_stream(batch.schema(), batch)))
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder(&metadata::SQL_INFO).schema();
+        Self::metadata_info(query.as_any(), &schema, request.into_inner())
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let builder = query.into_builder(&metadata::SQL_INFO);
+        let schema = builder.schema();
+        let batch = builder.build().map_err(Status::from)?;
+        Ok(Response::new(batches_stream(schema, batch)))
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        command: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let session = self.session(&request);
+        self.update(&session, &command.query).await
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let handle = query.prepared_statement_handle.clone();
+        let params = parameter_row(&put_batches(request).await?)?;
+        self.inner.prepared.with(&handle, |p| p.params = params)?;
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(handle),
+        })
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        query: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let batches = put_batches(request).await?;
+        if batches.iter().any(|b| b.num_rows() > 0) {
+            return Err(Status::unimplemented(
+                "parameters are supported for prepared queries; run statements that change data without parameters",
+            ));
+        }
+        let (sql, session) = self
+            .inner
+            .prepared
+            .with(&query.prepared_statement_handle, |p| {
+                (p.sql.clone(), p.session.clone())
+            })?;
+        self.update(&session, &sql).await
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let session = self.session(&request);
+        // DataFusion statements are planned now (planning changes nothing;
+        // SQL errors show here); spectradb's own statements run when executed.
+        let ours = parse_command(&query.query).map_err(to_status)?.is_some();
+        let (dataset, params) = if !ours {
+            let df = session
+                .context()
+                .state()
+                .create_logical_plan(&query.query)
+                .await
+                .map_err(|e| to_status(e.into()))?;
+            let df = DataFrame::new(session.context().state(), df);
+            let params = parameter_schema(&df).map_err(to_status)?;
+            (df.schema().as_arrow().clone(), params)
+        } else {
+            (Schema::empty(), Schema::empty())
+        };
+        let handle = self.inner.prepared.insert(Prepared {
+            sql: query.query,
+            session,
+            params: None,
+        });
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.into_bytes().into(),
+            dataset_schema: schema_bytes(&dataset)?,
+            parameter_schema: schema_bytes(&params)?,
+        })
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        _request: Request<arrow_flight::Action>,
+    ) -> Result<(), Status> {
+        self.inner
+            .prepared
+            .take(&query.prepared_statement_handle)
+            .map(|_| ())
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        to_status(e)
+    }
+}

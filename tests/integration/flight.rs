@@ -1,0 +1,783 @@
+//! The Flight SQL server in-process, through arrow-flight's own
+//! `FlightSqlServiceClient`: every call the server answers, sessions,
+//! authentication, the data root, status codes, limits and shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{AsArray, Int64Array, RecordBatch};
+use arrow::datatypes::{Int64Type, Schema};
+use arrow_flight::error::FlightError;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::sql::{
+    CommandGetDbSchemas, CommandGetTables, CommandStatementQuery, ProstMessageExt, SqlInfo,
+};
+use arrow_flight::{FlightDescriptor, FlightInfo};
+use futures::{StreamExt, TryStreamExt};
+use prost::Message;
+use spectradb::serve::{Auth, ServeConfig, ServeStats, Tokens};
+use spectradb::Database;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tonic::Code;
+
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// A server on 127.0.0.1:0 over a database in a temporary folder, with
+/// the repository as data root (the test photos and models are in it).
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub stats: Arc<ServeStats>,
+    _dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<spectradb::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start(configure: impl FnOnce(&mut ServeConfig)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::open(dir.path().join("db")).unwrap());
+        let mut config = ServeConfig::new(Auth::Tokens(Tokens::new([TOKEN]).unwrap()));
+        config.data_root = Some(env!("CARGO_MANIFEST_DIR").into());
+        configure(&mut config);
+        let stats = config.stats.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(spectradb::serve::run(listener, db, config, async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            stats,
+            _dir: dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// A client that sends the token as a bearer header.
+    pub async fn client(&self) -> FlightSqlServiceClient<Channel> {
+        let mut c = self.anonymous().await;
+        c.set_token(TOKEN.into());
+        c
+    }
+
+    /// A client without credentials.
+    pub async fn anonymous(&self) -> FlightSqlServiceClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        FlightSqlServiceClient::new(channel)
+    }
+
+    /// Signals shutdown and waits for `run` to return.
+    pub async fn shutdown(mut self) -> spectradb::Result<()> {
+        let _ = self.stop.take().unwrap().send(());
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("the server stops within 30 s")
+            .unwrap()
+    }
+}
+
+/// Runs `sql` and collects its result; checks the stream's schema is the
+/// one FlightInfo advertised.
+pub async fn query(c: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<RecordBatch> {
+    let info = c.execute(sql.to_string(), None).await.unwrap();
+    fetch(c, info).await.unwrap()
+}
+
+async fn fetch(
+    c: &mut FlightSqlServiceClient<Channel>,
+    info: FlightInfo,
+) -> Result<Vec<RecordBatch>, FlightError> {
+    let advertised = Schema::try_from(info.clone()).unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut stream = c.do_get(ticket).await?;
+    let mut batches = Vec::new();
+    while let Some(b) = stream.try_next().await? {
+        batches.push(b);
+    }
+    if let Some(schema) = stream.schema() {
+        assert_eq!(
+            schema.as_ref(),
+            &advertised,
+            "stream schema != FlightInfo schema"
+        );
+    }
+    Ok(batches)
+}
+
+/// The gRPC status of planning `sql` (the client library hides it).
+async fn status_of(c: &mut FlightSqlServiceClient<Channel>, sql: &str) -> tonic::Status {
+    let cmd = CommandStatementQuery {
+        query: sql.into(),
+        transaction_id: None,
+    };
+    let mut request = tonic::Request::new(FlightDescriptor::new_cmd(cmd.as_any().encode_to_vec()));
+    if let Some(t) = c.token() {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    c.inner_mut()
+        .get_flight_info(request)
+        .await
+        .expect_err("the statement fails")
+}
+
+fn rows(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+fn first_i64(batches: &[RecordBatch]) -> i64 {
+    batches[0].column(0).as_primitive::<Int64Type>().value(0)
+}
+
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(20), "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn with_server<F, Fut>(test: F)
+where
+    F: FnOnce(TestServer) -> Fut,
+    Fut: Future<Output = TestServer>,
+{
+    let server = TestServer::start(|_| {}).await;
+    test(server).await.shutdown().await.unwrap();
+}
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(path)
+        .display()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_updates_and_model_queries_run_remotely() {
+    with_server(|server| async move {
+        let mut c = server.client().await;
+        let n = c
+            .execute_update(
+                format!(
+                    "CREATE IMAGE TABLE colors FROM '{}'",
+                    repo("tests/data/colors")
+                ),
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(n > 0, "the ingest reports the images it added: {n}");
+        c.execute_update(
+            format!(
+                "CREATE MODEL tiny FROM '{}' WITH (labels = '{}')",
+                repo("tests/data/models/tiny_rgb.onnx"),
+                repo("tests/data/models/tiny_rgb_labels.txt")
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+        let batches = query(&mut c, "SELECT count(*) FROM colors").await;
+        assert_eq!(first_i64(&batches), n);
+        // spectradb's planner and a model function, streamed.
+        let batches = query(
+            &mut c,
+            "SELECT id, tiny(image) AS label FROM colors ORDER BY id",
+        )
+        .await;
+        assert_eq!(rows(&batches) as i64, n);
+        // Pictures come as PNG bytes.
+        let batches = query(
+            &mut c,
+            "SELECT thumbnail(image, 16) AS thumb, to_png(image) AS png FROM colors LIMIT 1",
+        )
+        .await;
+        for column in 0..2 {
+            let png = batches[0].column(column).as_binary::<i32>().value(0);
+            assert_eq!(&png[1..4], b"PNG");
+        }
+        // DataFusion tables through the statement path, kept on disk.
+        c.execute_update("CREATE TABLE notes (n BIGINT)".into(), None)
+            .await
+            .unwrap();
+        let inserted = c
+            .execute_update("INSERT INTO notes VALUES (1), (2), (3)".into(), None)
+            .await
+            .unwrap();
+        assert_eq!(inserted, 3);
+        let batches = query(&mut c, "SELECT sum(n) FROM notes").await;
+        assert_eq!(first_i64(&batches), 6);
+        server
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_stream_batch_by_batch_with_the_advertised_schema() {
+    with_server(|server| async move {
+        let mut c = server.client().await;
+        c.execute_update("SET datafusion.execution.batch_size = 1000".into(), None)
+            .await
+            .unwrap();
+        let batches = query(
+            &mut c,
+            "SELECT value, value * 2 AS twice FROM range(100000)",
+        )
+        .await;
+        assert_eq!(rows(&batches), 100_000);
+        assert!(batches.len() >= 100, "{} batches", batches.len());
+        server
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_bind_parameters() {
+    with_server(|server| async move {
+        let mut c = server.client().await;
+        let mut p = c
+            .prepare("SELECT value FROM range(10) WHERE value > $1".into(), None)
+            .await
+            .unwrap();
+        assert_eq!(p.parameter_schema().unwrap().fields().len(), 1);
+        assert_eq!(p.dataset_schema().unwrap().field(0).name(), "value");
+        for (bound, expected) in [(6, 3), (8, 1)] {
+            let params =
+                RecordBatch::try_from_iter([("$1", Arc::new(Int64Array::from(vec![bound])) as _)])
+                    .unwrap();
+            p.set_parameters(params).unwrap();
+            let info = p.execute().await.unwrap();
+            let batches = fetch(&mut c, info).await.unwrap();
+            assert_eq!(rows(&batches), expected, "value > {bound}");
+        }
+        // A prepared update (no parameters).
+        let mut u = c
+            .prepare(
+                "CREATE TABLE made_by_prepared AS SELECT 1 AS x".into(),
+                None,
+            )
+            .await
+            .unwrap();
+        u.execute_update().await.unwrap();
+        let batches = query(&mut c, "SELECT x FROM made_by_prepared").await;
+        assert_eq!(rows(&batches), 1);
+        p.close().await.unwrap();
+        server
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_calls_list_catalogs_schemas_tables_and_info() {
+    with_server(|server| async move {
+        let mut c = server.client().await;
+        c.execute_update(
+            format!(
+                "CREATE IMAGE TABLE photos FROM '{}'",
+                repo("tests/data/colors")
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+        let info = c.get_catalogs().await.unwrap();
+        let batches = fetch(&mut c, info).await.unwrap();
+        let catalogs = batches[0].column(0).as_string::<i32>();
+        assert!(catalogs.iter().any(|c| c == Some("datafusion")));
+
+        let info = c
+            .get_db_schemas(CommandGetDbSchemas {
+                catalog: Some("datafusion".into()),
+                db_schema_filter_pattern: None,
+            })
+            .await
+            .unwrap();
+        let batches = fetch(&mut c, info).await.unwrap();
+        let schemas = batches[0].column(1).as_string::<i32>();
+        assert!(schemas.iter().any(|s| s == Some("public")));
+
+        let info = c
+            .get_tables(CommandGetTables {
+                catalog: None,
+                db_schema_filter_pattern: Some("public".into()),
+                table_name_filter_pattern: Some("pho%".into()),
+                table_types: vec![],
+                include_schema: true,
+            })
+            .await
+            .unwrap();
+        let batches = fetch(&mut c, info).await.unwrap();
+        assert_eq!(rows(&batches), 1);
+        let b = &batches[0];
+        assert_eq!(b.column(2).as_string::<i32>().value(0), "photos");
+        assert_eq!(b.column(3).as_string::<i32>().value(0), "TABLE");
+        let schema_ipc = b.column(4).as_binary::<i32>().value(0).to_vec();
+        let schema = Schema::try_from(arrow_flight::IpcMessage(schema_ipc.into())).unwrap();
+        assert!(schema.field_with_name("image").is_ok(), "{schema:?}");
+
+        let info = c.get_table_types().await.unwrap();
+        let batches = fetch(&mut c, info).await.unwrap();
+        let types: Vec<_> = batches[0]
+            .column(0)
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .map(String::from)
+            .collect();
+        assert!(types.contains(&"TABLE".to_string()), "{types:?}");
+
+        let info = c
+            .get_sql_info(vec![SqlInfo::FlightSqlServerName])
+            .await
+            .unwrap();
+        let batches = fetch(&mut c, info).await.unwrap();
+        assert_eq!(rows(&batches), 1);
+        server
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_stay_with_the_client_that_set_them() {
+    with_server(|server| async move {
+        let (mut a, mut b) = (server.client().await, server.client().await);
+        let setting = "SELECT value FROM information_schema.df_settings \
+                       WHERE name = 'datafusion.execution.batch_size'";
+        let before = query(&mut b, setting).await;
+        let before = before[0].column(0).as_string::<i32>().value(0).to_string();
+        for set in [
+            "SET spectradb.accuracy_target = 0.5",
+            "SET datafusion.execution.batch_size = 1234",
+        ] {
+            a.execute_update(set.into(), None).await.unwrap();
+        }
+        let seen = |batches: Vec<RecordBatch>| {
+            batches[0].column(0).as_string::<i32>().value(0).to_string()
+        };
+        assert_eq!(seen(query(&mut a, setting).await), "1234");
+        assert_eq!(seen(query(&mut b, setting).await), before);
+        server
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_required_and_the_handshake_trades_basic_for_bearer() {
+    with_server(|server| async move {
+        let mut anonymous = server.anonymous().await;
+        let status = status_of(&mut anonymous, "SELECT 1").await;
+        assert_eq!(status.code(), Code::Unauthenticated, "{status}");
+
+        let mut wrong = server.anonymous().await;
+        wrong.set_token("not-the-token-0123456789".into());
+        let status = status_of(&mut wrong, "SELECT 1").await;
+        assert_eq!(status.code(), Code::Unauthenticated, "{status}");
+        assert!(wrong.handshake("alice", "wrong-password").await.is_err());
+
+        let mut basic = server.anonymous().await;
+        basic.handshake("alice", TOKEN).await.unwrap();
+        assert_eq!(basic.token().map(String::as_str), Some(TOKEN));
+        let batches = query(&mut basic, "SELECT 41 + 1").await;
+        assert_eq!(first_i64(&batches), 42);
+        server
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_the_right_status_code_and_a_message() {
+    with_server(|server| async move {
+        let mut c = server.client().await;
+        let bad_sql = status_of(&mut c, "SELEC 1").await;
+        assert_eq!(bad_sql.code(), Code::InvalidArgument, "{bad_sql}");
+        let no_table = status_of(&mut c, "SELECT * FROM nowhere").await;
+        assert_eq!(no_table.code(), Code::InvalidArgument, "{no_table}");
+        assert!(no_table.message().contains("nowhere"), "{no_table}");
+        let outside = status_of(
+            &mut c,
+            "CREATE EXTERNAL TABLE pw STORED AS CSV LOCATION '/etc/passwd'",
+        )
+        .await;
+        assert_eq!(outside.code(), Code::PermissionDenied, "{outside}");
+        assert!(outside.message().contains("data root"), "{outside}");
+        let escape = status_of(
+            &mut c,
+            &format!("CREATE IMAGE TABLE t FROM '{}/../../*'", repo("tests")),
+        )
+        .await;
+        assert_eq!(escape.code(), Code::PermissionDenied, "{escape}");
+        // An unknown prepared statement handle.
+        let mut p = c.prepare("SELECT 1".into(), None).await.unwrap();
+        p.clone().close().await.unwrap();
+        let err = p.execute().await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no prepared statement with this handle"),
+            "{err}"
+        );
+        server
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_stream_stops_its_query() {
+    with_server(|server| async move {
+        let mut c = server.client().await;
+        // Endless unless stopped: billions of rows.
+        let info = c
+            .execute("SELECT value FROM range(10000000000)".into(), None)
+            .await
+            .unwrap();
+        let ticket = info.endpoint[0].ticket.clone().unwrap();
+        let mut stream = c.do_get(ticket).await.unwrap();
+        stream.next().await.unwrap().unwrap();
+        assert_eq!(server.stats.running_queries(), 1);
+        drop(stream);
+        let stats = server.stats.clone();
+        eventually("the query stops once its stream is dropped", || {
+            stats.running_queries() == 0
+        })
+        .await;
+        server
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_nobody_reads_is_stopped_after_the_idle_timeout() {
+    let server = TestServer::start(|c| c.idle_timeout = Duration::from_secs(1)).await;
+    let mut c = server.client().await;
+    let info = c
+        .execute("SELECT value FROM range(10000000000)".into(), None)
+        .await
+        .unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut stream = c.do_get(ticket).await.unwrap();
+    stream.next().await.unwrap().unwrap();
+    let stats = server.stats.clone();
+    eventually("the unread query is stopped", || {
+        stats.running_queries() == 0
+    })
+    .await;
+    // Reading again drains what was sent, then says why it ended.
+    let err = loop {
+        match stream.next().await {
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => break e,
+            None => panic!("the stream ended without saying why"),
+        }
+    };
+    assert!(err.to_string().contains("idle timeout"), "{err}");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cancels_running_queries_after_the_grace_period() {
+    let server = TestServer::start(|c| c.shutdown_grace = Duration::from_millis(200)).await;
+    let mut c = server.client().await;
+    let info = c
+        .execute("SELECT value FROM range(10000000000)".into(), None)
+        .await
+        .unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut stream = c.do_get(ticket).await.unwrap();
+    stream.next().await.unwrap().unwrap();
+    let reader = tokio::spawn(async move {
+        loop {
+            match stream.next().await {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Some(e.to_string()),
+                None => return None,
+            }
+        }
+    });
+    let stats = server.stats.clone();
+    server.shutdown().await.unwrap();
+    assert_eq!(stats.running_queries(), 0);
+    let ended = reader.await.unwrap();
+    assert!(
+        ended
+            .as_deref()
+            .is_some_and(|e| e.contains("shutting down")),
+        "{ended:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_auth_only_loopback_addresses_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Database::open(dir.path().join("db")).unwrap());
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let err = spectradb::serve::run(
+        listener,
+        db.clone(),
+        ServeConfig::new(Auth::Disabled),
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("loopback"), "{err}");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(spectradb::serve::run(
+        listener,
+        db,
+        ServeConfig::new(Auth::Disabled),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = FlightSqlServiceClient::new(channel);
+    assert_eq!(first_i64(&query(&mut c, "SELECT 7").await), 7);
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_large_messages_are_refused() {
+    let server = TestServer::start(|c| c.max_message_bytes = 64 << 10).await;
+    let mut c = server.client().await;
+    let long = format!("SELECT '{}' AS s", "x".repeat(100 << 10));
+    let status = status_of(&mut c, &long).await;
+    assert_eq!(status.code(), Code::OutOfRange, "{status}");
+    // Results larger than one message are split, not refused.
+    let batches = query(&mut c, "SELECT repeat('y', 1000) AS s FROM range(1000)").await;
+    assert_eq!(rows(&batches), 1000);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_query_cannot_take_more_than_the_memory_pool() {
+    let server = TestServer::start(|c| c.memory_limit_bytes = 4 << 20).await;
+    let mut c = server.client().await;
+    // A hash join's build side cannot spill: past the pool it fails.
+    let info = c
+        .execute(
+            "SELECT count(*) FROM range(3000000) a JOIN range(3000000) b ON a.value = b.value"
+                .into(),
+            None,
+        )
+        .await
+        .unwrap();
+    match fetch(&mut c, info).await.unwrap_err() {
+        FlightError::Tonic(s) => assert_eq!(s.code(), Code::ResourceExhausted, "{s}"),
+        other => panic!("{other}"),
+    }
+    server.shutdown().await.unwrap();
+}
+
+/// The pinned versions `.ci/run` installs.
+const PYTHON_CLIENTS: &str =
+    "adbc-driver-flightsql==1.13.0 adbc-driver-manager==1.13.0 pyarrow==26.0.1";
+
+/// A self-signed certificate for 127.0.0.1 and localhost, made with the
+/// `openssl` command.
+fn self_signed_certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("the openssl command makes the test certificate: install openssl");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+/// ADBC's Flight SQL driver (DBAPI) and `pyarrow.flight`, in Python,
+/// against a plain and a TLS server (tests/flight_clients.py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_clients_adbc_and_pyarrow_flight() {
+    let check = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import adbc_driver_flightsql.dbapi, adbc_driver_manager, pyarrow.flight",
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        check.status.success(),
+        "the Python Flight SQL clients are missing: python3 -m pip install {PYTHON_CLIENTS}\n{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_certificate(certs.path());
+    let plain = TestServer::start(|_| {}).await;
+    let tls = TestServer::start(|c| {
+        c.tls = Some(spectradb::serve::TlsFiles::read(&cert, &key).unwrap());
+    })
+    .await;
+    let out = tokio::process::Command::new("python3")
+        .arg(repo("tests/flight_clients.py"))
+        .args(["--uri", &format!("grpc://{}", plain.addr)])
+        .args(["--token", TOKEN, "--repo", env!("CARGO_MANIFEST_DIR")])
+        .args(["--tls-uri", &format!("grpc+tls://{}", tls.addr)])
+        .arg("--ca")
+        .arg(&cert)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "tests/flight_clients.py failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("all external client checks passed"),
+        "{stdout}"
+    );
+    plain.shutdown().await.unwrap();
+    tls.shutdown().await.unwrap();
+}
+
+/// Resident memory of this process in KiB (server and clients share it).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The load test of docs/benchmarks.md: 32 clients for
+/// `SPECTRADB_LOAD_SECS` (default 60) seconds on loopback, mixing plain
+/// and model queries; some clients drop a stream half-way. Run with
+/// `cargo test --test integration flight::load -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "load test: 32 clients for a minute (see docs/benchmarks.md)"]
+async fn load_32_clients_mixed_queries() {
+    let secs: u64 = std::env::var("SPECTRADB_LOAD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let server = TestServer::start(|_| {}).await;
+    let mut setup = server.client().await;
+    for sql in [
+        format!(
+            "CREATE IMAGE TABLE photos FROM '{}'",
+            repo("tests/data/photos/dev")
+        ),
+        format!(
+            "CREATE MODEL tiny FROM '{}' WITH (labels = '{}')",
+            repo("tests/data/models/tiny_rgb.onnx"),
+            repo("tests/data/models/tiny_rgb_labels.txt")
+        ),
+    ] {
+        setup.execute_update(sql, None).await.unwrap();
+    }
+    let queries = [
+        "SELECT count(*) FROM photos",
+        "SELECT id, uri, width(image), height(image) FROM photos ORDER BY id",
+        "SELECT id, tiny(image) AS label FROM photos",
+        "SELECT tiny(image) AS label, count(*) FROM photos GROUP BY 1",
+        "SELECT sum(value) FROM range(200000)",
+    ];
+    let rss_before = rss_kib();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut clients = Vec::new();
+    for i in 0..32usize {
+        let mut c = server.client().await;
+        clients.push(tokio::spawn(async move {
+            let (mut latencies, mut errors, mut dropped) = (Vec::new(), Vec::new(), 0u64);
+            let mut n = i;
+            while Instant::now() < deadline {
+                n += 1;
+                let sql = queries[n % queries.len()];
+                let start = Instant::now();
+                if n % 16 == 0 {
+                    // Read the first batch and walk away.
+                    match c.execute(sql.into(), None).await {
+                        Ok(info) => {
+                            let t = info.endpoint[0].ticket.clone().unwrap();
+                            if let Ok(mut s) = c.do_get(t).await {
+                                let _ = s.next().await;
+                            }
+                            dropped += 1;
+                        }
+                        Err(e) => errors.push(e.to_string()),
+                    }
+                    continue;
+                }
+                match c.execute(sql.into(), None).await {
+                    Ok(info) => match fetch(&mut c, info).await {
+                        Ok(_) => latencies.push(start.elapsed()),
+                        Err(e) => errors.push(e.to_string()),
+                    },
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            (latencies, errors, dropped)
+        }));
+    }
+    let mut peak_rss = rss_before;
+    let (mut latencies, mut errors, mut dropped) = (Vec::new(), Vec::new(), 0);
+    for c in clients {
+        while !c.is_finished() {
+            peak_rss = peak_rss.max(rss_kib());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (l, e, d) = c.await.unwrap();
+        latencies.extend(l);
+        errors.extend(e);
+        dropped += d;
+    }
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+    let stats = server.stats.clone();
+    eventually("no query is left running", || stats.running_queries() == 0).await;
+    println!(
+        "load: 32 clients, {secs} s: {} queries ({:.1}/s), {} dropped streams, {} errors; \
+         p50 {:?}, p99 {:?}, max {:?}; RSS {} MiB before, peak {} MiB",
+        latencies.len(),
+        latencies.len() as f64 / secs as f64,
+        dropped,
+        errors.len(),
+        pct(0.5),
+        pct(0.99),
+        latencies.last().unwrap(),
+        rss_before / 1024,
+        peak_rss / 1024
+    );
+    assert!(
+        errors.is_empty(),
+        "{} errors, first: {}",
+        errors.len(),
+        errors[0]
+    );
+    server.shutdown().await.unwrap();
+}
