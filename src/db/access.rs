@@ -246,6 +246,7 @@ mod tests {
             r.display()
         ));
         ok("SELECT 1".into());
+        ok("CREATE MATERIALIZED VIEW v AS SELECT 1 AS one".into());
         let refused = [
             format!(
                 "CREATE EXTERNAL TABLE s STORED AS CSV LOCATION '{}/secret.csv'",
@@ -268,6 +269,7 @@ mod tests {
                 dir.path().display()
             ),
             "SET datafusion.runtime.memory_limit = '100G'".into(),
+            "SET spectradb.cache_size = '10GB'".into(),
         ];
         for sql in refused {
             assert!(denied(root.check_statement(&sql)), "{sql}");

@@ -187,6 +187,14 @@ mod tests {
         assert_eq!(shown[0].column(0).as_string::<i32>().value(0), "123");
         a.sql("RESET spectradb.accuracy_target").await.unwrap();
         assert_eq!(target(&a.config()), target(&b.config()));
+        // The cache is the database's: a connection's size applies to it,
+        // and a size that does not parse changes nothing.
+        a.sql("SET spectradb.cache_size = '1MiB'").await.unwrap();
+        assert_eq!(db.cache().capacity(), 1 << 20);
+        assert!(a.sql("SET spectradb.cache_size = 'lots'").await.is_err());
+        assert_eq!(db.cache().capacity(), 1 << 20);
+        a.sql("RESET spectradb.cache_size").await.unwrap();
+        assert_eq!(db.cache().capacity(), crate::cache::DEFAULT_CACHE_BYTES);
     }
 
     #[tokio::test]
