@@ -13,6 +13,7 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 
 use super::access::DataRoot;
+use super::options::reset_planner_option;
 use super::plain::{self, Effect};
 use super::{formats, Database};
 use crate::error::{Error, Result};
@@ -132,18 +133,7 @@ impl Connection {
             .extensions
             .get_mut::<PlannerOptions>()
             .ok_or_else(|| Error::Internal("planner options missing".into()))?;
-        let default = PlannerOptions::default();
-        match name {
-            "accuracy_target" => opts.accuracy_target = default.accuracy_target,
-            "confidence" => opts.confidence = default.confidence,
-            "read_format" => opts.read_format = default.read_format,
-            "cache_size" => opts.cache_size = default.cache_size,
-            other => {
-                return Err(Error::InvalidArgument(format!(
-                    "unknown option spectradb.{other} (options: accuracy_target, confidence, read_format, cache_size)"
-                )))
-            }
-        }
+        reset_planner_option(opts, name)?;
         let opts = opts.clone();
         drop(config);
         self.db.apply_cache_size_of(&opts)

@@ -124,19 +124,25 @@ impl Database {
             .extensions
             .get_mut::<PlannerOptions>()
             .ok_or_else(|| Error::Internal("planner options missing".into()))?;
-        let default = PlannerOptions::default();
-        match name {
-            "accuracy_target" => opts.accuracy_target = default.accuracy_target,
-            "confidence" => opts.confidence = default.confidence,
-            "read_format" => opts.read_format = default.read_format,
-            "cache_size" => opts.cache_size = default.cache_size,
-            other => {
-                return Err(Error::InvalidArgument(format!(
-                    "unknown option spectradb.{other} (options: accuracy_target, confidence, read_format, cache_size)"
-                )))
-            }
-        }
+        reset_planner_option(opts, name)?;
         drop(state);
         self.apply_cache_size()
     }
+}
+
+/// Sets spectradb setting `name` back to its default.
+pub(super) fn reset_planner_option(opts: &mut PlannerOptions, name: &str) -> Result<()> {
+    let default = PlannerOptions::default();
+    match name {
+        "accuracy_target" => opts.accuracy_target = default.accuracy_target,
+        "confidence" => opts.confidence = default.confidence,
+        "read_format" => opts.read_format = default.read_format,
+        "cache_size" => opts.cache_size = default.cache_size,
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "unknown option spectradb.{other} (options: accuracy_target, confidence, read_format, cache_size)"
+            )))
+        }
+    }
+    Ok(())
 }
