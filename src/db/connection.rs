@@ -183,6 +183,9 @@ mod tests {
         assert_eq!(db.cache().capacity(), 1 << 20);
         assert!(a.sql("SET spectradb.cache_size = 'lots'").await.is_err());
         assert_eq!(db.cache().capacity(), 1 << 20);
+        // A statement on the database itself leaves that size alone.
+        db.sql("SELECT 1").await.unwrap();
+        assert_eq!(db.cache().capacity(), 1 << 20);
         a.sql("RESET spectradb.cache_size").await.unwrap();
         assert_eq!(db.cache().capacity(), crate::cache::DEFAULT_CACHE_BYTES);
     }

@@ -172,8 +172,11 @@ impl Database {
         let catalog = self.refresh_async().await?;
         self.restore_definitions(&catalog).await;
         let result = self.dispatch(sql, &catalog).await;
-        if result.is_ok() {
-            // `SET spectradb.cache_size` takes effect for the next query.
+        let first = sql.split_whitespace().next().unwrap_or("");
+        let sets = first.eq_ignore_ascii_case("set") || first.eq_ignore_ascii_case("reset");
+        if result.is_ok() && sets {
+            // `SET spectradb.cache_size` takes effect for the next query
+            // (only a SET: a connection may have sized the cache since).
             self.apply_cache_size()?;
         }
         result
