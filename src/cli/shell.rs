@@ -120,8 +120,9 @@ impl Shell {
         self.pending.clear();
     }
 
-    /// Runs one statement. Ctrl-C stops it: a query is dropped, and
-    /// CALIBRATE (which watches the interrupt flag) stops storing nothing.
+    /// Runs one statement. Ctrl-C stops it: a query is dropped at once,
+    /// CALIBRATE (which watches the interrupt flag) stops storing nothing,
+    /// and a write is waited for (it commits or rolls back whole).
     fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         let flag = self.db.interrupt_flag();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -137,7 +138,12 @@ impl Shell {
             tokio::select! {
                 r = &mut work => r,
                 _ = rx => {
-                    // CALIBRATE sees the flag and ends by itself; wait for it.
+                    if reads_only(sql) {
+                        // Dropping a query stops its scans and model calls.
+                        bail!("interrupted: the query was cancelled");
+                    }
+                    // CALIBRATE sees the flag and ends by itself; a write
+                    // commits or rolls back as one transaction: wait for it.
                     match work.await {
                         Err(e) => Err(e),
                         Ok(_) => bail!("interrupted"),
@@ -378,6 +384,14 @@ fn column_file_name(name: &str) -> String {
         s if s.is_empty() => "image".to_string(),
         s => s,
     }
+}
+
+/// Whether a statement only reads (so Ctrl-C may simply drop it).
+fn reads_only(sql: &str) -> bool {
+    let first = sql.split_whitespace().next().unwrap_or("");
+    ["select", "with", "explain", "show", "values", "describe"]
+        .iter()
+        .any(|w| first.eq_ignore_ascii_case(w))
 }
 
 #[cfg(test)]

@@ -318,6 +318,14 @@ fn repl_in_a_terminal_keeps_going_after_errors_and_saves_history() {
     p.exp_string("Error: statement `SELECT * FROM missing_table`")
         .unwrap();
     p.exp_string("spectradb> ").unwrap();
+    // Ctrl-C cancels a long query at once (it would run for minutes).
+    p.send_line("SELECT count(*) FROM generate_series(1, 100000000000);")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    p.send_control('c').unwrap();
+    p.exp_string("interrupted: the query was cancelled")
+        .unwrap();
+    p.exp_string("spectradb> ").unwrap();
     // Ingest in a terminal reports how it went (the bar itself is cleared).
     p.send_line(&format!("{CREATE};")).unwrap();
     p.exp_string("ingested 20 images").unwrap();
