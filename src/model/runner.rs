@@ -76,22 +76,8 @@ impl Model {
         let threads = threads.max(1);
         let mut session = new_session(path, threads)?;
         let bad = |msg: String| Error::Model(format!("model {}: {msg}", path.display()));
-        if session.inputs().len() != 1 {
-            return Err(bad(format!(
-                "has {} inputs; spectradb runs models with one image input",
-                session.inputs().len()
-            )));
-        }
-        let input = &session.inputs()[0];
-        let input_name = input.name().to_string();
-        let (ty, shape) = match input.dtype() {
-            ValueType::Tensor { ty, shape, .. } => (*ty, shape.to_vec()),
-            other => {
-                return Err(bad(format!(
-                    "input '{input_name}' is {other:?}, not a tensor"
-                )))
-            }
-        };
+        let (input_name, ty, shape) =
+            single_input(&session, "spectradb runs models with one image input").map_err(bad)?;
         if ty != TensorElementType::Float32 {
             return Err(bad(format!(
                 "input '{input_name}' holds {ty:?}; pixel input must be float32"
@@ -135,24 +121,13 @@ impl Model {
         let threads = threads.max(1);
         let mut session = new_session(path, threads)?;
         let bad = |msg: String| Error::Model(format!("model {}: {msg}", path.display()));
-        if session.inputs().len() != 1 {
+        let (input_name, ty, shape) =
+            single_input(&session, "a head takes one input, its backbone's output").map_err(bad)?;
+        if ty != TensorElementType::Float32 {
             return Err(bad(format!(
-                "has {} inputs; a head takes one input, its backbone's output",
-                session.inputs().len()
+                "input '{input_name}' holds {ty:?}; a head takes a float32 [N, {features}] tensor"
             )));
         }
-        let input = &session.inputs()[0];
-        let input_name = input.name().to_string();
-        let shape = match input.dtype() {
-            ValueType::Tensor { ty, shape, .. } if *ty == TensorElementType::Float32 => {
-                shape.to_vec()
-            }
-            other => {
-                return Err(bad(format!(
-                "input '{input_name}' is {other:?}; a head takes a float32 [N, {features}] tensor"
-            )))
-            }
-        };
         let fits = shape.len() == 2 && (shape[1] == features as i64 || shape[1] < 1);
         if !fits {
             return Err(bad(format!(
@@ -309,6 +284,23 @@ impl Model {
             )));
         }
         Ok(out)
+    }
+}
+
+/// A session's one input: its name, element type and shape (`what` says
+/// what that input should be, for the error).
+fn single_input(
+    session: &Session,
+    what: &str,
+) -> std::result::Result<(String, TensorElementType, Vec<i64>), String> {
+    if session.inputs().len() != 1 {
+        return Err(format!("has {} inputs; {what}", session.inputs().len()));
+    }
+    let input = &session.inputs()[0];
+    let name = input.name().to_string();
+    match input.dtype() {
+        ValueType::Tensor { ty, shape, .. } => Ok((name, *ty, shape.to_vec())),
+        other => Err(format!("input '{name}' is {other:?}, not a tensor")),
     }
 }
 
