@@ -50,7 +50,9 @@
 //!
 //!  SQL:     db.sql ──statements (ours) or DataFusion──▶ logical plan
 //!           ──planner::rule (model call -> read format; union of bands -> scan)──▶
-//!           sql::image_scan (blocking pool ─bounded channel─▶ stream): plain columns
+//!           sql::image_scan (rows split over partitions at page boundaries; per
+//!           partition: blocking pool ─bounded channel─▶ stream): filters on plain
+//!           columns first, then for the rows they keep plain columns
 //!           only, or the chosen bands ─▶ image value per row (a row whose model
 //!           outputs are cached or in a materialized view: no bands, the outputs)
 //!           ──model functions (cache ─miss─▶ format's scale, channels, size; a head:

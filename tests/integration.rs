@@ -14,6 +14,7 @@ mod integration {
     mod models;
     mod planner;
     mod reuse;
+    mod scan;
     mod slt;
     mod source_files;
     mod storage_files;

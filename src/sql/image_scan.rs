@@ -5,12 +5,14 @@
 //! choice per model); EXPLAIN ANALYZE adds bytes read and decode time.
 
 use std::fmt;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arrow::array::{
-    new_null_array, Array, ArrayRef, LargeBinaryBuilder, RecordBatch, UInt32Array, UInt64Array,
+    new_null_array, Array, ArrayRef, BooleanArray, LargeBinaryBuilder, RecordBatch, UInt32Array,
+    UInt64Array,
 };
 use arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -68,6 +70,78 @@ pub fn describe_bands(bands: &BandSelection, planes: usize) -> String {
     )
 }
 
+/// A run of rows of one data file, read by one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanRange {
+    pub path: PathBuf,
+    pub rows: Range<usize>,
+}
+
+/// Spreads the rows of `files` (path, row count) over at most `partitions`
+/// partitions of near-equal row counts, in file order. A file is cut where
+/// a partition's share ends, rounded to a multiple of `align` rows (a data
+/// page) so that no page is read by two partitions: one big file keeps
+/// every core busy as well as many small ones do.
+pub fn split_ranges(
+    files: &[(PathBuf, usize)],
+    partitions: usize,
+    align: usize,
+) -> Vec<Vec<ScanRange>> {
+    let total: usize = files.iter().map(|(_, n)| n).sum();
+    let align = align.max(1);
+    let parts = partitions.clamp(1, total.div_ceil(align).max(1));
+    // Cut points in the rows of all files together.
+    let mut starts = Vec::with_capacity(files.len());
+    let mut at = 0;
+    for (_, n) in files {
+        starts.push(at);
+        at += n;
+    }
+    let mut cuts = vec![0];
+    for i in 1..parts {
+        let ideal = total * i / parts;
+        let f = starts.partition_point(|&s| s <= ideal) - 1;
+        let local = ideal - starts[f];
+        let snapped = ((local + align / 2) / align * align).min(files[f].1);
+        cuts.push((starts[f] + snapped).max(*cuts.last().expect("not empty")));
+    }
+    cuts.push(total);
+    let mut groups = Vec::with_capacity(parts);
+    for w in cuts.windows(2) {
+        let (lo, hi) = (w[0], w[1]);
+        let mut group = Vec::new();
+        for ((path, n), &s) in files.iter().zip(&starts) {
+            let (a, b) = (lo.max(s), hi.min(s + n));
+            if a < b {
+                group.push(ScanRange {
+                    path: path.clone(),
+                    rows: a - s..b - s,
+                });
+            }
+        }
+        if !group.is_empty() {
+            groups.push(group);
+        }
+    }
+    if groups.is_empty() {
+        groups.push(Vec::new());
+    }
+    groups
+}
+
+/// Filters pushed into the scan, as one predicate over the table's plain
+/// columns: rows it rejects are dropped before their bands are read.
+#[derive(Debug, Clone)]
+pub struct RowFilter {
+    /// The predicate as SQL shows it, for EXPLAIN.
+    pub display: String,
+    /// Evaluated on batches of the table's schema.
+    pub predicate: Arc<dyn PhysicalExpr>,
+    pub schema: SchemaRef,
+    /// The columns it reads (the others are null in its batches).
+    pub columns: Vec<String>,
+}
+
 /// Scans the files of an image table, spread over partitions.
 #[derive(Debug)]
 pub struct ImageScanExec {
@@ -75,8 +149,9 @@ pub struct ImageScanExec {
     /// The table's identity, stamped on every image value.
     uid: u64,
     schema: SchemaRef,
-    groups: Vec<Vec<PathBuf>>,
+    groups: Vec<Vec<ScanRange>>,
     chroma: Chroma,
+    filter: Option<RowFilter>,
     bands: BandSelection,
     notes: Vec<String>,
     slots: Vec<OutputSlot>,
@@ -93,9 +168,10 @@ impl ImageScanExec {
         table: &str,
         uid: u64,
         schema: SchemaRef,
-        groups: Vec<Vec<PathBuf>>,
+        groups: Vec<Vec<ScanRange>>,
         chroma: Chroma,
         plan: ReadPlan,
+        filter: Option<RowFilter>,
         batch_size: usize,
         limit: Option<usize>,
         stats: Arc<ScanStats>,
@@ -112,6 +188,7 @@ impl ImageScanExec {
             schema,
             groups,
             chroma,
+            filter,
             bands: plan.bands,
             notes: plan.notes,
             slots: plan.slots,
@@ -126,7 +203,10 @@ impl ImageScanExec {
 
 impl DisplayAs for ImageScanExec {
     fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let files: usize = self.groups.iter().map(Vec::len).sum();
+        let mut paths: Vec<&PathBuf> = self.groups.iter().flatten().map(|r| &r.path).collect();
+        paths.sort();
+        paths.dedup();
+        let files = paths.len();
         let bands = describe_bands(&self.bands, self.chroma.planes());
         match t {
             DisplayFormatType::TreeRender => write!(f, "table={}\nbands={bands}", self.table),
@@ -138,6 +218,9 @@ impl DisplayAs for ImageScanExec {
                 )?;
                 if let Some(l) = self.limit {
                     write!(f, ", limit={l}")?;
+                }
+                if let Some(filter) = &self.filter {
+                    write!(f, ", predicate={}", filter.display)?;
                 }
                 for n in &self.notes {
                     write!(f, ", {n}")?;
@@ -186,13 +269,14 @@ impl ExecutionPlan for ImageScanExec {
         partition: usize,
         _ctx: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        let files = self.groups.get(partition).cloned().unwrap_or_default();
+        let ranges = self.groups.get(partition).cloned().unwrap_or_default();
         let metrics = PartitionMetrics {
             rows: MetricBuilder::new(&self.metrics).output_rows(partition),
             bytes_read: MetricBuilder::new(&self.metrics).counter("bytes_read", partition),
             band_columns: MetricBuilder::new(&self.metrics).counter("band_columns", partition),
             rows_without_bands: MetricBuilder::new(&self.metrics)
                 .counter("rows_from_reuse", partition),
+            rows_filtered: MetricBuilder::new(&self.metrics).counter("rows_filtered", partition),
             decode_time: MetricBuilder::new(&self.metrics).subset_time("decode_time", partition),
         };
         let with_image = self.schema.index_of(IMAGE_COLUMN).is_ok();
@@ -206,7 +290,8 @@ impl ExecutionPlan for ImageScanExec {
             } else {
                 Vec::new()
             },
-            files: files.into_iter(),
+            filter: self.filter.clone(),
+            ranges: ranges.into_iter(),
             current: None,
             bands: self.bands,
             batch_size: self.batch_size,
@@ -243,18 +328,21 @@ struct PartitionMetrics {
     band_columns: Count,
     /// Rows sent with outputs found in the cache or a view instead of bands.
     rows_without_bands: Count,
+    /// Rows a pushed-down filter dropped before their bands were read.
+    rows_filtered: Count,
     /// Reading and entropy-decoding bands and building image values.
     decode_time: Time,
 }
 
-/// Iterates the batches of a partition's files, one file open at a time.
+/// Iterates the batches of a partition's row ranges, one file open at a time.
 struct PartitionScan {
     schema: SchemaRef,
     uid: u64,
     chroma: Chroma,
     with_image: bool,
     slots: Vec<OutputSlot>,
-    files: std::vec::IntoIter<PathBuf>,
+    filter: Option<RowFilter>,
+    ranges: std::vec::IntoIter<ScanRange>,
     current: Option<OpenFile>,
     bands: BandSelection,
     batch_size: usize,
@@ -266,19 +354,21 @@ struct PartitionScan {
 /// The file being read.
 struct OpenFile {
     reader: ImageFileReader,
-    /// The plain columns (and, without slots, the bands) of every row.
-    scan: ImageScan,
+    /// The plain columns (and, without slots, the bands) of the rows read;
+    /// `None` when the filter left none.
+    scan: Option<ImageScan>,
     /// With slots: each row's outputs when all slots had one (its bands are
     /// not read), and the bands of the other rows, in row order.
     reuse: Option<Reuse>,
 }
 
 struct Reuse {
+    /// Per row the plain scan yields, in order.
     covered: Vec<Option<Vec<InlineOutput>>>,
     bands: Option<ImageScan>,
     /// The band batch being consumed and the next row in it.
     pending: Option<(ImageBatch, usize)>,
-    /// The file row the next plain batch starts at.
+    /// The position of the next plain batch's first row in `covered`.
     next_row: usize,
 }
 
@@ -320,10 +410,10 @@ fn u32_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a UInt32Array>
 impl PartitionScan {
     fn open_next(&mut self) -> Result<bool> {
         self.finish_file();
-        let Some(path) = self.files.next() else {
+        let Some(range) = self.ranges.next() else {
             return Ok(false);
         };
-        let reader = ImageFileReader::open(&path)?;
+        let reader = ImageFileReader::open(&range.path)?;
         let file_schema = reader.schema();
         let mut columns: Vec<&str> = self
             .schema
@@ -345,12 +435,21 @@ impl PartitionScan {
             .iter()
             .map(|m| m.count_ones() as u64)
             .sum();
-        let (scan, reuse, bands_read) = if self.slots.is_empty() {
-            let scan = reader.scan(&columns, &self.bands, self.batch_size)?;
-            (scan, None, band_count)
+        let mut rows: Vec<usize> = range.rows.clone().collect();
+        if let Some(filter) = &self.filter {
+            rows = filter_rows(&reader, filter, rows)?;
+            self.metrics
+                .rows_filtered
+                .add(range.rows.len() - rows.len());
+        }
+        let (scan, reuse, bands_read) = if rows.is_empty() {
+            (None, None, 0)
+        } else if self.slots.is_empty() {
+            let scan = reader.scan_rows(&columns, &self.bands, self.batch_size, Some(&rows))?;
+            (Some(scan), None, band_count)
         } else {
-            let ids = reader.scan(&[COL_ID], &BandSelection::none(), 8192)?;
-            let mut covered_rows = Vec::with_capacity(reader.num_rows());
+            let ids = reader.scan_rows(&[COL_ID], &BandSelection::none(), 8192, Some(&rows))?;
+            let mut covered_rows = Vec::with_capacity(rows.len());
             for batch in ids {
                 let batch = batch?;
                 let ids = u64_column(&batch.batch, COL_ID)?;
@@ -358,20 +457,28 @@ impl PartitionScan {
                     covered_rows.push(covered(&self.slots, self.uid, ids.value(i)));
                 }
             }
-            let missing: Vec<usize> = (0..covered_rows.len())
-                .filter(|&r| covered_rows[r].is_none())
+            let missing: Vec<usize> = rows
+                .iter()
+                .zip(&covered_rows)
+                .filter(|(_, c)| c.is_none())
+                .map(|(&r, _)| r)
                 .collect();
             if missing.len() == covered_rows.len() {
                 // Nothing to reuse here: one scan with the bands.
-                let scan = reader.scan(&columns, &self.bands, self.batch_size)?;
-                (scan, None, band_count)
+                let scan = reader.scan_rows(&columns, &self.bands, self.batch_size, Some(&rows))?;
+                (Some(scan), None, band_count)
             } else {
                 let bands = if missing.is_empty() {
                     None
                 } else {
                     Some(reader.scan_rows(&[], &self.bands, self.batch_size, Some(&missing))?)
                 };
-                let plain = reader.scan(&columns, &BandSelection::none(), self.batch_size)?;
+                let plain = reader.scan_rows(
+                    &columns,
+                    &BandSelection::none(),
+                    self.batch_size,
+                    Some(&rows),
+                )?;
                 let reuse = Reuse {
                     covered: covered_rows,
                     bands,
@@ -379,7 +486,7 @@ impl PartitionScan {
                     next_row: 0,
                 };
                 let read = if missing.is_empty() { 0 } else { band_count };
-                (plain, Some(reuse), read)
+                (Some(plain), Some(reuse), read)
             }
         };
         self.stats
@@ -454,7 +561,7 @@ impl PartitionScan {
             }
             let started = std::time::Instant::now();
             let open = self.current.as_mut().expect("opened above");
-            let Some(batch) = open.scan.next() else {
+            let Some(batch) = open.scan.as_mut().and_then(Iterator::next) else {
                 self.metrics.decode_time.add_duration(started.elapsed());
                 self.finish_file();
                 continue;
@@ -486,6 +593,74 @@ impl PartitionScan {
     }
 }
 
+/// The rows among `rows` (ascending file rows) that `filter` keeps, read
+/// from the plain columns it needs.
+fn filter_rows(
+    reader: &ImageFileReader,
+    filter: &RowFilter,
+    rows: Vec<usize>,
+) -> Result<Vec<usize>> {
+    if rows.is_empty() {
+        return Ok(rows);
+    }
+    let file_schema = reader.schema();
+    let present: Vec<&str> = filter
+        .columns
+        .iter()
+        .map(String::as_str)
+        .filter(|c| file_schema.index_of(c).is_ok())
+        .collect();
+    let scan = reader.scan_rows(&present, &BandSelection::none(), 8192, Some(&rows))?;
+    let mut kept = Vec::new();
+    let mut next = 0;
+    for batch in scan {
+        let batch = batch?;
+        let n = batch.num_rows();
+        let columns: Vec<ArrayRef> = filter
+            .schema
+            .fields()
+            .iter()
+            .map(|f| {
+                batch
+                    .batch
+                    .column_by_name(f.name())
+                    .filter(|_| filter.columns.contains(f.name()))
+                    .cloned()
+                    .unwrap_or_else(|| new_null_array(f.data_type(), n))
+            })
+            .collect();
+        let input = RecordBatch::try_new_with_options(
+            filter.schema.clone(),
+            columns,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(n)),
+        )?;
+        let result = filter
+            .predicate
+            .evaluate(&input)
+            .and_then(|v| v.into_array(n))
+            .map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "{}: filter {}: {e}",
+                    reader.path().display(),
+                    filter.display
+                ))
+            })?;
+        let keep = result
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("filter {} is not a boolean", filter.display))
+            })?;
+        for i in 0..n {
+            if keep.is_valid(i) && keep.value(i) {
+                kept.push(rows[next + i]);
+            }
+        }
+        next += n;
+    }
+    Ok(kept)
+}
+
 impl Iterator for PartitionScan {
     type Item = DfResult<RecordBatch>;
 
@@ -504,5 +679,96 @@ impl Iterator for PartitionScan {
 impl Drop for PartitionScan {
     fn drop(&mut self) {
         self.finish_file();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(rows: &[usize]) -> Vec<(PathBuf, usize)> {
+        rows.iter()
+            .enumerate()
+            .map(|(i, &n)| (PathBuf::from(format!("f{i}")), n))
+            .collect()
+    }
+
+    /// A partition's ranges as (file, start, end).
+    type Ranges = Vec<(String, usize, usize)>;
+
+    /// Rows per partition, and each partition's ranges.
+    fn layout(groups: &[Vec<ScanRange>]) -> (Vec<usize>, Vec<Ranges>) {
+        let counts = groups
+            .iter()
+            .map(|g| g.iter().map(|r| r.rows.len()).sum())
+            .collect();
+        let ranges = groups
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .map(|r| (r.path.display().to_string(), r.rows.start, r.rows.end))
+                    .collect()
+            })
+            .collect();
+        (counts, ranges)
+    }
+
+    #[test]
+    fn one_file_is_split_at_page_boundaries() {
+        let (counts, ranges) = layout(&split_ranges(&files(&[200]), 2, 32));
+        assert_eq!(counts, vec![96, 104]);
+        assert_eq!(
+            ranges,
+            vec![
+                vec![("f0".to_string(), 0, 96)],
+                vec![("f0".to_string(), 96, 200)]
+            ]
+        );
+    }
+
+    #[test]
+    fn every_row_is_read_once_whatever_the_split() {
+        for sizes in [
+            &[0usize][..],
+            &[5],
+            &[256, 256, 256, 232],
+            &[1, 0, 70, 3],
+            &[1000],
+        ] {
+            for parts in 1..6 {
+                for align in [1, 7, 32] {
+                    let groups = split_ranges(&files(sizes), parts, align);
+                    assert!(!groups.is_empty() && groups.len() <= parts);
+                    let mut seen: Vec<(String, usize)> = groups
+                        .iter()
+                        .flatten()
+                        .flat_map(|r| {
+                            r.rows
+                                .clone()
+                                .map(move |i| (r.path.display().to_string(), i))
+                        })
+                        .collect();
+                    seen.sort();
+                    let mut want: Vec<(String, usize)> = sizes
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(f, &n)| (0..n).map(move |i| (format!("f{f}"), i)))
+                        .collect();
+                    want.sort();
+                    assert_eq!(seen, want, "{sizes:?} over {parts} aligned to {align}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn partitions_get_near_equal_rows() {
+        let (counts, _) = layout(&split_ranges(&files(&[256, 256, 256, 232]), 2, 32));
+        assert_eq!(counts, vec![512, 488]);
+        let (counts, _) = layout(&split_ranges(&files(&[1000]), 3, 32));
+        assert_eq!(counts, vec![320, 352, 328]);
+        // Fewer pages than partitions: no empty partition.
+        let (counts, _) = layout(&split_ranges(&files(&[20]), 4, 32));
+        assert_eq!(counts, vec![20]);
     }
 }

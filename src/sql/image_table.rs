@@ -14,15 +14,17 @@ use arrow::array::{Array, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::Result as DfResult;
-use datafusion::logical_expr::{Expr, TableType};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, Result as DfResult};
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::image_scan::{ImageScanExec, ReadPlan};
+use super::image_scan::{split_ranges, ImageScanExec, ReadPlan, RowFilter};
 use crate::codec::Chroma;
 use crate::error::Result;
 use crate::storage::layout::{is_image_column, COL_HEIGHT, COL_ID, COL_URI, COL_WIDTH};
-use crate::storage::{BandSelection, ImageFileReader};
+use crate::storage::{BandSelection, ImageFileReader, DEFAULT_PAGE_ROWS};
 
 /// Name of the image column in SQL.
 pub const IMAGE_COLUMN: &str = "image";
@@ -62,6 +64,8 @@ pub struct ImageTable {
     chroma: Chroma,
     schema: SchemaRef,
     files: Vec<PathBuf>,
+    /// Rows of each file, from its footer.
+    file_rows: Vec<usize>,
     stats: Arc<ScanStats>,
     /// Smallest stored width and height, read on first use.
     min_dims: Arc<OnceLock<(u32, u32)>>,
@@ -87,8 +91,10 @@ impl ImageTable {
             Field::new(COL_WIDTH, DataType::UInt32, false),
             Field::new(COL_HEIGHT, DataType::UInt32, false),
         ];
+        let mut file_rows = Vec::with_capacity(files.len());
         for path in &files {
             let reader = ImageFileReader::open(path)?;
+            file_rows.push(reader.num_rows());
             for f in reader.schema().fields() {
                 let fixed = [COL_ID, COL_URI, COL_WIDTH, COL_HEIGHT].contains(&f.name().as_str());
                 if fixed || is_image_column(f.name()) || fields.iter().any(|g| g.name() == f.name())
@@ -106,6 +112,7 @@ impl ImageTable {
             chroma,
             schema: Arc::new(Schema::new(fields)),
             files,
+            file_rows,
             stats,
             min_dims: Arc::new(OnceLock::new()),
             read: None,
@@ -183,6 +190,47 @@ impl ImageTable {
     }
 }
 
+impl ImageTable {
+    /// The pushed-down filters as one predicate over the table's columns
+    /// (the scan evaluates it on batches where `image` is null).
+    fn row_filter(&self, state: &dyn Session, expr: Expr) -> DfResult<RowFilter> {
+        // The table's schema is unqualified; so are the columns it resolves.
+        let expr = expr
+            .transform(|e| {
+                Ok(match e {
+                    Expr::Column(c) if c.relation.is_some() => {
+                        Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))
+                    }
+                    e => Transformed::no(e),
+                })
+            })?
+            .data;
+        // Columns the predicate does not read are null in its batches.
+        let schema = Arc::new(Schema::new(
+            self.schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
+        let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+        let predicate = state.create_physical_expr(expr.clone(), &df_schema)?;
+        let columns = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|n| expr.column_refs().iter().any(|c| &c.name == n))
+            .collect();
+        Ok(RowFilter {
+            display: expr.to_string(),
+            predicate,
+            schema,
+            columns,
+        })
+    }
+}
+
 #[async_trait]
 impl TableProvider for ImageTable {
     fn schema(&self) -> SchemaRef {
@@ -193,11 +241,46 @@ impl TableProvider for ImageTable {
         TableType::Base
     }
 
+    /// Filters on plain columns are evaluated by the scan before any band
+    /// is read: rows they drop are never decoded, and a LIMIT above stops
+    /// the scan once enough rows matched. The scan applies them exactly
+    /// (DataFusion's own physical expression, on every row it reads).
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        filters
+            .iter()
+            .map(|f| {
+                let plain = f
+                    .column_refs()
+                    .iter()
+                    .all(|c| c.name != IMAGE_COLUMN && self.schema.index_of(&c.name).is_ok());
+                // Subqueries and parameters are not plain expressions yet.
+                let unbound = f.exists(|e| {
+                    Ok(matches!(
+                        e,
+                        Expr::Placeholder(_)
+                            | Expr::ScalarSubquery(_)
+                            | Expr::Exists(_)
+                            | Expr::InSubquery(_)
+                            | Expr::OuterReferenceColumn(..)
+                    ))
+                })?;
+                Ok(if plain && !unbound && !f.is_volatile() {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                })
+            })
+            .collect()
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let indices: Vec<usize> = match projection {
@@ -219,11 +302,18 @@ impl TableProvider for ImageTable {
                 slots: Vec::new(),
             },
         };
+        let filter = match conjunction(filters.iter().cloned()) {
+            Some(expr) => Some(self.row_filter(state, expr)?),
+            None => None,
+        };
         let target = state.config().target_partitions().max(1);
-        let n = self.files.len().clamp(1, target);
-        let groups: Vec<Vec<PathBuf>> = (0..n)
-            .map(|g| self.files.iter().skip(g).step_by(n).cloned().collect())
+        let files: Vec<(PathBuf, usize)> = self
+            .files
+            .iter()
+            .cloned()
+            .zip(self.file_rows.iter().copied())
             .collect();
+        let groups = split_ranges(&files, target, DEFAULT_PAGE_ROWS);
         let batch_size = if with_image {
             IMAGE_BATCH_ROWS
         } else {
@@ -236,6 +326,7 @@ impl TableProvider for ImageTable {
             groups,
             self.chroma,
             plan,
+            filter,
             batch_size,
             limit,
             self.stats.clone(),

@@ -17,4 +17,4 @@ pub mod reader;
 pub mod writer;
 
 pub use reader::{BandSelection, ImageBatch, ImageFileReader, ImageScan};
-pub use writer::{write_image_file, ImageRow, WriteOptions, WriteStats};
+pub use writer::{write_image_file, ImageRow, WriteOptions, WriteStats, DEFAULT_PAGE_ROWS};

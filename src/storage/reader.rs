@@ -327,11 +327,10 @@ impl ImageFileReader {
             .with_projection(mask)
             .with_batch_size(batch_size.max(1));
         if let Some(rows) = rows {
-            let ranges = rows.iter().map(|&r| r..r + 1);
-            builder = builder.with_row_selection(RowSelection::from_consecutive_ranges(
-                ranges,
-                self.num_rows(),
-            ));
+            let (groups, selection) = self.row_group_selection(rows)?;
+            builder = builder
+                .with_row_groups(groups)
+                .with_row_selection(selection);
         }
         let reader = builder.build().map_err(|e| Error::parquet(&self.path, e))?;
         let mut band_cols = Vec::new();
@@ -351,6 +350,54 @@ impl ImageFileReader {
             chroma: self.chroma,
             bands: Arc::new(band_cols),
         })
+    }
+}
+
+impl ImageFileReader {
+    /// The row groups holding any of `rows` (ascending file row indices),
+    /// and the selection of `rows` within those groups: row groups and
+    /// pages without a wanted row are never read.
+    fn row_group_selection(&self, rows: &[usize]) -> Result<(Vec<usize>, RowSelection)> {
+        if rows.windows(2).any(|w| w[0] >= w[1])
+            || rows.last().is_some_and(|&r| r >= self.num_rows())
+        {
+            return Err(Error::Internal(format!(
+                "{}: rows to read are not ascending file rows",
+                self.path.display()
+            )));
+        }
+        let mut groups = Vec::new();
+        let mut ranges = Vec::new();
+        // `base` is where the current group starts in the file, `kept` in
+        // the concatenation of the kept groups.
+        let (mut base, mut kept, mut next) = (0usize, 0usize, 0usize);
+        for (g, rg) in self.metadata.metadata().row_groups().iter().enumerate() {
+            let len = rg.num_rows().max(0) as usize;
+            let end = base + len;
+            let first = next;
+            while next < rows.len() && rows[next] < end {
+                next += 1;
+            }
+            if next > first {
+                groups.push(g);
+                // Consecutive rows become one range.
+                let mut i = first;
+                while i < next {
+                    let mut j = i + 1;
+                    while j < next && rows[j] == rows[j - 1] + 1 {
+                        j += 1;
+                    }
+                    ranges.push(rows[i] - base + kept..rows[j - 1] - base + kept + 1);
+                    i = j;
+                }
+                kept += len;
+            }
+            base = end;
+        }
+        Ok((
+            groups,
+            RowSelection::from_consecutive_ranges(ranges.into_iter(), kept),
+        ))
     }
 }
 
@@ -579,6 +626,95 @@ mod tests {
             .expect("half a file is an error")
             .to_string();
         assert!(err.contains("cut.parquet"), "{err}");
+    }
+
+    /// `n` distinct small images written with the given row group and page sizes.
+    fn write_rows(path: &Path, n: usize, row_group_size: usize, page_rows: usize) -> Vec<ImageRow> {
+        let rows: Vec<ImageRow> = (0..n)
+            .map(|i| {
+                let rgb: Vec<u8> = (0..32 * 16 * 3)
+                    .map(|j| ((j * 7 + i * 31) % 251) as u8)
+                    .collect();
+                ImageRow {
+                    id: i as u64,
+                    uri: format!("img{i}"),
+                    image: encode_rgb(&rgb, 32, 16, EncodeOptions::default()).unwrap(),
+                }
+            })
+            .collect();
+        let opts = WriteOptions {
+            row_group_size,
+            page_rows: Some(page_rows),
+            ..Default::default()
+        };
+        write_image_file(path, &opts, &rows, &[]).unwrap();
+        rows
+    }
+
+    fn read_rows(reader: &ImageFileReader, rows: &[usize]) -> Vec<(u64, CoefficientImage)> {
+        let mut out = Vec::new();
+        for batch in reader
+            .scan_rows(&["id"], &BandSelection::all(), 3, Some(rows))
+            .unwrap()
+        {
+            let batch = batch.unwrap();
+            let ids = batch.batch.column_by_name("id").unwrap();
+            let ids = ids
+                .as_any()
+                .downcast_ref::<arrow_array::UInt64Array>()
+                .unwrap();
+            for r in 0..batch.num_rows() {
+                out.push((ids.value(r), batch.image(r).unwrap()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn selected_rows_read_only_their_row_groups_and_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let written = write_rows(&path, 100, 40, 4);
+        let full = ImageFileReader::open(&path).unwrap();
+        let footer = full.bytes_read();
+        let all: Vec<usize> = (0..100).collect();
+        assert_eq!(read_rows(&full, &all).len(), 100);
+        let all_bytes = full.bytes_read() - footer;
+
+        // Rows in all three row groups, runs and single rows, each read
+        // back as written.
+        let wanted = [0, 1, 2, 39, 40, 41, 77, 99];
+        let some = ImageFileReader::open(&path).unwrap();
+        let got = read_rows(&some, &wanted);
+        let ids: Vec<u64> = got.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, wanted.iter().map(|&r| r as u64).collect::<Vec<_>>());
+        for ((_, image), &r) in got.iter().zip(&wanted) {
+            assert_eq!(image, &written[r].image);
+        }
+        // One page of 4 rows among 25 per column.
+        let few = ImageFileReader::open(&path).unwrap();
+        read_rows(&few, &[50, 51]);
+        let few_bytes = few.bytes_read() - footer;
+        assert!(
+            few_bytes * 10 < all_bytes,
+            "2 of 100 rows read {few_bytes} of {all_bytes} bytes"
+        );
+        assert!(read_rows(&few, &[]).is_empty());
+    }
+
+    #[test]
+    fn rows_out_of_order_or_past_the_end_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        write_rows(&path, 10, 4, 2);
+        let reader = ImageFileReader::open(&path).unwrap();
+        for rows in [&[3, 2][..], &[4, 4], &[10]] {
+            let err = reader
+                .scan_rows(&["id"], &BandSelection::none(), 8, Some(rows))
+                .err()
+                .expect("refused");
+            assert!(err.to_string().contains("t.parquet"), "{err}");
+        }
     }
 
     /// What the table-file fuzz target does: open, scan every column and

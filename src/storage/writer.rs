@@ -22,6 +22,15 @@ use super::reader::MAX_PIXELS;
 use crate::codec::{Chroma, CoefficientImage};
 use crate::error::{Error, Result};
 
+/// Fewest rows per data page: small enough that a scan split between cores
+/// or filtered to a few rows skips most bytes of a table of photos.
+pub const DEFAULT_PAGE_ROWS: usize = 32;
+
+/// Pixels a data page should cover at least: each page of each column costs
+/// a header of ~20 bytes, a fraction of a percent of a page of photos, but a
+/// tenth of a page of 32 thumbnails; small images get longer pages.
+const PAGE_PIXELS: u64 = 1 << 20;
+
 /// Table-level settings recorded in every file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteOptions {
@@ -30,6 +39,10 @@ pub struct WriteOptions {
     pub quality: u8,
     /// Rows per Parquet row group.
     pub row_group_size: usize,
+    /// Rows per data page, the unit a scan can skip without reading it (a
+    /// filtered or split scan reads only the pages holding its rows);
+    /// `None` picks it from the images' size (see [`page_rows`]).
+    pub page_rows: Option<usize>,
 }
 
 impl Default for WriteOptions {
@@ -38,8 +51,26 @@ impl Default for WriteOptions {
             chroma: Chroma::Yuv420,
             quality: 90,
             row_group_size: 1024,
+            page_rows: None,
         }
     }
+}
+
+/// Rows per data page for these images: a power of two from
+/// [`DEFAULT_PAGE_ROWS`] (photos) up to a row group (thumbnails), so that a
+/// page covers about [`PAGE_PIXELS`].
+pub fn page_rows(rows: &[ImageRow], row_group_size: usize) -> usize {
+    let pixels = rows
+        .iter()
+        .map(|r| r.image.width() as u64 * r.image.height() as u64);
+    page_rows_for(pixels, row_group_size)
+}
+
+fn page_rows_for(pixels: impl ExactSizeIterator<Item = u64>, row_group_size: usize) -> usize {
+    let n = pixels.len().max(1) as u64;
+    let mean = (pixels.sum::<u64>() / n).max(1);
+    let want = PAGE_PIXELS.div_ceil(mean).next_power_of_two() as usize;
+    want.clamp(DEFAULT_PAGE_ROWS, row_group_size.max(DEFAULT_PAGE_ROWS))
 }
 
 /// One image to write.
@@ -92,6 +123,10 @@ pub fn write_image_file(
         check_complete(r, chroma)?;
     }
     let codes = fit_codes(rows, chroma)?;
+    let page = opts
+        .page_rows
+        .unwrap_or_else(|| page_rows(rows, opts.row_group_size))
+        .max(1);
     let user_fields: Vec<Arc<Field>> = user_columns.iter().map(|(f, _)| f.clone()).collect();
     let schema = Arc::new(file_schema(chroma, &user_fields));
 
@@ -119,6 +154,8 @@ pub fn write_image_file(
 
     let mut props = WriterProperties::builder()
         .set_max_row_group_row_count(Some(opts.row_group_size.max(1)))
+        .set_data_page_row_count_limit(page)
+        .set_write_batch_size(page)
         .set_compression(Compression::UNCOMPRESSED)
         .set_dictionary_enabled(false)
         .set_statistics_enabled(EnabledStatistics::None)
@@ -267,4 +304,21 @@ pub(crate) fn parse_band_codes(
         out.insert(name.to_string(), code);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_cover_about_a_megapixel_within_bounds() {
+        let rows = |w: u64, h: u64, n: usize| std::iter::repeat_n(w * h, n);
+        // Photos: the shortest pages; thumbnails: longer ones.
+        assert_eq!(page_rows_for(rows(512, 512, 200), 1024), 32);
+        assert_eq!(page_rows_for(rows(100, 100, 200), 1024), 128);
+        // MNIST-sized: one page per row group.
+        assert_eq!(page_rows_for(rows(28, 28, 2000), 1024), 1024);
+        assert_eq!(page_rows_for(rows(28, 28, 10), 7), 32);
+        assert_eq!(page_rows_for(std::iter::empty(), 1024), 1024);
+    }
 }
