@@ -41,6 +41,8 @@ const IMAGES_PER_FILE: usize = 256;
 /// Decoded coefficients held before a file is written (bounds memory for
 /// large images: a 4000x3000 photo is ~36 MB of coefficients).
 const BYTES_PER_FILE: usize = 64 << 20;
+/// Rows per batch while the query runs (what an image scan emits).
+const IMAGE_ROWS_PER_BATCH: usize = 32;
 /// Quality of a table whose images come from no known image table (it is
 /// only used by a later `INSERT INTO .. FROM` files).
 const DEFAULT_QUALITY: u8 = 90;
@@ -271,6 +273,8 @@ impl ImageTableWriter {
             None => None,
         };
         let uris = uris.as_ref().map(|a| a.as_string::<i32>());
+        // Rows of this batch from `start` on are not in a file yet.
+        let mut start = 0;
         for (r, value) in images.iter().enumerate() {
             self.seen += 1;
             let row = self.seen;
@@ -370,14 +374,24 @@ impl ImageTableWriter {
             self.bytes += value.len();
             self.next_id = self.next_id.max(id.saturating_add(1));
             self.rows.push(ImageRow { id, uri, image });
+            // A sort hands on its whole result as one batch: check per row.
+            if self.rows.len() >= self.per_file.0 || self.bytes >= self.per_file.1 {
+                self.take_user(batch, start, r + 1);
+                start = r + 1;
+                self.flush()?;
+            }
         }
-        for (parts, (i, _)) in self.user.iter_mut().zip(&self.columns.user) {
-            parts.push(batch.column(*i).slice(0, n));
-        }
-        if self.rows.len() >= self.per_file.0 || self.bytes >= self.per_file.1 {
-            self.flush()?;
-        }
+        self.take_user(batch, start, n);
         Ok(())
+    }
+
+    /// Holds rows `start..end` of the batch's user columns.
+    fn take_user(&mut self, batch: &RecordBatch, start: usize, end: usize) {
+        if end > start {
+            for (parts, (i, _)) in self.user.iter_mut().zip(&self.columns.user) {
+                parts.push(batch.column(*i).slice(start, end - start));
+            }
+        }
     }
 
     /// Every band of every plane, or the reason it cannot be stored.
@@ -536,12 +550,13 @@ impl Database {
         let scanned = first_image_table(&plan);
         let limits = (IMAGES_PER_FILE, BYTES_PER_FILE);
         let mut writer = ImageTableWriter::new(tx, name, columns, scanned, limits);
-        let mut stream = self
-            .ctx
-            .execute_logical_plan(plan)
-            .await?
-            .execute_stream()
-            .await?;
+        // Image values are ~1 MB each: batches of the rows an image scan
+        // emits let a sort or merge free its input as its output is written,
+        // where 8192-row batches hold whole copies of the result.
+        let mut state = self.ctx.state();
+        let config = state.config().clone().with_batch_size(IMAGE_ROWS_PER_BATCH);
+        *state.config_mut() = config;
+        let mut stream = DataFrame::new(state, plan).execute_stream().await?;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             // Decoding values and coding bands is CPU work: off the workers.
@@ -620,6 +635,48 @@ mod tests {
         drop(w); // as the statement does with a writer that failed
         assert_eq!(files(), 0);
         assert_eq!(db.read_catalog().unwrap().version, 0);
+    }
+
+    #[test]
+    fn one_large_batch_is_split_into_files_with_its_user_columns_aligned() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = DatabaseDir::open(dir.path()).unwrap();
+        let ids = [10, 11, 12, 13, 14];
+        let images = batch(&ids);
+        let notes: Vec<String> = ids.iter().map(|i| format!("n{i}")).collect();
+        let mut fields = images.schema().fields().to_vec();
+        fields.push(Arc::new(Field::new("note", DataType::Utf8, true)));
+        let mut columns = images.columns().to_vec();
+        columns.push(Arc::new(arrow::array::StringArray::from(notes)));
+        let one = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let cols = Columns::of(&one.schema(), "CREATE TABLE c").unwrap();
+        let mut w =
+            ImageTableWriter::new(db.begin().unwrap(), "c".into(), cols, None, (2, 1 << 30));
+        w.push(&one).unwrap();
+        assert_eq!(
+            w.files.len(),
+            2,
+            "two files written while the batch was read"
+        );
+        let catalog = w.finish(false).unwrap();
+        let t = &catalog.tables["c"];
+        assert_eq!(
+            t.files.iter().map(|f| f.rows).collect::<Vec<_>>(),
+            [2, 2, 1]
+        );
+        assert_eq!(t.next_id, 15);
+        for f in &t.files {
+            let reader = crate::storage::ImageFileReader::open(dir.path().join(&f.path)).unwrap();
+            let bands = crate::storage::BandSelection::none();
+            for b in reader.scan(&["id", "note"], &bands, 100).unwrap() {
+                let b = b.unwrap().batch;
+                let ids = b.column_by_name("id").unwrap().as_primitive::<UInt64Type>();
+                let notes = b.column_by_name("note").unwrap().as_string::<i32>();
+                for r in 0..b.num_rows() {
+                    assert_eq!(notes.value(r), format!("n{}", ids.value(r)));
+                }
+            }
+        }
     }
 
     #[test]
