@@ -16,7 +16,7 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::DataFrame;
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
-use datafusion::sql::sqlparser::ast::{Query, Statement};
+use datafusion::sql::sqlparser::ast::{Query, Statement, TableObject};
 use futures::StreamExt;
 use std::collections::HashSet;
 
@@ -82,6 +82,29 @@ pub(super) fn parse(sql: &str) -> Option<CreateTableAs> {
         or_replace: t.or_replace,
         query: t.query?,
     })
+}
+
+/// The table of an `INSERT INTO <table> <query>` statement.
+fn insert_target(sql: &str) -> Option<TableName> {
+    let mut statements = DFParser::parse_sql(sql).ok()?;
+    if statements.len() != 1 {
+        return None;
+    }
+    let DfStatement::Statement(s) = statements.pop_front()? else {
+        return None;
+    };
+    let Statement::Insert(insert) = *s else {
+        return None;
+    };
+    let TableObject::TableName(name) = insert.table else {
+        return None;
+    };
+    Some(
+        name.0
+            .iter()
+            .map(|p| p.as_ident().map(normalize_ident).unwrap_or_default())
+            .collect(),
+    )
 }
 
 /// True when a result with `schema` makes an image table: it has an
@@ -188,6 +211,14 @@ impl Columns {
             }
         }
         Ok(cols)
+    }
+}
+
+/// An error's message without the kind a caller adds again.
+fn reason(e: Error) -> String {
+    match e {
+        Error::InvalidArgument(m) => m,
+        e => e.to_string(),
     }
 }
 
@@ -307,8 +338,9 @@ impl ImageTableWriter {
                     row,
                     given_id,
                     format!(
-                        "column image must hold image values to make an image table ({e}); \
-                         select it under another name to keep it as bytes"
+                        "column image must hold image values to make an image table ({}); \
+                         select it under another name to keep it as bytes",
+                        reason(e)
                     ),
                 )
             })?;
@@ -370,7 +402,8 @@ impl ImageTableWriter {
                 Some(u) => u.value(r).to_string(),
                 None => String::new(),
             };
-            let image = decode_image_value(value).map_err(|e| self.fail(row, given_id, e))?;
+            let image =
+                decode_image_value(value).map_err(|e| self.fail(row, given_id, reason(e)))?;
             self.bytes += value.len();
             self.next_id = self.next_id.max(id.saturating_add(1));
             self.rows.push(ImageRow { id, uri, image });
@@ -499,6 +532,22 @@ impl ImageTableWriter {
 }
 
 impl Database {
+    /// Refuses `INSERT INTO <image table> <query>` with what to do instead
+    /// (DataFusion would say only that the table takes no inserts).
+    pub(super) fn check_insert(&self, sql: &str) -> Result<()> {
+        let Some(name) = insert_target(sql).and_then(|t| self.resolve(&t).ok()) else {
+            return Ok(());
+        };
+        if self.catalog()?.tables.contains_key(&name) {
+            return Err(Error::InvalidArgument(format!(
+                "INSERT INTO {name}: '{name}' is an image table, which takes images from \
+                 files (INSERT INTO {name} FROM '<files>'); CREATE TABLE .. AS SELECT makes \
+                 a new image table from a query"
+            )));
+        }
+        Ok(())
+    }
+
     /// `CREATE TABLE .. AS`: an image table when the result has an
     /// `image` column of image values, else DataFusion's ordinary table as
     /// before.

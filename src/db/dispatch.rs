@@ -147,6 +147,7 @@ impl Database {
         if let Some(ctas) = ctas::parse(sql) {
             return self.create_table_as(sql, ctas).await;
         }
+        self.check_insert(sql)?;
         let effect = if self.is_in_memory() {
             Effect::None
         } else {
