@@ -7,6 +7,7 @@ mod integration {
     mod concurrency;
     mod corrupt_inputs;
     mod crash;
+    mod ctas;
     mod database_api;
     #[cfg(feature = "serve")]
     pub mod flight;

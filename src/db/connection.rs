@@ -108,7 +108,9 @@ impl Connection {
             }
             Some(_) => db.dispatch(sql, &catalog).await,
             None => {
-                let reads_only = db.is_in_memory() || plain::classify(sql) == Effect::None;
+                // `CREATE TABLE .. AS` may make an image table, in memory too.
+                let in_memory = db.is_in_memory() && super::ctas::parse(sql).is_none();
+                let reads_only = in_memory || plain::classify(sql) == Effect::None;
                 if !reads_only || formats::is_explain_analyze(sql) {
                     // Writes take the database's path (one transaction each).
                     return db.dispatch(sql, &catalog).await;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use datafusion::prelude::DataFrame;
 
+use super::ctas;
 use super::options::ingest_options;
 use super::plain::{self, Effect};
 use super::{formats, Database, IngestMode};
@@ -143,6 +144,10 @@ impl Database {
     /// views or external tables of a file-backed database is kept on disk
     /// (see `plain`).
     async fn run_datafusion(&self, sql: &str) -> Result<DataFrame> {
+        if let Some(ctas) = ctas::parse(sql) {
+            return self.create_table_as(sql, ctas).await;
+        }
+        self.check_insert(sql)?;
         let effect = if self.is_in_memory() {
             Effect::None
         } else {

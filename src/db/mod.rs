@@ -6,6 +6,7 @@
 //! - `dispatch`: one statement -> ours or DataFusion's
 //! - `write`: statements that change the database, each one commit
 //! - `plain`: ordinary tables, views and external tables kept on disk
+//! - `ctas`: `CREATE TABLE .. AS` of image values makes an image table
 //! - `formats`: CALIBRATE, SHOW FORMATS, EXPLAIN ANALYZE with model timings
 //! - `system_tables`: the tables SHOW statements and system tables return
 //! - `options`: `WITH (...)` and `RESET` option parsing
@@ -41,6 +42,7 @@ use crate::storage::catalog::{Catalog, DatabaseDir};
 mod access;
 mod blocking;
 mod connection;
+mod ctas;
 mod dispatch;
 mod formats;
 mod options;

@@ -212,6 +212,16 @@ impl Database {
     pub(super) async fn run_kept(&self, sql: &str, effect: Effect) -> Result<DataFrame> {
         let dir = self.dir.clone();
         let tx = off_worker(move || dir.begin()).await?;
+        self.run_kept_with(tx, sql, effect).await
+    }
+
+    /// [`Self::run_kept`] in a transaction already begun.
+    pub(super) async fn run_kept_with(
+        &self,
+        tx: Transaction,
+        sql: &str,
+        effect: Effect,
+    ) -> Result<DataFrame> {
         let touched = match &effect {
             Effect::Tables(names) | Effect::Drop(names) => names.clone(),
             Effect::Define(name) => vec![name.clone()],

@@ -378,7 +378,7 @@ fn remove_model(tx: &mut Transaction, name: &str, if_exists: bool) -> Result<()>
 
 /// Removes tables (image, ordinary or external) from the catalog and
 /// retires their files; names the catalog does not hold are skipped.
-fn remove_tables(tx: &mut Transaction, names: &[String]) {
+pub(super) fn remove_tables(tx: &mut Transaction, names: &[String]) {
     for name in names {
         let catalog = tx.catalog_mut();
         catalog.ingest_errors.retain(|e| &e.table != name);
