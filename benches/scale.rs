@@ -22,8 +22,11 @@
 //!
 //! Steps are interleaved over `SCALE_REPEATS` rounds (2 by default); the
 //! best wall time of each is reported, with its CPU time (user + system,
-//! all threads) and the load average when it ran, since the machine may be
-//! shared; peak RSS is the highest seen.
+//! all threads) and how many cores other processes kept busy meanwhile,
+//! since the machine may be shared; peak RSS is the highest seen. The two
+//! threads only show their speed-up on otherwise idle cores: `SCALE_N=1000`
+//! runs just the 1,000-photo steps, quick to repeat when the machine is
+//! quiet.
 //!
 //! Environment: `SCALE_N` (sizes, comma-separated, default `1000,10000`),
 //! `SCALE_REPEATS`, `SPECTRADB_SCALE_CORPUS` (default `bench-data/corpus10k`).
@@ -35,6 +38,8 @@ use std::time::Instant;
 
 use arrow::array::{Array, Int64Array, RecordBatch};
 use spectradb::ingest::IngestOptions;
+use spectradb::source::{load_file, SourceOptions};
+use spectradb::storage::{write_image_file, ImageRow, WriteOptions};
 use spectradb::{Database, IngestMode};
 
 const MODEL: &str = "tests/data/models/tiny_rgb_224.onnx";
@@ -65,11 +70,33 @@ fn cpu_secs() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn load_avg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+/// (busy, all) CPU time of the whole machine so far, in ticks of all cores.
+fn machine_ticks() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<f64> = stat
+        .lines()
+        .next()
         .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let all: f64 = v.iter().take(8).sum();
+    // idle and iowait are fields 4 and 5 of the `cpu` line.
+    let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
+    (all - idle, all)
+}
+
+/// Cores the rest of the machine kept busy since `since` (from
+/// [`machine_ticks`]) while this process used `own_cpu` seconds in `secs`:
+/// with autogroup scheduling a busy neighbour takes its share whatever
+/// this process's thread count, so a parallel speed-up is only measured
+/// when this is near zero.
+fn others_cores(since: (f64, f64), own_cpu: f64, secs: f64) -> f64 {
+    let (busy, all) = machine_ticks();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let machine = (busy - since.0) / (all - since.1).max(1.0) * cores;
+    (machine - own_cpu / secs.max(1e-9)).max(0.0)
 }
 
 fn collect(rt: &tokio::runtime::Runtime, db: &Database, sql: &str) -> Vec<RecordBatch> {
@@ -79,7 +106,7 @@ fn collect(rt: &tokio::runtime::Runtime, db: &Database, sql: &str) -> Vec<Record
 /// One step, in this (child) process; prints its `RESULT` line.
 fn step(kind: &str, dir: &Path, db_dir: &Path, threads: usize) {
     let rss_before = status_kib("VmRSS:");
-    let (cpu0, load) = (cpu_secs(), load_avg());
+    let (cpu0, ticks) = (cpu_secs(), machine_ticks());
     let t = Instant::now();
     let rows = match kind {
         "ingest" => {
@@ -118,7 +145,12 @@ fn step(kind: &str, dir: &Path, db_dir: &Path, threads: usize) {
                 ),
             );
             // Opening, the model's session and its probe are not the scan.
-            let (t, cpu0, rss_before) = (Instant::now(), cpu_secs(), status_kib("VmRSS:"));
+            let (t, cpu0, rss_before, ticks) = (
+                Instant::now(),
+                cpu_secs(),
+                status_kib("VmRSS:"),
+                machine_ticks(),
+            );
             let b = collect(&rt, &db, "SELECT count(tiny(image)) FROM photos");
             let n = b[0]
                 .column(0)
@@ -132,7 +164,7 @@ fn step(kind: &str, dir: &Path, db_dir: &Path, threads: usize) {
                 t.elapsed().as_secs_f64(),
                 cpu_secs() - cpu0,
                 rss_before,
-                &load,
+                ticks,
             );
             return;
         }
@@ -144,14 +176,15 @@ fn step(kind: &str, dir: &Path, db_dir: &Path, threads: usize) {
         t.elapsed().as_secs_f64(),
         cpu_secs() - cpu0,
         rss_before,
-        &load,
+        ticks,
     );
 }
 
-fn report(kind: &str, rows: u64, secs: f64, cpu: f64, rss_before: u64, load: &str) {
+fn report(kind: &str, rows: u64, secs: f64, cpu: f64, rss_before: u64, ticks: (f64, f64)) {
     println!(
-        "RESULT {kind} rows={rows} secs={secs:.3} cpu={cpu:.2} hwm_kib={} rss_before_kib={rss_before} load={load}",
-        status_kib("VmHWM:")
+        "RESULT {kind} rows={rows} secs={secs:.3} cpu={cpu:.2} hwm_kib={} rss_before_kib={rss_before} others={:.2}",
+        status_kib("VmHWM:"),
+        others_cores(ticks, cpu, secs)
     );
 }
 
@@ -161,7 +194,8 @@ struct Measure {
     secs: f64,
     cpu: f64,
     hwm_mib: f64,
-    load: f64,
+    /// Cores other processes kept busy meanwhile.
+    others: f64,
 }
 
 fn run_child(kind: &str, dir: &Path, db_dir: &Path, threads: usize, rows: usize) -> Measure {
@@ -198,13 +232,60 @@ fn run_child(kind: &str, dir: &Path, db_dir: &Path, threads: usize, rows: usize)
         secs: field("secs"),
         cpu: field("cpu"),
         hwm_mib: field("hwm_kib") / 1024.0,
-        load: field("load"),
+        others: field("others"),
     };
     println!(
-        "  {kind:<7} n={rows:<6} threads={threads} {:8.2} s  cpu {:8.2} s  peak RSS {:7.1} MiB  load {:.2}",
-        m.secs, m.cpu, m.hwm_mib, m.load
+        "  {kind:<7} n={rows:<6} threads={threads} {:8.2} s  cpu {:8.2} s  peak RSS {:7.1} MiB  other processes {:.2} cores",
+        m.secs, m.cpu, m.hwm_mib, m.others
     );
     m
+}
+
+/// CPU time of this thread so far, in seconds (Linux).
+fn thread_cpu_secs() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |ns| ns / 1e9)
+}
+
+/// An ingest's two stages on this thread, CPU seconds per image: decoding
+/// the photos of `dir` (coefficients out of the JPEGs) and writing them as
+/// data files of 256 images (fitting and applying the band codes).
+fn ingest_stages(dir: &Path, work: &Path) -> (f64, f64) {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files.truncate(512);
+    let opts = SourceOptions::default();
+    let write = WriteOptions {
+        chroma: opts.encode.chroma,
+        quality: opts.encode.quality,
+        ..Default::default()
+    };
+    let (mut decode, mut written) = (0.0, 0.0);
+    let out = work.join("stages.parquet");
+    for (round, chunk) in files.chunks(256).enumerate() {
+        let t = thread_cpu_secs();
+        let rows: Vec<ImageRow> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ImageRow {
+                id: (round * 256 + i) as u64,
+                uri: p.display().to_string(),
+                image: load_file(p, &opts).unwrap().0,
+            })
+            .collect();
+        decode += thread_cpu_secs() - t;
+        let t = thread_cpu_secs();
+        write_image_file(&out, &write, &rows, &[]).unwrap();
+        written += thread_cpu_secs() - t;
+    }
+    let _ = std::fs::remove_file(out);
+    let n = files.len() as f64;
+    (decode / n, written / n)
 }
 
 /// `n` of the corpus' JPEGs spread evenly over it, linked into `dir`.
@@ -218,7 +299,7 @@ fn subset(jpegs: &[PathBuf], n: usize, dir: &Path) {
     }
 }
 
-/// The best time of a step's runs, with the CPU time and load of that run,
+/// The best time of a step's runs, with the CPU time and neighbours of that run,
 /// and the highest peak RSS of all runs.
 fn best(runs: &[Measure]) -> Measure {
     let mut b = *runs
@@ -304,10 +385,11 @@ fn main() {
     for ((kind, n), r) in &runs {
         let b = best(r);
         println!(
-            "  {kind:<7} n={n:<6} {:8.3} ms/image  cpu {:8.3} ms/image  peak RSS {:7.1} MiB",
+            "  {kind:<7} n={n:<6} {:8.3} ms/image  cpu {:8.3} ms/image  peak RSS {:7.1} MiB  (other processes {:.2} cores)",
             b.secs * 1e3 / *n as f64,
             b.cpu * 1e3 / *n as f64,
-            b.hwm_mib
+            b.hwm_mib,
+            b.others
         );
     }
     if sizes.len() >= 2 {
@@ -327,6 +409,14 @@ fn main() {
     let (one, two) = (
         best(&runs[&("ingest", smallest)]),
         best(&runs[&("ingest2", smallest)]),
+    );
+    let (decode, write) = ingest_stages(&work.join(format!("photos-{smallest}")), &work);
+    println!(
+        "ingest stages, one thread, CPU per image: decode {:.3} ms, write {:.3} ms; with one \
+         writer beside the decoders two threads are at best {:.2}x faster than one",
+        decode * 1e3,
+        write * 1e3,
+        (decode + write) / write.max((decode + write) / 2.0)
     );
     println!(
         "ingest of {smallest} photos on 2 threads: {:.2}x faster than 1 thread, {:.3}x linear \
