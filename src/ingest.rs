@@ -168,14 +168,21 @@ pub fn ingest(
     let mut skipped = Vec::new();
     // Writing a data file (fitting and applying its Huffman codes) costs
     // about as much as decoding its images and runs on one thread: with
-    // more than one thread it overlaps the decoding of the next round, so
-    // two rounds are in memory at most. The scope joins a write still
-    // running when an error returns early; the dropped transaction then
-    // takes its file back.
+    // more than one thread it overlaps the decoding of the next round on
+    // the other threads (so the writer, the slower stage, keeps a core),
+    // and the last round's write runs beside the one before it; two rounds
+    // are in memory at most. The scope joins a write still running when an
+    // error returns early; the dropped transaction then takes its file back.
+    let rounds = files.len().div_ceil(opts.images_per_file.max(1));
     std::thread::scope(|scope| -> Result<()> {
-        let mut writing: Option<std::thread::ScopedJoinHandle<'_, Result<DataFile>>> = None;
-        for chunk in files.chunks(opts.images_per_file.max(1)) {
-            let decoded = decode_parallel(chunk, &source, threads, progress);
+        let mut writing: Vec<std::thread::ScopedJoinHandle<'_, Result<DataFile>>> = Vec::new();
+        for (round, chunk) in files.chunks(opts.images_per_file.max(1)).enumerate() {
+            let decoders = if writing.is_empty() {
+                threads
+            } else {
+                (threads - 1).max(1)
+            };
+            let decoded = decode_parallel(chunk, &source, decoders, progress);
             let mut rows = Vec::with_capacity(chunk.len());
             let mut label_values = Vec::with_capacity(chunk.len());
             for (path, image) in chunk.iter().zip(decoded) {
@@ -226,17 +233,19 @@ pub fn ingest(
                     bytes: stats.file_bytes,
                 })
             };
-            if let Some(previous) = writing.take() {
-                written.push(join_write(previous)?);
-            }
-            if threads > 1 {
-                writing = Some(scope.spawn(job));
-            } else {
+            if threads == 1 {
                 written.push(job()?);
+                continue;
             }
+            if round + 1 < rounds {
+                for previous in writing.drain(..) {
+                    written.push(join_write(previous)?);
+                }
+            }
+            writing.push(scope.spawn(job));
         }
-        if let Some(last) = writing.take() {
-            written.push(join_write(last)?);
+        for handle in writing {
+            written.push(join_write(handle)?);
         }
         Ok(())
     })?;
