@@ -23,13 +23,18 @@ random crops per scale. Photos whose short side is below the crop size are
 scaled up to it (at most 1/MIN_SHORT = 1.33x); smaller ones are skipped.
 Crops are spread over the photos in proportion to sqrt(area), capped by the
 distinct positions a photo offers (a 512x512 photo gives exactly one crop).
+The default photos offer about 5,400 distinct crops; --mirror doubles that
+(every second crop of a scale is flipped left to right), enough for the
+10,000-photo corpus of the scale benchmark (benches/scale.rs):
+
+    python3 scripts/make_corpus.py --out bench-data/corpus10k --count 10000 --mirror --no-source
 
 Deterministic for a given --seed (random.Random(seed)) and set of photos. A
 rerun with the same parameters over a complete corpus does nothing; otherwise
 the old *.jpg, source/*.png and MANIFEST.txt in DIR are replaced.
 
     python3 scripts/make_corpus.py --out DIR [--count 1000] [--size 512] [--quality 90] [--seed 0]
-                                   [--no-source] [--photos DIR_OR_GLOB ...]
+                                   [--no-source] [--mirror] [--photos DIR_OR_GLOB ...]
 """
 import argparse
 import glob
@@ -38,7 +43,7 @@ import os
 import random
 import sys
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 VERSION = 2  # bump when the way crops are cut changes, so old corpora are rebuilt
 MIN_SHORT = 0.75  # photos with a short side below MIN_SHORT * size are skipped
@@ -72,12 +77,15 @@ def load(path, size):
     return im
 
 
-def allocate(photos, count, size):
-    """Crops per photo: proportional to sqrt(area), at most one per GRID x GRID cell of slack."""
+def allocate(photos, count, size, mirror=False):
+    """Crops per photo: proportional to sqrt(area), at most one per GRID x GRID cell of slack
+    (two with mirror: the cell's crop and its mirror image)."""
     weight = [math.sqrt(im.width * im.height) for _, im in photos]
-    cap = [(1 + (im.width - size) // GRID) * (1 + (im.height - size) // GRID) for _, im in photos]
+    per_cell = 2 if mirror else 1
+    cap = [per_cell * (1 + (im.width - size) // GRID) * (1 + (im.height - size) // GRID) for _, im in photos]
     if sum(cap) < count:
-        sys.exit(f"the photos offer only {sum(cap)} distinct crops, fewer than --count {count}")
+        more = "" if mirror else " (--mirror doubles them)"
+        sys.exit(f"the photos offer only {sum(cap)} distinct crops, fewer than --count {count}{more}")
     n = [0] * len(photos)
     for _ in range(count):  # largest remaining share first (D'Hondt), deterministic
         i = max((i for i in range(len(photos)) if n[i] < cap[i]), key=lambda i: weight[i] / (n[i] + 1))
@@ -85,16 +93,18 @@ def allocate(photos, count, size):
     return n
 
 
-def crops(im, n, size, rng):
-    """n random size x size crops of im, at a few random downscales (1x to 4x)."""
+def crops(im, n, size, rng, mirror=False):
+    """n random size x size crops of im, at a few random downscales (1x to 4x); with
+    mirror, every second crop is flipped left to right."""
     max_f = min(4.0, min(im.size) / size)
     for s in range(math.ceil(n / CROPS_PER_SCALE)):
         f = rng.uniform(1.0, max_f) if max_f > 1.0 else 1.0
         w, h = max(size, round(im.width / f)), max(size, round(im.height / f))
         small = im if (w, h) == im.size else im.resize((w, h), Image.LANCZOS)
-        for _ in range(min(CROPS_PER_SCALE, n - s * CROPS_PER_SCALE)):
+        for i in range(min(CROPS_PER_SCALE, n - s * CROPS_PER_SCALE)):
             x, y = rng.randint(0, w - size), rng.randint(0, h - size)
-            yield small.crop((x, y, x + size, y + size))
+            crop = small.crop((x, y, x + size, y + size))
+            yield ImageOps.mirror(crop) if mirror and i % 2 == 1 else crop
 
 
 def main():
@@ -105,6 +115,8 @@ def main():
     ap.add_argument("--quality", type=int, default=90)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-source", action="store_true", help="do not write source/*.png")
+    ap.add_argument("--mirror", action="store_true",
+                    help="flip every second crop left to right: twice the distinct crops per photo")
     ap.add_argument("--photos", action="append",
                     help="a folder or glob of source photos (repeatable; default: the repository's "
                          "photos and /usr/share/backgrounds/mate/nature)")
@@ -113,7 +125,8 @@ def main():
     sources = a.photos or (env.split(":") if env else DEFAULT_SOURCES)
 
     params = (f"version={VERSION} count={a.count} size={a.size} quality={a.quality} "
-              f"subsampling=4:2:0 baseline seed={a.seed} source={not a.no_source}")
+              f"subsampling=4:2:0 baseline seed={a.seed} source={not a.no_source}"
+              + (" mirror=True" if a.mirror else ""))
     manifest = os.path.join(a.out, "MANIFEST.txt")
     jpgs = glob.glob(os.path.join(a.out, "*.jpg"))
     pngs = glob.glob(os.path.join(a.out, "source", "*.png"))
@@ -134,7 +147,7 @@ def main():
             skipped.append(p)
         else:
             photos.append((p, im))
-    counts = allocate(photos, a.count, a.size)
+    counts = allocate(photos, a.count, a.size, a.mirror)
 
     # Replace whatever corpus was there; MANIFEST.txt is written last, as the mark of a complete one.
     for old in [manifest] + jpgs + pngs:
@@ -147,7 +160,7 @@ def main():
         stem = os.path.splitext(os.path.basename(p))[0]
         with Image.open(p) as orig:
             lines.append(f"{p} {orig.width}x{orig.height} crops={n}")
-        for i, crop in enumerate(crops(im, n, a.size, rng)):
+        for i, crop in enumerate(crops(im, n, a.size, rng, a.mirror)):
             name = f"{stem}_{i:03d}"
             out = os.path.join(a.out, name + ".jpg")
             crop.save(out, "JPEG", quality=a.quality, subsampling="4:2:0", progressive=False, optimize=False)

@@ -160,57 +160,95 @@ pub fn ingest(
         _ => None,
     };
     let version = tx.version();
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
     let mut written: Vec<DataFile> = Vec::new();
     let mut skipped = Vec::new();
-    for chunk in files.chunks(opts.images_per_file.max(1)) {
-        let decoded = decode_parallel(chunk, &source, opts.threads, progress);
-        let mut rows = Vec::with_capacity(chunk.len());
-        let mut label_values = Vec::with_capacity(chunk.len());
-        for (path, image) in chunk.iter().zip(decoded) {
-            let uri = path.display().to_string();
-            match image {
-                Ok(image) => {
-                    label_values.push(label_for(path, &opts.label, labels.as_ref()));
-                    rows.push(ImageRow {
-                        id: entry.next_id,
+    // Writing a data file (fitting and applying its Huffman codes) costs
+    // about as much as decoding its images and runs on one thread: with
+    // more than one thread it overlaps the decoding of the next round on
+    // the other threads (so the writer, the slower stage, keeps a core),
+    // and the last round's write runs beside the one before it; two rounds
+    // are in memory at most. The scope joins a write still running when an
+    // error returns early; the dropped transaction then takes its file back.
+    let rounds = files.len().div_ceil(opts.images_per_file.max(1));
+    std::thread::scope(|scope| -> Result<()> {
+        let mut writing: Vec<std::thread::ScopedJoinHandle<'_, Result<DataFile>>> = Vec::new();
+        for (round, chunk) in files.chunks(opts.images_per_file.max(1)).enumerate() {
+            let decoders = if writing.is_empty() {
+                threads
+            } else {
+                (threads - 1).max(1)
+            };
+            let decoded = decode_parallel(chunk, &source, decoders, progress);
+            let mut rows = Vec::with_capacity(chunk.len());
+            let mut label_values = Vec::with_capacity(chunk.len());
+            for (path, image) in chunk.iter().zip(decoded) {
+                let uri = path.display().to_string();
+                match image {
+                    Ok(image) => {
+                        label_values.push(label_for(path, &opts.label, labels.as_ref()));
+                        rows.push(ImageRow {
+                            id: entry.next_id,
+                            uri,
+                            image,
+                        });
+                        entry.next_id += 1;
+                    }
+                    Err(e) if opts.on_error == OnError::Skip => skipped.push(IngestError {
+                        table: table.to_string(),
+                        version,
                         uri,
-                        image,
-                    });
-                    entry.next_id += 1;
+                        reason: e.to_string(),
+                    }),
+                    Err(e) => return Err(e),
                 }
-                Err(e) if opts.on_error == OnError::Skip => skipped.push(IngestError {
-                    table: table.to_string(),
-                    version,
-                    uri,
-                    reason: e.to_string(),
-                }),
-                Err(e) => return Err(e),
             }
+            if rows.is_empty() {
+                continue;
+            }
+            let user: Vec<(Arc<Field>, ArrayRef)> = if opts.label == Label::None {
+                Vec::new()
+            } else {
+                vec![(
+                    Arc::new(Field::new("label", DataType::Utf8, true)),
+                    Arc::new(StringArray::from(label_values)) as ArrayRef,
+                )]
+            };
+            let (rel, abs) = tx.new_data_file(table)?;
+            let write = WriteOptions {
+                chroma: source.encode.chroma,
+                quality: source.encode.quality,
+                ..Default::default()
+            };
+            let job = move || -> Result<DataFile> {
+                #[cfg(test)]
+                tests::record_writer(&abs);
+                let stats = write_image_file(&abs, &write, &rows, &user)?;
+                Ok(DataFile {
+                    path: rel,
+                    rows: stats.rows as u64,
+                    bytes: stats.file_bytes,
+                })
+            };
+            if threads == 1 {
+                written.push(job()?);
+                continue;
+            }
+            if round + 1 < rounds {
+                for previous in writing.drain(..) {
+                    written.push(join_write(previous)?);
+                }
+            }
+            writing.push(scope.spawn(job));
         }
-        if rows.is_empty() {
-            continue;
+        for handle in writing {
+            written.push(join_write(handle)?);
         }
-        let user: Vec<(Arc<Field>, ArrayRef)> = if opts.label == Label::None {
-            Vec::new()
-        } else {
-            vec![(
-                Arc::new(Field::new("label", DataType::Utf8, true)),
-                Arc::new(StringArray::from(label_values)) as ArrayRef,
-            )]
-        };
-        let (rel, abs) = tx.new_data_file(table)?;
-        let write = WriteOptions {
-            chroma: source.encode.chroma,
-            quality: source.encode.quality,
-            ..Default::default()
-        };
-        let stats = write_image_file(&abs, &write, &rows, &user)?;
-        written.push(DataFile {
-            path: rel,
-            rows: stats.rows as u64,
-            bytes: stats.file_bytes,
-        });
-    }
+        Ok(())
+    })?;
     let ingested = written.iter().map(|f| f.rows).sum();
     entry.files.extend(written);
     entry.version = version;
@@ -222,6 +260,13 @@ pub fn ingest(
         skipped,
         version,
     })
+}
+
+/// The data file a write thread made; its panic goes on unwinding here.
+fn join_write(handle: std::thread::ScopedJoinHandle<'_, Result<DataFile>>) -> Result<DataFile> {
+    handle
+        .join()
+        .unwrap_or_else(|payload| std::panic::resume_unwind(payload))
 }
 
 /// Decodes files on `threads` threads (0 = all cores), results in input order.
@@ -388,6 +433,94 @@ mod tests {
 
     /// A file with this name panics inside the decoder (test builds only).
     pub(super) const PANIC_MARKER: &str = "spectradb-test-panic.jpg";
+
+    /// Each data file written in this test process, with the thread that wrote it.
+    static WRITERS: Mutex<Vec<(PathBuf, std::thread::ThreadId)>> = Mutex::new(Vec::new());
+
+    pub(super) fn record_writer(path: &Path) {
+        WRITERS
+            .lock()
+            .unwrap()
+            .push((path.to_path_buf(), std::thread::current().id()));
+    }
+
+    #[test]
+    fn with_two_threads_a_round_is_written_while_the_next_one_decodes() {
+        use crate::storage::catalog::DatabaseDir;
+        use crate::storage::{BandSelection, ImageFileReader};
+        use arrow_array::{Array, UInt64Array};
+
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<PathBuf> = (0..5u32)
+            .map(|i| {
+                let p = dir.path().join(format!("img{i}.png"));
+                image::RgbImage::from_pixel(9 + i, 7, image::Rgb([200, 30, 10 * i as u8]))
+                    .save(&p)
+                    .unwrap();
+                p
+            })
+            .collect();
+        let db = DatabaseDir::open(dir.path().join("db")).unwrap();
+        let me = std::thread::current().id();
+        for threads in [1, 2] {
+            let table = format!("t{threads}");
+            let mut tx = db.begin().unwrap();
+            let opts = IngestOptions {
+                images_per_file: 2,
+                threads,
+                ..Default::default()
+            };
+            let report = ingest(&mut tx, &table, true, &files, &opts, &|_| {}).unwrap();
+            tx.commit().unwrap();
+            assert_eq!(report.ingested, 5);
+            let catalog = db.read_catalog().unwrap();
+            let entry = &catalog.tables[&table];
+            assert_eq!(
+                entry.files.iter().map(|f| f.rows).collect::<Vec<_>>(),
+                [2, 2, 1]
+            );
+            // Ids follow the input order across rounds, whoever wrote them.
+            let mut ids = Vec::new();
+            let mut widths = Vec::new();
+            for f in &entry.files {
+                let r = ImageFileReader::open(db.root().join(&f.path)).unwrap();
+                for b in r
+                    .scan(&["id", "width"], &BandSelection::none(), 16)
+                    .unwrap()
+                {
+                    let b = b.unwrap().batch;
+                    let col = |n: &str| b.column_by_name(n).unwrap().clone();
+                    let id = col("id");
+                    let id = id.as_any().downcast_ref::<UInt64Array>().unwrap();
+                    ids.extend(id.values().iter().copied());
+                    let w = col("width");
+                    let w = w
+                        .as_any()
+                        .downcast_ref::<arrow_array::UInt32Array>()
+                        .unwrap();
+                    widths.extend(w.values().iter().copied());
+                }
+            }
+            assert_eq!(ids, [0, 1, 2, 3, 4]);
+            assert_eq!(widths, [9, 10, 11, 12, 13]);
+            let writers = WRITERS.lock().unwrap();
+            for f in &entry.files {
+                let (_, thread) = writers
+                    .iter()
+                    .find(|(p, _)| p.ends_with(&f.path))
+                    .expect("every data file was recorded");
+                if threads == 1 {
+                    assert_eq!(*thread, me, "one thread writes where it decodes");
+                } else {
+                    assert_ne!(
+                        *thread, me,
+                        "{} was not written off the decoding loop",
+                        f.path
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_panicking_decode_is_that_files_error_not_the_ingests() {
