@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::DataType;
 use spectradb::ingest::{ingest, IngestOptions, IngestReport};
 use spectradb::storage::catalog::DatabaseDir;
 
@@ -39,4 +41,15 @@ pub fn ingest_committed(
     let report = ingest(&mut tx, table, create, files, opts, progress)?;
     tx.commit()?;
     Ok(report)
+}
+
+/// Column `col` of every row of a result, as text (any type, cast).
+pub fn strings(batches: &[RecordBatch], col: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in batches {
+        let c = arrow::compute::cast(b.column(col), &DataType::Utf8).expect("castable to text");
+        let c = c.as_string::<i32>();
+        out.extend((0..c.len()).map(|i| c.value(i).to_string()));
+    }
+    out
 }

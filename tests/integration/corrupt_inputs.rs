@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, Int64Type};
+use super::common::strings;
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
 use spectradb::Database;
 
 const CORPUS: &str = "tests/data/corrupt";
@@ -31,17 +31,6 @@ fn file_name(uri: &str) -> String {
         .into_owned()
 }
 
-/// Column `c` of every row, as text.
-fn texts(batches: &[RecordBatch], c: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    for b in batches {
-        let col = cast(b.column(c), &DataType::Utf8).unwrap();
-        let col = col.as_string::<i32>();
-        out.extend((0..col.len()).map(|i| col.value(i).to_string()));
-    }
-    out
-}
-
 async fn query(db: &Database, sql: &str) -> Vec<RecordBatch> {
     db.sql(sql).await.unwrap().collect().await.unwrap()
 }
@@ -58,23 +47,23 @@ async fn every_corrupt_file_is_ingested_or_listed_with_a_reason() {
     .await
     .unwrap();
     let rows = query(&db, "SELECT uri, width, height FROM c").await;
-    let ingested: BTreeMap<String, (String, String)> = texts(&rows, 0)
+    let ingested: BTreeMap<String, (String, String)> = strings(&rows, 0)
         .iter()
         .map(|u| file_name(u))
-        .zip(texts(&rows, 1).into_iter().zip(texts(&rows, 2)))
+        .zip(strings(&rows, 1).into_iter().zip(strings(&rows, 2)))
         .collect();
     let errs = query(
         &db,
         "SELECT uri, reason FROM spectradb_ingest_errors WHERE table_name = 'c'",
     )
     .await;
-    let errors: BTreeMap<String, String> = texts(&errs, 0)
+    let errors: BTreeMap<String, String> = strings(&errs, 0)
         .iter()
         .map(|u| file_name(u))
-        .zip(texts(&errs, 1))
+        .zip(strings(&errs, 1))
         .collect();
     assert_eq!(
-        texts(&rows, 0).len() + texts(&errs, 0).len(),
+        strings(&rows, 0).len() + strings(&errs, 0).len(),
         files.len(),
         "each file once"
     );
@@ -178,9 +167,9 @@ async fn a_directory_takes_image_files_by_extension_only() {
         "SELECT uri FROM spectradb_ingest_errors WHERE table_name = 'd'",
     )
     .await;
-    let seen: Vec<String> = texts(&rows, 0)
+    let seen: Vec<String> = strings(&rows, 0)
         .iter()
-        .chain(&texts(&errs, 0))
+        .chain(&strings(&errs, 0))
         .map(|u| file_name(u))
         .collect();
     let images = corpus()

@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, LargeBinaryArray, RecordBatch, StringArray};
+use super::common::strings;
+use arrow::array::{AsArray, LargeBinaryArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Float32Type, Schema, UInt64Type};
 use spectradb::codec::encode::{encode_rgb, EncodeOptions};
 use spectradb::codec::Chroma;
@@ -36,17 +37,6 @@ fn scores(db: &BlockingDatabase, sql: &str) -> Vec<(u64, Vec<f32>)> {
         }
     }
     out
-}
-
-fn text(batches: &[RecordBatch], col: usize) -> Vec<String> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            let c = arrow::compute::cast(b.column(col), &DataType::Utf8).unwrap();
-            let c = c.as_string::<i32>().clone();
-            (0..c.len()).map(move |i| c.value(i).to_string())
-        })
-        .collect()
 }
 
 #[test]
@@ -116,17 +106,17 @@ fn the_copy_reopens_and_models_see_the_same_images_as_on_the_source() {
     let uris = db
         .sql("SELECT c.uri = h.uri AND c.label = h.label FROM c JOIN h ON c.id = h.id")
         .unwrap();
-    assert_eq!(text(&uris, 0), vec!["true"; 10]);
+    assert_eq!(strings(&uris, 0), vec!["true"; 10]);
 
     // The planner reads it as an image table: a model reads only its bands.
     let plan = db.sql("EXPLAIN SELECT tiny(image) FROM c").unwrap();
-    let plan = text(&plan, 1).join("\n");
+    let plan = strings(&plan, 1).join("\n");
     assert!(plan.contains("ImageScanExec: table=c"), "{plan}");
     assert!(plan.contains("tiny: format="), "{plan}");
     let shown = db.sql("SHOW TABLES").unwrap();
-    let kinds: Vec<String> = text(&shown, 0)
+    let kinds: Vec<String> = strings(&shown, 0)
         .into_iter()
-        .zip(text(&shown, 1))
+        .zip(strings(&shown, 1))
         .map(|(n, k)| format!("{n} {k}"))
         .collect();
     assert!(kinds.contains(&"c image".to_string()), "{kinds:?}");
@@ -204,7 +194,7 @@ fn values_without_every_band_are_refused_and_nothing_is_left() {
     let same = db
         .sql("SELECT to_png(c.image) = to_png(v.image) FROM c, vals v WHERE v.kind = 'whole'")
         .unwrap();
-    assert_eq!(text(&same, 0), ["true"]);
+    assert_eq!(strings(&same, 0), ["true"]);
 }
 
 #[test]
@@ -234,5 +224,5 @@ fn a_statement_that_fails_late_leaves_no_table_and_no_file() {
     db.sql("CREATE TABLE dup AS SELECT id, image FROM h")
         .unwrap();
     let n = db.sql("SELECT count(*) FROM dup").unwrap();
-    assert_eq!(text(&n, 0), ["20"]);
+    assert_eq!(strings(&n, 0), ["20"]);
 }

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use super::common::strings;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float32Type, Int64Type};
 use spectradb::{BlockingDatabase, Database};
@@ -24,16 +25,6 @@ fn images_computed(db: &BlockingDatabase, model: &str) -> u64 {
 
 fn band_columns(db: &BlockingDatabase) -> u64 {
     db.database().scan_stats().band_columns_read()
-}
-
-fn strings(batches: &[RecordBatch], col: usize) -> Vec<String> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            let c = b.column(col).as_string::<i32>().clone();
-            (0..c.len()).map(move |i| c.value(i).to_string())
-        })
-        .collect()
 }
 
 fn ints(batches: &[RecordBatch], col: usize) -> Vec<i64> {

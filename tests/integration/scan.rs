@@ -2,22 +2,13 @@
 //! drop rows before their bands are read (no decode, no model run), and one
 //! data file is split over partitions so every core decodes.
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use super::common::strings;
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::UInt64Type;
 use spectradb::BlockingDatabase;
 
 const TINY: &str = "CREATE MODEL tiny FROM 'tests/data/models/tiny_rgb.onnx' \
      WITH (labels = 'tests/data/models/tiny_rgb_labels.txt')";
-
-fn text(batches: &[RecordBatch], col: usize) -> Vec<String> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            let c = b.column(col).as_string::<i32>().clone();
-            (0..c.len()).map(move |i| c.value(i).to_string())
-        })
-        .collect()
-}
 
 fn ids(batches: &[RecordBatch]) -> Vec<u64> {
     batches
@@ -76,9 +67,9 @@ fn a_filter_on_id_reads_and_runs_only_matching_rows() {
         (bytes - base) * 10 < (all_bytes - base) * 6,
         "{bytes} of {all_bytes} bytes ({base} without bands) for rows of one file"
     );
-    assert_eq!(text(&some, 1), text(&all, 1)[..4].to_vec());
+    assert_eq!(strings(&some, 1), strings(&all, 1)[..4].to_vec());
 
-    let plan = text(
+    let plan = strings(
         &db.sql("EXPLAIN ANALYZE SELECT tiny(image) FROM photos WHERE id < 4")
             .unwrap(),
         1,
@@ -136,14 +127,14 @@ fn one_data_file_is_scanned_by_every_partition() {
     db.sql("SET datafusion.execution.target_partitions = 1")
         .unwrap();
     let one = db.sql(q).unwrap();
-    let plan1 = text(&db.sql(&format!("EXPLAIN ANALYZE {q}")).unwrap(), 1).join("\n");
+    let plan1 = strings(&db.sql(&format!("EXPLAIN ANALYZE {q}")).unwrap(), 1).join("\n");
     db.sql("SET datafusion.execution.target_partitions = 2")
         .unwrap();
     let two = db.sql(q).unwrap();
-    let plan2 = text(&db.sql(&format!("EXPLAIN ANALYZE {q}")).unwrap(), 1).join("\n");
+    let plan2 = strings(&db.sql(&format!("EXPLAIN ANALYZE {q}")).unwrap(), 1).join("\n");
     assert!(ids(&one).len() > 32, "{}", ids(&one).len());
     assert_eq!(ids(&one), ids(&two));
-    assert_eq!(text(&one, 1), text(&two, 1));
+    assert_eq!(strings(&one, 1), strings(&two, 1));
     // Two partitions merge their sorted halves; one has nothing to merge.
     assert!(plan2.contains("SortPreservingMergeExec"), "{plan2}");
     assert!(!plan1.contains("SortPreservingMergeExec"), "{plan1}");
