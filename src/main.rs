@@ -58,7 +58,7 @@ fn main() {
     match run(Cli::parse()) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            eprintln!("Error: {}", cli::output::error_text(&e));
             std::process::exit(1);
         }
     }

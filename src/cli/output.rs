@@ -76,3 +76,45 @@ pub fn print_batches(out: &mut dyn Write, batches: &[RecordBatch], format: Forma
     }
     Ok(())
 }
+
+/// An error and its causes on one line, as `{:#}` prints them, leaving out
+/// a cause whose text is already in the line: DataFusion's wrappers
+/// (`External error: ...`) repeat their source in their own message.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if text.contains(&s) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&s);
+    }
+    text
+}
+
+#[cfg(test)]
+mod error_text_tests {
+    use super::error_text;
+    use anyhow::Context;
+
+    #[test]
+    fn a_wrapped_cause_is_printed_once() {
+        let inner = std::io::Error::other("part-1.parquet: filter id / 0: divide by zero");
+        let df = datafusion::error::DataFusionError::External(Box::new(inner));
+        let e = Err::<(), _>(df)
+            .context("statement `SELECT 1`")
+            .unwrap_err();
+        assert_eq!(
+            error_text(&e),
+            "statement `SELECT 1`: External error: part-1.parquet: filter id / 0: divide by zero"
+        );
+        // Causes that add something are all kept.
+        let e = Err::<(), _>(std::io::Error::other("no such file"))
+            .context("reading photos/a.jpg")
+            .unwrap_err();
+        assert_eq!(error_text(&e), "reading photos/a.jpg: no such file");
+    }
+}

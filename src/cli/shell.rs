@@ -271,7 +271,7 @@ impl Shell {
                         Ok(Flow::Continue) => {}
                         Err(e) => {
                             self.clear_pending();
-                            eprintln!("Error: {e:#}");
+                            eprintln!("Error: {}", super::output::error_text(&e));
                         }
                     }
                 }
