@@ -169,6 +169,11 @@ fn apply(tx: &mut Transaction, effect: &Effect, sql: &str, tables: Vec<TableData
             Some((schema, batches)) => Some(write_table(tx, schema, &batches)?),
             None => None,
         };
+        // `CREATE OR REPLACE TABLE` over an image table replaces it: the
+        // image table (its files, profiles, ingest errors) goes.
+        if new.is_some() && tx.catalog_mut().tables.contains_key(&name) {
+            super::write::remove_tables(tx, std::slice::from_ref(&name));
+        }
         let catalog = tx.catalog_mut();
         let old = match new {
             Some(file) => catalog.plain_tables.insert(name, file),

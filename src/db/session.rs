@@ -241,7 +241,12 @@ impl Database {
             .into_iter()
             .map(|(n, v, t)| (n, v, Arc::new(t) as Arc<dyn TableProvider>))
             .collect();
-        self.swap_tables(&mut reg.tables, |t| catalog.tables.contains_key(t), image)?;
+        self.swap_tables(
+            &mut reg.tables,
+            |t| catalog.tables.contains_key(t),
+            |t| catalog.plain_tables.contains_key(t) || catalog.materialized_views.contains_key(t),
+            image,
+        )?;
         let plain: Vec<Provider<String>> = plain
             .into_iter()
             .map(|(n, p, t)| (n, p, Arc::new(t) as Arc<dyn TableProvider>))
@@ -249,6 +254,7 @@ impl Database {
         self.swap_tables(
             &mut reg.plain,
             |t| catalog.plain_tables.contains_key(t),
+            |t| catalog.tables.contains_key(t) || catalog.materialized_views.contains_key(t),
             plain,
         )?;
         let mut sources: Vec<Arc<ViewSource>> = Vec::new();
@@ -262,6 +268,7 @@ impl Database {
         self.swap_tables(
             &mut reg.views,
             |t| catalog.materialized_views.contains_key(t),
+            |t| catalog.tables.contains_key(t) || catalog.plain_tables.contains_key(t),
             view_tables,
         )?;
         {
@@ -300,16 +307,21 @@ impl Database {
     }
 
     /// Forgets the tables of `have` that `keep` rejects and registers `new`
-    /// ones, recording what each was loaded from.
+    /// ones, recording what each was loaded from. A forgotten name that
+    /// the catalog now gives another kind of table (`CREATE OR REPLACE
+    /// TABLE` over an image table) stays registered: it is that table now.
     fn swap_tables<V>(
         &self,
         have: &mut BTreeMap<String, V>,
         keep: impl Fn(&str) -> bool,
+        taken_elsewhere: impl Fn(&str) -> bool,
         new: Vec<Provider<V>>,
     ) -> Result<()> {
         let gone: Vec<String> = have.keys().filter(|t| !keep(t)).cloned().collect();
         for t in gone {
-            self.ctx.deregister_table(t.as_str())?;
+            if !taken_elsewhere(&t) {
+                self.ctx.deregister_table(t.as_str())?;
+            }
             have.remove(&t);
         }
         for (name, loaded_from, table) in new {

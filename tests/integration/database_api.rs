@@ -134,3 +134,39 @@ fn blocking_wrapper_and_session_access() {
     let err = db.sql("SELEC 1").unwrap_err().to_string();
     assert!(err.contains("SELEC"), "{err}");
 }
+
+#[test]
+fn create_or_replace_table_over_an_image_table_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let db = BlockingDatabase::open(&path).unwrap();
+    db.sql("CREATE IMAGE TABLE x FROM 'tests/data/colors'")
+        .unwrap();
+    let image_files = db.database().catalog().unwrap().tables["x"].files.clone();
+    // Without OR REPLACE the name is taken.
+    let err = db.sql("CREATE TABLE x AS SELECT 1 AS n").unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err}");
+    db.sql("CREATE OR REPLACE TABLE x AS SELECT CAST(7 AS BIGINT) AS n")
+        .unwrap();
+    let catalog = db.database().catalog().unwrap();
+    assert!(!catalog.tables.contains_key("x"), "the image table is gone");
+    assert!(catalog.plain_tables.contains_key("x"));
+    // The session sees the new table at once.
+    assert_eq!(count(&db.sql("SELECT n FROM x").unwrap()), 7);
+    let shown = db.sql("SHOW TABLES").unwrap();
+    assert_eq!(shown.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+    drop(db);
+
+    // Reopened: one table x, the ordinary one; the image files are retired.
+    let db = BlockingDatabase::open(&path).unwrap();
+    assert_eq!(count(&db.sql("SELECT n FROM x").unwrap()), 7);
+    let catalog = db.database().catalog().unwrap();
+    assert!(!catalog.tables.contains_key("x"));
+    for f in &image_files {
+        assert!(
+            catalog.retired.iter().any(|r| r.path == f.path),
+            "{} not retired",
+            f.path
+        );
+    }
+}
