@@ -624,7 +624,6 @@ fn filter_rows(
                 batch
                     .batch
                     .column_by_name(f.name())
-                    .filter(|_| filter.columns.contains(f.name()))
                     .cloned()
                     .unwrap_or_else(|| new_null_array(f.data_type(), n))
             })
