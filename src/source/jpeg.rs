@@ -10,7 +10,7 @@
 //! damaged data is [`JpegError::Invalid`].
 
 use crate::codec::{Chroma, CoefPlane, CoefficientImage, QuantTable};
-use crate::storage::huffman::CanonicalCode;
+use crate::storage::huffman::{CanonicalCode, Lookup};
 
 /// Why the coefficients could not be taken over.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +54,10 @@ struct Component {
     /// Plane size in samples.
     pw: u32,
     ph: u32,
-    coefs: Vec<i16>,
+    /// Band `k`: coefficient `k` (zigzag) of each of the `bw x bh` blocks,
+    /// the layout a [`CoefPlane`] keeps; blocks are decoded straight into
+    /// it (padding blocks are decoded and dropped).
+    bands: Vec<Vec<i16>>,
     scanned: bool,
 }
 
@@ -131,7 +134,7 @@ pub fn read_coefficients(data: &[u8], max_pixels: u64) -> R<JpegCoefficients> {
             _ => {} // APPn, COM and others carry nothing we need
         }
     }
-    let Some((width, height, comps)) = frame else {
+    let Some((width, height, mut comps)) = frame else {
         return invalid("no frame header (SOF) found");
     };
     if let Some(c) = comps.iter().find(|c| !c.scanned) {
@@ -160,7 +163,7 @@ pub fn read_coefficients(data: &[u8], max_pixels: u64) -> R<JpegCoefficients> {
     };
     let mut planes = Vec::with_capacity(comps.len());
     let mut quant = Vec::with_capacity(comps.len());
-    for c in &comps {
+    for c in &mut comps {
         let Some(q) = qts[c.tq] else {
             return invalid(format!("quantization table {} is not defined", c.tq));
         };
@@ -168,16 +171,7 @@ pub fn read_coefficients(data: &[u8], max_pixels: u64) -> R<JpegCoefficients> {
         let mut plane =
             CoefPlane::empty(c.pw, c.ph).map_err(|e| JpegError::Invalid(e.to_string()))?;
         debug_assert_eq!((plane.blocks_w(), plane.blocks_h()), (c.bw, c.bh));
-        // Block-major to band-major, a row of blocks at a time so the
-        // source stays in cache while its 64 bands are picked out.
-        let mut bands: Vec<Vec<i16>> = (0..64).map(|_| Vec::with_capacity(c.bw * c.bh)).collect();
-        for by in 0..c.bh {
-            let row = &c.coefs[by * c.bw_pad * 64..(by * c.bw_pad + c.bw) * 64];
-            for (k, band) in bands.iter_mut().enumerate() {
-                band.extend(row.chunks_exact(64).map(|block| block[k]));
-            }
-        }
-        for (k, band) in bands.into_iter().enumerate() {
+        for (k, band) in std::mem::take(&mut c.bands).into_iter().enumerate() {
             plane
                 .set_band(k, band)
                 .map_err(|e| JpegError::Invalid(e.to_string()))?;
@@ -262,7 +256,9 @@ fn parse_frame(seg: &[u8], max_pixels: u64) -> R<(u32, u32, Vec<Component>)> {
                 bh: ph.div_ceil(8) as usize,
                 pw,
                 ph,
-                coefs: vec![0; bw_pad * bh_pad * 64],
+                bands: (0..64)
+                    .map(|_| vec![0; pw.div_ceil(8) as usize * ph.div_ceil(8) as usize])
+                    .collect(),
                 scanned: false,
             }
         })
@@ -320,10 +316,12 @@ fn parse_dht(
     Ok(())
 }
 
-/// A JPEG Huffman table: 9-bit fast lookup plus the canonical slow path.
+/// A JPEG Huffman table: a lookup of the next [`FAST_BITS`] bits that
+/// decodes the symbol and, when they fit, its value bits too (most
+/// coefficients), plus the canonical slow path for longer codes.
 #[derive(Clone)]
 struct Huffman {
-    fast: Box<[u16]>,
+    fast: Box<[u32]>,
     maxcode: [i32; 17],
     valptr: [i32; 17],
     mincode: [i32; 17],
@@ -331,7 +329,7 @@ struct Huffman {
 }
 
 /// Bits looked up at once; longer codes take the slow path.
-const FAST_BITS: u32 = 9;
+const FAST_BITS: u32 = 10;
 
 impl Huffman {
     /// Builds the table through the validated canonical builder that the
@@ -352,7 +350,7 @@ impl Huffman {
             maxcode[l] = c as i32;
         }
         Ok(Huffman {
-            fast: code.lookup_table(FAST_BITS),
+            fast: code.value_lookup_table(FAST_BITS),
             maxcode,
             valptr,
             mincode,
@@ -360,13 +358,20 @@ impl Huffman {
         })
     }
 
+    /// Decodes the next symbol and consumes its code; when the entry's
+    /// [`Lookup::value_len`] is not 0 its value bits are consumed and
+    /// decoded as well, else the caller reads them.
     #[inline]
-    fn decode(&self, b: &mut Bits) -> R<u8> {
+    fn decode(&self, b: &mut Bits) -> R<Lookup> {
         b.fill();
-        let e = self.fast[b.peek(FAST_BITS) as usize];
-        if e != 0 {
-            b.consume((e >> 8) as u32);
-            return Ok(e as u8);
+        let e = Lookup(self.fast[b.peek(FAST_BITS) as usize]);
+        if e.value_len() != 0 {
+            b.consume(e.value_len());
+            return Ok(e);
+        }
+        if e.code_len() != 0 {
+            b.consume(e.code_len());
+            return Ok(e);
         }
         let mut code = 0i32;
         for l in 1..=16 {
@@ -376,7 +381,7 @@ impl Huffman {
                 return self
                     .vals
                     .get(i)
-                    .copied()
+                    .map(|&sym| Lookup(sym as u32))
                     .ok_or(JpegError::Invalid("bad Huffman code".into()));
             }
         }
@@ -396,8 +401,27 @@ struct Bits<'a> {
 }
 
 impl<'a> Bits<'a> {
+    /// Makes at least 32 bits available (a code and its value bits).
     #[inline]
     fn fill(&mut self) {
+        if self.nbits >= 32 {
+            return;
+        }
+        // Fast path: eight bytes with no 0xFF (no stuffing, no marker).
+        if !self.at_marker {
+            if let Some(chunk) = self.data.get(self.pos..self.pos + 8) {
+                let v = u64::from_be_bytes(chunk.try_into().expect("8 bytes"));
+                let has_ff = (!v).wrapping_sub(0x0101_0101_0101_0101) & v & 0x8080_8080_8080_8080;
+                if has_ff == 0 {
+                    // Whole bytes that fit; the partial last byte's bits
+                    // are the same ones the next fill ORs in again.
+                    self.acc |= v >> self.nbits;
+                    self.pos += ((63 - self.nbits) >> 3) as usize;
+                    self.nbits |= 56;
+                    return;
+                }
+            }
+        }
         while self.nbits <= 56 {
             let mut byte = None;
             if !self.at_marker && self.pos < self.data.len() {
@@ -513,6 +537,9 @@ fn decode_scan(
             .iter()
             .position(|c| c.id == id)
             .ok_or_else(|| JpegError::Invalid(format!("scan names unknown component {id}")))?;
+        if comps[ci].scanned {
+            return invalid(format!("component {id} appears in more than one scan"));
+        }
         let (td, ta) = ((t >> 4) as usize, (t & 15) as usize);
         let dc = dc_tables.get(td).and_then(|t| t.as_ref());
         let ac = ac_tables.get(ta).and_then(|t| t.as_ref());
@@ -541,7 +568,6 @@ fn decode_scan(
         let c = &comps[members[0].0];
         (c.bw_pad / c.h, c.bh_pad / c.v)
     };
-    let mut block = [0i16; 64];
     let mut units = 0usize;
     for uy in 0..units_y {
         for ux in 0..units_x {
@@ -559,11 +585,17 @@ fn decode_scan(
                 };
                 for by in 0..v {
                     for bx in 0..h {
-                        decode_block(&mut bits, dc, ac, &mut preds[m], &mut block)?;
                         let c = &mut comps[ci];
                         let (x, y) = (ux * h + bx, uy * v + by);
-                        let at = (y * c.bw_pad + x) * 64;
-                        c.coefs[at..at + 64].copy_from_slice(&block);
+                        if x < c.bw && y < c.bh {
+                            let at = y * c.bw + x;
+                            let bands = &mut c.bands;
+                            decode_block(&mut bits, dc, ac, &mut preds[m], |k, v| {
+                                bands[k][at] = v
+                            })?;
+                        } else {
+                            decode_block(&mut bits, dc, ac, &mut preds[m], |_, _| {})?;
+                        }
                     }
                 }
             }
@@ -588,27 +620,45 @@ fn check_overrun(bits: &Bits) -> R<()> {
     Ok(())
 }
 
+/// Decodes one block, handing each coefficient that may be non-zero to
+/// `put(zigzag index, value)` (the DC always; the block starts at zero).
 #[inline]
 fn decode_block(
     bits: &mut Bits,
     dc: &Huffman,
     ac: &Huffman,
     pred: &mut i32,
-    block: &mut [i16; 64],
+    mut put: impl FnMut(usize, i16),
 ) -> R<()> {
-    block.fill(0);
-    let t = dc.decode(bits)? as u32;
+    let e = dc.decode(bits)?;
+    let t = e.symbol() as u32;
     if t > 15 {
         return invalid("bad DC size");
     }
-    let diff = extend(bits.take(t), t);
+    let diff = if e.value_len() != 0 {
+        e.value() as i32
+    } else {
+        extend(bits.take(t), t)
+    };
     *pred += diff;
-    block[0] =
-        i16::try_from(*pred).map_err(|_| JpegError::Invalid("DC value out of range".into()))?;
+    put(
+        0,
+        i16::try_from(*pred).map_err(|_| JpegError::Invalid("DC value out of range".into()))?,
+    );
     let mut k = 1;
     while k < 64 {
-        let rs = ac.decode(bits)? as u32;
+        let e = ac.decode(bits)?;
+        let rs = e.symbol() as u32;
         let (r, s) = ((rs >> 4) as usize, rs & 15);
+        if e.value_len() != 0 {
+            k += r;
+            if k > 63 {
+                return invalid("AC coefficient index past 63");
+            }
+            put(k, e.value());
+            k += 1;
+            continue;
+        }
         if s == 0 {
             if r == 15 {
                 k += 16;
@@ -620,7 +670,7 @@ fn decode_block(
         if k > 63 {
             return invalid("AC coefficient index past 63");
         }
-        block[k] = extend(bits.take(s), s) as i16;
+        put(k, extend(bits.take(s), s) as i16);
         k += 1;
     }
     Ok(())
@@ -640,6 +690,25 @@ mod tests {
         out.extend(vals);
         out.extend([0xFF, 0xD9]);
         out
+    }
+
+    #[test]
+    fn a_component_scanned_twice_is_an_error() {
+        // One scan per component; point the second scan at the first's
+        // component, whose bands already hold coefficients.
+        let mut bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/photos/jpeg-variants/flower_small.q85_420_non_interleaved.jpg"
+        ))
+        .unwrap();
+        let scans: Vec<usize> = (0..bytes.len() - 1)
+            .filter(|&i| bytes[i] == 0xFF && bytes[i + 1] == 0xDA)
+            .collect();
+        assert_eq!(scans.len(), 3, "one scan per component");
+        assert!(read_coefficients(&bytes, u64::MAX).is_ok());
+        bytes[scans[1] + 5] = bytes[scans[0] + 5];
+        let err = format!("{:?}", read_coefficients(&bytes, u64::MAX).unwrap_err());
+        assert!(err.contains("more than one scan"), "{err}");
     }
 
     #[test]
@@ -676,18 +745,21 @@ mod tests {
 
     #[test]
     fn complete_dht_builds_fast_and_slow_paths() {
-        // Lengths 1, 2, 10, 10: the last two only on the slow path.
+        // Lengths 1, 2, 11, 11: the last two only on the slow path.
         let mut counts = [0u8; 16];
         counts[0] = 1;
         counts[1] = 1;
-        counts[9] = 2;
-        let h = Huffman::new(&counts, &[5, 6, 7, 8]).unwrap();
-        assert_eq!(h.fast[0], 1 << 8 | 5);
-        assert_eq!(h.fast[0b10 << 7], 2 << 8 | 6);
-        assert_eq!(h.fast[0b11 << 7], 0);
+        counts[10] = 2;
+        // Symbol 0x05 (size 5) fits with its value bits; 0xF0 (a run of
+        // 16 zeros) has none.
+        let h = Huffman::new(&counts, &[0x05, 0xF0, 7, 8]).unwrap();
+        let e = Lookup(h.fast[0b0_10000 << 4]);
+        assert_eq!((e.symbol(), e.value_len(), e.value()), (0x05, 6, 16));
+        assert_eq!(h.fast[0b10 << 8], 2 << 8 | 0xF0);
+        assert_eq!(h.fast[0b11 << 8], 0);
         assert_eq!(
-            (h.mincode[10], h.maxcode[10], h.valptr[10]),
-            (0b1100000000, 0b1100000001, 2)
+            (h.mincode[11], h.maxcode[11], h.valptr[11]),
+            (0b11000000000, 0b11000000001, 2)
         );
     }
 }

@@ -19,16 +19,22 @@ const LONG_RUN_MIN: usize = 16;
 const LONG_RUN_MAX: usize = (1 << 19) - 1;
 const MAX_SIZE: u32 = 15;
 
-/// Prediction for DC block `b` from already known neighbours.
-#[inline]
-fn dc_prediction(v: &[i16], b: usize, blocks_w: usize) -> i32 {
-    let (x, y) = (b % blocks_w, b / blocks_w);
-    match (x > 0, y > 0) {
-        (true, true) => (v[b - 1] as i32 + v[b - blocks_w] as i32) >> 1,
+/// Prediction for DC block `b` (in the row starting at block `row_start`,
+/// rows of `w` blocks) from its left and upper neighbours.
+#[inline(always)]
+fn dc_prediction(v: &[i16], b: usize, row_start: usize, w: usize) -> i32 {
+    match (b > row_start, row_start > 0) {
+        (true, true) => (v[b - 1] as i32 + v[b - w] as i32) >> 1,
         (true, false) => v[b - 1] as i32,
-        (false, true) => v[b - blocks_w] as i32,
+        (false, true) => v[b - w] as i32,
         (false, false) => 0,
     }
+}
+
+/// The block ranges of each row of blocks (walking rows avoids a division
+/// per block).
+fn block_rows(n: usize, w: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    (0..n).step_by(w).map(move |s| s..(s + w).min(n))
 }
 
 /// Calls `emit(symbol, extra_bits, extra_len)` for every symbol of a band.
@@ -36,59 +42,65 @@ fn symbols(
     values: &[i16],
     blocks_w: usize,
     dc: bool,
+    emit: impl FnMut(u8, u32, u32),
+) -> Result<(), String> {
+    if dc {
+        let w = blocks_w.max(1);
+        let mut residuals = Vec::with_capacity(values.len());
+        for row in block_rows(values.len(), w) {
+            let start = row.start;
+            residuals.extend(row.map(|b| values[b] as i32 - dc_prediction(values, b, start, w)));
+        }
+        run_symbols(&residuals, emit)
+    } else {
+        run_symbols(values, emit)
+    }
+}
+
+/// The run/size symbols of a sequence of values (see the module comment).
+/// Non-zero values are found 64 at a time through a bit mask, so neither
+/// dense nor sparse bands pay a hard-to-predict branch per value.
+#[inline]
+fn run_symbols<T: Copy + Into<i32>>(
+    values: &[T],
     mut emit: impl FnMut(u8, u32, u32),
 ) -> Result<(), String> {
-    let mut run = 0usize;
-    let n = values.len();
-    let mut b = 0;
-    while b < n {
-        // High bands are mostly zero: step over eight zeros at a time.
-        if !dc {
-            while let Some(chunk) = values.get(b..b + 8) {
-                if chunk.iter().any(|&v| v != 0) {
-                    break;
-                }
-                run += 8;
-                b += 8;
+    // Index just after the last non-zero value: the zero run starts there.
+    let mut next = 0usize;
+    for (c, chunk) in values.chunks(64).enumerate() {
+        let mut mask = chunk
+            .iter()
+            .enumerate()
+            .fold(0u64, |m, (i, &x)| m | (((x.into() != 0) as u64) << i));
+        while mask != 0 {
+            let at = c * 64 + mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let mut run = at - next;
+            next = at + 1;
+            while run >= LONG_RUN_MIN {
+                let chunk = run.min(LONG_RUN_MAX);
+                let nbits = usize::BITS - chunk.leading_zeros() - 1; // 4..=18
+                emit(
+                    ((nbits - 3) << 4) as u8,
+                    (chunk - (1 << nbits)) as u32,
+                    nbits,
+                );
+                run -= chunk;
             }
-            if b >= n {
-                break;
+            let v: i32 = values[at].into();
+            let size = u32::BITS - v.unsigned_abs().leading_zeros();
+            if size > MAX_SIZE {
+                return Err(format!("coefficient {v} out of the 15-bit range"));
             }
+            let extra = if v > 0 {
+                v as u32
+            } else {
+                (v + (1 << size) - 1) as u32
+            };
+            emit(((run as u32) << 4 | size) as u8, extra, size);
         }
-        let v = if dc {
-            values[b] as i32 - dc_prediction(values, b, blocks_w)
-        } else {
-            values[b] as i32
-        };
-        b += 1;
-        if v == 0 {
-            run += 1;
-            continue;
-        }
-        while run >= LONG_RUN_MIN {
-            let chunk = run.min(LONG_RUN_MAX);
-            let nbits = usize::BITS - chunk.leading_zeros() - 1; // 4..=18
-            emit(
-                ((nbits - 3) << 4) as u8,
-                (chunk - (1 << nbits)) as u32,
-                nbits,
-            );
-            run -= chunk;
-        }
-        let mag = v.unsigned_abs();
-        let size = u32::BITS - mag.leading_zeros();
-        if size > MAX_SIZE {
-            return Err(format!("coefficient {v} out of the 15-bit range"));
-        }
-        let extra = if v > 0 {
-            v as u32
-        } else {
-            (v + (1 << size) - 1) as u32
-        };
-        emit(((run as u32) << 4 | size) as u8, extra, size);
-        run = 0;
     }
-    if run > 0 {
+    if next < values.len() {
         emit(EOB, 0, 0);
     }
     Ok(())
@@ -198,9 +210,14 @@ pub fn decode_band(
         return Err(format!("band data ends early ({} bytes)", data.len()));
     }
     if dc {
-        for b in 0..n {
-            let v = out[b] as i32 + dc_prediction(out, b, blocks_w);
-            out[b] = i16::try_from(v).map_err(|_| format!("DC value {v} out of range"))?;
+        // Predictions read the already restored neighbours.
+        let w = blocks_w.max(1);
+        for row in block_rows(n, w) {
+            let start = row.start;
+            for b in row {
+                let v = out[b] as i32 + dc_prediction(out, b, start, w);
+                out[b] = i16::try_from(v).map_err(|_| format!("DC value {v} out of range"))?;
+            }
         }
     }
     Ok(())

@@ -85,19 +85,39 @@ impl CanonicalCode {
         self.entries.is_empty()
     }
 
-    /// A `1 << bits` entry table: the entry for the next `bits` bits is
-    /// `(length << 8) | symbol`, 0 where no code of at most `bits` bits
-    /// starts with them (longer codes need a slower path).
-    pub fn lookup_table(&self, bits: u32) -> Box<[u16]> {
-        let mut lut = vec![0u16; 1 << bits].into_boxed_slice();
+    /// A `1 << bits` (at most 12) table of [`Lookup`] entries for symbols
+    /// that are JPEG run/size bytes: the entry for the next `bits` bits
+    /// holds the symbol and its code length (0 where no code of at most
+    /// `bits` bits starts with them) and, when the code and the symbol's
+    /// `size` extra bits both lie within the `bits`, their sum and the
+    /// decoded value too, so a typical value costs one lookup.
+    pub fn value_lookup_table(&self, bits: u32) -> Box<[u32]> {
+        assert!(bits <= MAX_CODE_LEN, "lookup entries hold lengths up to 12");
+        let mut lut = vec![0u32; 1 << bits].into_boxed_slice();
         for &(sym, len, code) in &self.entries {
             let len = len as u32;
             if len > bits {
                 continue;
             }
-            // `code < 1 << len` holds by construction, so the range fits.
             let first = (code as usize) << (bits - len);
-            lut[first..first + (1 << (bits - len))].fill(((len as u16) << 8) | sym as u16);
+            let plain = (len << 8) | sym as u32;
+            lut[first..first + (1 << (bits - len))].fill(plain);
+            // A zero run of 16+ and end-of-band have size 0: no value.
+            let size = (sym & 15) as u32;
+            let total = len + size;
+            if size == 0 || total > bits {
+                continue;
+            }
+            for extra in 0..1u32 << size {
+                let v = if extra < 1 << (size - 1) {
+                    extra as i32 - (1 << size) + 1
+                } else {
+                    extra as i32
+                };
+                let first = (((code as usize) << size) | extra as usize) << (bits - total);
+                let entry = plain | total << 12 | (v as i16 as u16 as u32) << 16;
+                lut[first..first + (1 << (bits - total))].fill(entry);
+            }
         }
         lut
     }
@@ -210,31 +230,9 @@ impl HuffmanCode {
 
     /// The single-lookup decode table for this code.
     pub fn decoder(&self) -> HuffmanDecoder {
-        let mut lut = vec![0u32; LUT_SIZE].into_boxed_slice();
-        for (sym, len, code) in self.canonical.iter() {
-            let len = len as u32;
-            let first = (code as usize) << (MAX_CODE_LEN - len);
-            let plain = (len << 8) | sym as u32;
-            lut[first..first + (1 << (MAX_CODE_LEN - len))].fill(plain);
-            // A value whose code and extra bits fit in the window: decode
-            // both at once (a zero run of 16+ and end-of-band have size 0).
-            let size = (sym & 15) as u32;
-            let total = len + size;
-            if size == 0 || total > MAX_CODE_LEN {
-                continue;
-            }
-            for bits in 0..1u32 << size {
-                let v = if bits < 1 << (size - 1) {
-                    bits as i32 - (1 << size) + 1
-                } else {
-                    bits as i32
-                };
-                let first = (((code as usize) << size) | bits as usize) << (MAX_CODE_LEN - total);
-                let entry = plain | total << 12 | (v as i16 as u16 as u32) << 16;
-                lut[first..first + (1 << (MAX_CODE_LEN - total))].fill(entry);
-            }
+        HuffmanDecoder {
+            lut: self.canonical.value_lookup_table(MAX_CODE_LEN),
         }
-        HuffmanDecoder { lut }
     }
 }
 
@@ -463,9 +461,9 @@ mod tests {
     fn lookup_table_leaves_longer_codes_to_the_slow_path() {
         // Lengths 1, 2, 3, 3: a complete code.
         let code = CanonicalCode::from_counts(&[1, 1, 2], &[10, 20, 30, 40]).unwrap();
-        let lut = code.lookup_table(2);
+        let lut = code.value_lookup_table(2);
         assert_eq!(&*lut, &[1 << 8 | 10, 1 << 8 | 10, 2 << 8 | 20, 0]);
-        let lut = code.lookup_table(3);
+        let lut = code.value_lookup_table(3);
         assert_eq!(lut[7], 3 << 8 | 40);
     }
 
