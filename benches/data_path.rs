@@ -30,7 +30,8 @@ use spectradb::codec::decode::{decode_rgb, psnr};
 use spectradb::codec::tensor::{choose_scale, to_tensor_into, TensorScratch, TensorSpec};
 use spectradb::source::{load_bytes, SourceOptions, SourcePath};
 use spectradb::storage::{
-    write_image_file, BandSelection, ImageFileReader, ImageRow, WriteOptions,
+    write_tokenized_file, BandSelection, ImageFileReader, TokenizedImage, TokenizedRow,
+    WriteOptions,
 };
 use zune_jpeg::zune_core::bytestream::ZCursor;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
@@ -376,25 +377,27 @@ fn best_of(mut f: impl FnMut()) -> Duration {
 
 /// Decode + bands + Parquet, FILE_ROWS images per file; returns how many
 /// took the coefficient path.
+/// What `CREATE IMAGE TABLE` does on one thread: each image is decoded
+/// and tokenized while in cache, then a file of 256 is written.
 fn ingest(jpegs: &[PathBuf], out: &Path) -> usize {
     let opts = SourceOptions::default();
     let mut passthrough = 0;
     for (f, chunk) in jpegs.chunks(FILE_ROWS).enumerate() {
-        let rows: Vec<ImageRow> = chunk
+        let rows: Vec<TokenizedRow> = chunk
             .iter()
             .enumerate()
             .map(|(i, p)| {
                 let name = p.display().to_string();
                 let (image, how) = load_bytes(&name, &std::fs::read(p).unwrap(), &opts).unwrap();
                 passthrough += (how == SourcePath::JpegCoefficients) as usize;
-                ImageRow {
+                TokenizedRow {
                     id: (f * FILE_ROWS + i) as u64,
                     uri: name,
-                    image,
+                    image: TokenizedImage::new(&image).unwrap(),
                 }
             })
             .collect();
-        write_image_file(
+        write_tokenized_file(
             &out.join(format!("part-{f:05}.parquet")),
             &WriteOptions::default(),
             &rows,

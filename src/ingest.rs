@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::source::{load_file, SourceOptions};
 use crate::storage::catalog::{DataFile, IngestError, TableEntry};
 use crate::storage::commit::Transaction;
-use crate::storage::{write_image_file, ImageRow, WriteOptions};
+use crate::storage::{write_tokenized_file, TokenizedImage, TokenizedRow, WriteOptions};
 
 /// Where the `label` column comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,12 +166,11 @@ pub fn ingest(
     };
     let mut written: Vec<DataFile> = Vec::new();
     let mut skipped = Vec::new();
-    // Writing a data file (fitting and applying its Huffman codes) costs
-    // about as much as decoding its images and runs on one thread: with
-    // more than one thread it overlaps the decoding of the next round on
-    // the other threads (so the writer, the slower stage, keeps a core),
-    // and the last round's write runs beside the one before it; two rounds
-    // are in memory at most. The scope joins a write still running when an
+    // Images are tokenized on the decoding threads; writing a data file
+    // (fitting its Huffman codes to the tokens and coding them) runs on one
+    // thread: with more than one thread it overlaps the decoding of the
+    // next round on the other threads, and the last round's write runs
+    // beside the one before it; two rounds are in memory at most. The scope joins a write still running when an
     // error returns early; the dropped transaction then takes its file back.
     let rounds = files.len().div_ceil(opts.images_per_file.max(1));
     std::thread::scope(|scope| -> Result<()> {
@@ -190,7 +189,7 @@ pub fn ingest(
                 match image {
                     Ok(image) => {
                         label_values.push(label_for(path, &opts.label, labels.as_ref()));
-                        rows.push(ImageRow {
+                        rows.push(TokenizedRow {
                             id: entry.next_id,
                             uri,
                             image,
@@ -226,7 +225,7 @@ pub fn ingest(
             let job = move || -> Result<DataFile> {
                 #[cfg(test)]
                 tests::record_writer(&abs);
-                let stats = write_image_file(&abs, &write, &rows, &user)?;
+                let stats = write_tokenized_file(&abs, &write, &rows, &user)?;
                 Ok(DataFile {
                     path: rel,
                     rows: stats.rows as u64,
@@ -269,20 +268,21 @@ fn join_write(handle: std::thread::ScopedJoinHandle<'_, Result<DataFile>>) -> Re
         .unwrap_or_else(|payload| std::panic::resume_unwind(payload))
 }
 
-/// Decodes files on `threads` threads (0 = all cores), results in input order.
+/// Decodes and tokenizes files on `threads` threads (0 = all cores),
+/// results in input order.
 fn decode_parallel(
     files: &[PathBuf],
     source: &SourceOptions,
     threads: usize,
     progress: &(dyn Fn(u64) + Sync),
-) -> Vec<Result<crate::codec::CoefficientImage>> {
+) -> Vec<Result<TokenizedImage>> {
     let threads = match threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     }
     .min(files.len().max(1));
     let next = AtomicUsize::new(0);
-    let slots: Mutex<Vec<Option<Result<crate::codec::CoefficientImage>>>> =
+    let slots: Mutex<Vec<Option<Result<TokenizedImage>>>> =
         Mutex::new((0..files.len()).map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -305,16 +305,21 @@ fn decode_parallel(
         .collect()
 }
 
-/// Decodes one file; a panic inside the decoders (a bug, but one that
-/// untrusted bytes may reach) becomes that file's error instead of
-/// unwinding through the thread scope and losing the whole ingest.
-fn decode_isolated(path: &Path, source: &SourceOptions) -> Result<crate::codec::CoefficientImage> {
+/// Decodes one file and tokenizes its bands while they are in cache; a
+/// panic inside the decoders (a bug, but one that untrusted bytes may
+/// reach) becomes that file's error instead of unwinding through the
+/// thread scope and losing the whole ingest.
+fn decode_isolated(path: &Path, source: &SourceOptions) -> Result<TokenizedImage> {
     let decode = || {
         #[cfg(test)]
         if path.file_name() == Some(tests::PANIC_MARKER.as_ref()) {
             panic!("injected decoder panic");
         }
-        load_file(path, source).map(|(img, _)| img)
+        let (image, _) = load_file(path, source)?;
+        TokenizedImage::new(&image).map_err(|reason| Error::ImageDecode {
+            path: path.display().to_string(),
+            reason,
+        })
     };
     std::panic::catch_unwind(decode).unwrap_or_else(|payload| {
         let msg = payload

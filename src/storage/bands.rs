@@ -37,12 +37,12 @@ fn block_rows(n: usize, w: usize) -> impl Iterator<Item = std::ops::Range<usize>
     (0..n).step_by(w).map(move |s| s..(s + w).min(n))
 }
 
-/// Calls `emit(symbol, extra_bits, extra_len)` for every symbol of a band.
+/// Calls `emit(symbol, extra_bits)` for every symbol of a band.
 fn symbols(
     values: &[i16],
     blocks_w: usize,
     dc: bool,
-    emit: impl FnMut(u8, u32, u32),
+    emit: impl FnMut(u8, u32),
 ) -> Result<(), String> {
     if dc {
         let w = blocks_w.max(1);
@@ -63,7 +63,7 @@ fn symbols(
 #[inline]
 fn run_symbols<T: Copy + Into<i32>>(
     values: &[T],
-    mut emit: impl FnMut(u8, u32, u32),
+    mut emit: impl FnMut(u8, u32),
 ) -> Result<(), String> {
     // Index just after the last non-zero value: the zero run starts there.
     let mut next = 0usize;
@@ -80,11 +80,7 @@ fn run_symbols<T: Copy + Into<i32>>(
             while run >= LONG_RUN_MIN {
                 let chunk = run.min(LONG_RUN_MAX);
                 let nbits = usize::BITS - chunk.leading_zeros() - 1; // 4..=18
-                emit(
-                    ((nbits - 3) << 4) as u8,
-                    (chunk - (1 << nbits)) as u32,
-                    nbits,
-                );
+                emit(((nbits - 3) << 4) as u8, (chunk - (1 << nbits)) as u32);
                 run -= chunk;
             }
             let v: i32 = values[at].into();
@@ -97,48 +93,63 @@ fn run_symbols<T: Copy + Into<i32>>(
             } else {
                 (v + (1 << size) - 1) as u32
             };
-            emit(((run as u32) << 4 | size) as u8, extra, size);
+            emit(((run as u32) << 4 | size) as u8, extra);
         }
     }
     if next < values.len() {
-        emit(EOB, 0, 0);
+        emit(EOB, 0);
     }
     Ok(())
 }
 
-/// Adds the symbols of a band to `hist` (first pass of the per-file code).
-pub fn count_symbols(
+/// Appends the band's symbols to `out` as tokens: `symbol << 24 | extra
+/// bits` (at most 19 of them, their count given by the symbol), a form
+/// that does not depend on the code, so a band is walked once and its
+/// tokens counted and coded later.
+pub fn tokenize_band(
     values: &[i16],
     blocks_w: usize,
     dc: bool,
-    hist: &mut Histogram,
+    out: &mut Vec<u32>,
 ) -> Result<(), String> {
-    symbols(values, blocks_w, dc, |s, _, _| hist[s as usize] += 1)
+    symbols(values, blocks_w, dc, |s, extra| {
+        out.push((s as u32) << 24 | extra)
+    })
 }
 
-/// Appends the coded band to `out`. Every symbol must have a code.
-pub fn encode_band(
-    values: &[i16],
-    blocks_w: usize,
-    dc: bool,
-    code: &HuffmanCode,
-    out: &mut Vec<u8>,
-) -> Result<(), String> {
+/// The number of extra bits that follow `symbol`.
+#[inline]
+fn extra_len(symbol: u8) -> u32 {
+    match (symbol >> 4, symbol & 15) {
+        (_, size @ 1..) => size as u32,
+        (0, 0) => 0,            // end of band
+        (k, 0) => k as u32 + 3, // a run of 16 or more zeros
+    }
+}
+
+/// Adds the symbols of a band's tokens to `hist` (first pass of the per-file code).
+pub fn count_tokens(tokens: &[u32], hist: &mut Histogram) {
+    for &t in tokens {
+        hist[(t >> 24) as usize] += 1;
+    }
+}
+
+/// Appends the band coded from its tokens to `out`. Every symbol must
+/// have a code.
+pub fn encode_tokens(tokens: &[u32], code: &HuffmanCode, out: &mut Vec<u8>) -> Result<(), String> {
     let mut w = BitWriter::new(out);
-    let mut missing = None;
-    symbols(values, blocks_w, dc, |s, extra, n| {
+    for &t in tokens {
+        let s = (t >> 24) as u8;
         let l = code.len(s);
         if l == 0 {
-            missing = Some(s);
+            return Err(format!("symbol {s:#04x} has no code in the column's table"));
         }
+        let n = extra_len(s);
         // Code and extra bits in one write: at most 12 + 18 bits.
-        w.put((code.code(s) << n) | extra, l + n);
-    })?;
-    w.finish();
-    match missing {
-        Some(s) => Err(format!("symbol {s:#04x} has no code in the column's table")),
-        None => Ok(()),
+        w.put((code.code(s) << n) | (t & 0xFF_FFFF), l + n);
     }
+    w.finish();
+    Ok(())
 }
 
 /// Decodes a band of `out.len()` values into `out`, which must be
@@ -343,12 +354,20 @@ impl<'a> BitReader<'a> {
 mod tests {
     use super::*;
 
-    fn round_trip(values: &[i16], blocks_w: usize, dc: bool) -> usize {
+    /// The band coded with a code fitted to it.
+    fn encode(values: &[i16], blocks_w: usize, dc: bool) -> (Vec<u8>, HuffmanCode) {
+        let mut tokens = Vec::new();
+        tokenize_band(values, blocks_w, dc, &mut tokens).unwrap();
         let mut hist = [0u64; 256];
-        count_symbols(values, blocks_w, dc, &mut hist).unwrap();
+        count_tokens(&tokens, &mut hist);
         let code = HuffmanCode::from_histogram(&hist);
         let mut bytes = Vec::new();
-        encode_band(values, blocks_w, dc, &code, &mut bytes).unwrap();
+        encode_tokens(&tokens, &code, &mut bytes).unwrap();
+        (bytes, code)
+    }
+
+    fn round_trip(values: &[i16], blocks_w: usize, dc: bool) -> usize {
+        let (bytes, code) = encode(values, blocks_w, dc);
         let mut out = vec![0i16; values.len()];
         decode_band(&bytes, blocks_w, dc, &code.decoder(), &mut out).unwrap();
         assert_eq!(out, values);
@@ -388,12 +407,8 @@ mod tests {
     #[test]
     fn corrupt_or_truncated_data_is_an_error_not_a_panic() {
         let values: Vec<i16> = (0..500).map(|i| ((i * 31) % 9) as i16 - 4).collect();
-        let mut hist = [0u64; 256];
-        count_symbols(&values, 10, true, &mut hist).unwrap();
-        let code = HuffmanCode::from_histogram(&hist);
+        let (bytes, code) = encode(&values, 10, true);
         let dec = code.decoder();
-        let mut bytes = Vec::new();
-        encode_band(&values, 10, true, &code, &mut bytes).unwrap();
         let mut out = vec![0i16; 500];
         assert!(decode_band(&bytes[..bytes.len() / 2], 10, true, &dec, &mut out).is_err());
         out.fill(0);
@@ -419,7 +434,9 @@ mod tests {
         let mut hist = [0u64; 256];
         hist[EOB as usize] = 1;
         let code = HuffmanCode::from_histogram(&hist);
+        let mut tokens = Vec::new();
+        tokenize_band(&[3, 0], 2, false, &mut tokens).unwrap();
         let mut bytes = Vec::new();
-        assert!(encode_band(&[3, 0], 2, false, &code, &mut bytes).is_err());
+        assert!(encode_tokens(&tokens, &code, &mut bytes).is_err());
     }
 }

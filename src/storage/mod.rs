@@ -5,6 +5,7 @@
 //! - [`layout`]: column names, schema, metadata keys, format version
 //! - [`huffman`]: length-limited canonical Huffman codes
 //! - [`bands`]: the coded form of one band of one image
+//! - [`tokens`]: an image's bands as symbols, made once right after decoding
 //! - [`writer`]: images -> a Parquet file with per-file band codes
 //! - [`reader`]: a Parquet file -> images, reading only the selected bands
 
@@ -14,7 +15,12 @@ pub mod commit;
 pub mod huffman;
 pub mod layout;
 pub mod reader;
+pub mod tokens;
 pub mod writer;
 
 pub use reader::{BandSelection, ImageBatch, ImageFileReader, ImageScan};
-pub use writer::{write_image_file, ImageRow, WriteOptions, WriteStats, DEFAULT_PAGE_ROWS};
+pub use tokens::TokenizedImage;
+pub use writer::{
+    write_image_file, write_tokenized_file, ImageRow, TokenizedRow, WriteOptions, WriteStats,
+    DEFAULT_PAGE_ROWS,
+};

@@ -15,10 +15,11 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use super::bands::{count_symbols, encode_band};
+use super::bands::{count_tokens, encode_tokens};
 use super::huffman::HuffmanCode;
 use super::layout::*;
 use super::reader::MAX_PIXELS;
+use super::tokens::TokenizedImage;
 use crate::codec::{Chroma, CoefficientImage};
 use crate::error::{Error, Result};
 
@@ -56,16 +57,9 @@ impl Default for WriteOptions {
     }
 }
 
-/// Rows per data page for these images: a power of two from
-/// [`DEFAULT_PAGE_ROWS`] (photos) up to a row group (thumbnails), so that a
-/// page covers about [`PAGE_PIXELS`].
-pub fn page_rows(rows: &[ImageRow], row_group_size: usize) -> usize {
-    let pixels = rows
-        .iter()
-        .map(|r| r.image.width() as u64 * r.image.height() as u64);
-    page_rows_for(pixels, row_group_size)
-}
-
+/// Rows per data page for images of these pixel counts: a power of two
+/// from [`DEFAULT_PAGE_ROWS`] (photos) up to a row group (thumbnails), so
+/// that a page covers about [`PAGE_PIXELS`].
 fn page_rows_for(pixels: impl ExactSizeIterator<Item = u64>, row_group_size: usize) -> usize {
     let n = pixels.len().max(1) as u64;
     let mean = (pixels.sum::<u64>() / n).max(1);
@@ -79,6 +73,27 @@ pub struct ImageRow {
     pub id: u64,
     pub uri: String,
     pub image: CoefficientImage,
+}
+
+/// One image to write, tokenized (see [`TokenizedImage`]): what ingest
+/// makes on its decoding threads.
+#[derive(Debug, Clone)]
+pub struct TokenizedRow {
+    pub id: u64,
+    pub uri: String,
+    pub image: TokenizedImage,
+}
+
+impl TokenizedRow {
+    /// Tokenizes `row`'s image; the error names the image and the column.
+    pub fn new(row: &ImageRow) -> Result<Self> {
+        Ok(TokenizedRow {
+            id: row.id,
+            uri: row.uri.clone(),
+            image: TokenizedImage::new(&row.image)
+                .map_err(|e| Error::InvalidArgument(format!("{}: {e}", row.uri)))?,
+        })
+    }
 }
 
 /// What a write produced.
@@ -98,6 +113,20 @@ pub fn write_image_file(
     path: &Path,
     opts: &WriteOptions,
     rows: &[ImageRow],
+    user_columns: &[(Arc<Field>, ArrayRef)],
+) -> Result<WriteStats> {
+    let rows = rows
+        .iter()
+        .map(TokenizedRow::new)
+        .collect::<Result<Vec<_>>>()?;
+    write_tokenized_file(path, opts, &rows, user_columns)
+}
+
+/// [`write_image_file`] for rows tokenized beforehand.
+pub fn write_tokenized_file(
+    path: &Path,
+    opts: &WriteOptions,
+    rows: &[TokenizedRow],
     user_columns: &[(Arc<Field>, ArrayRef)],
 ) -> Result<WriteStats> {
     let chroma = opts.chroma;
@@ -120,12 +149,15 @@ pub fn write_image_file(
         }
     }
     for r in rows {
-        check_complete(r, chroma)?;
+        check_row(r, chroma)?;
     }
-    let codes = fit_codes(rows, chroma)?;
+    let codes = fit_codes(rows, chroma);
+    let pixels = rows
+        .iter()
+        .map(|r| r.image.width() as u64 * r.image.height() as u64);
     let page = opts
         .page_rows
-        .unwrap_or_else(|| page_rows(rows, opts.row_group_size))
+        .unwrap_or_else(|| page_rows_for(pixels, opts.row_group_size))
         .max(1);
     let user_fields: Vec<Arc<Field>> = user_columns.iter().map(|(f, _)| f.clone()).collect();
     let schema = Arc::new(file_schema(chroma, &user_fields));
@@ -211,21 +243,26 @@ pub fn write_image_file(
             quant.append_value(bytes);
         }
         columns.push(Arc::new(quant.finish()));
+        // Row by row, so that each image's tokens are read in order.
+        let mut bands: Vec<BinaryBuilder> = codes
+            .iter()
+            .map(|_| BinaryBuilder::with_capacity(chunk.len(), 0))
+            .collect();
         let mut blob = Vec::new();
-        for (col, code) in codes.iter().enumerate() {
-            let (plane, k) = (col / 64, col % 64);
-            let mut b = BinaryBuilder::with_capacity(chunk.len(), 0);
-            for r in chunk {
-                let p = &r.image.planes()[plane];
+        for r in chunk {
+            for (col, (code, builder)) in codes.iter().zip(&mut bands).enumerate() {
                 blob.clear();
-                let band = p.band(k).expect("checked complete");
-                encode_band(band, p.blocks_w(), k == 0, code, &mut blob).map_err(|e| {
-                    Error::InvalidArgument(format!("{}: {}: {e}", r.uri, band_column(plane, k)))
+                encode_tokens(r.image.column(col), code, &mut blob).map_err(|e| {
+                    Error::InvalidArgument(format!(
+                        "{}: {}: {e}",
+                        r.uri,
+                        band_column(col / 64, col % 64)
+                    ))
                 })?;
-                b.append_value(&blob);
+                builder.append_value(&blob);
             }
-            columns.push(Arc::new(b.finish()));
         }
+        columns.extend(bands.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
         let batch = RecordBatch::try_new(schema.clone(), columns)?;
         writer.write(&batch).map_err(|e| Error::parquet(path, e))?;
     }
@@ -238,9 +275,9 @@ pub fn write_image_file(
     })
 }
 
-/// The table's layout, a size the reader accepts, all 64 bands of every
-/// plane present (plane sizes and band lengths hold by construction).
-fn check_complete(r: &ImageRow, chroma: Chroma) -> Result<()> {
+/// The table's layout and a size the reader accepts (all 64 bands of
+/// every plane are there: tokenizing required them).
+fn check_row(r: &TokenizedRow, chroma: Chroma) -> Result<()> {
     let img = &r.image;
     let bad = |why: String| Err(Error::InvalidArgument(format!("{}: {why}", r.uri)));
     if img.chroma() != chroma {
@@ -258,32 +295,18 @@ fn check_complete(r: &ImageRow, chroma: Chroma) -> Result<()> {
             img.height()
         ));
     }
-    for (p, plane) in img.planes().iter().enumerate() {
-        if let Some(k) = (0..64).find(|&k| plane.band(k).is_none()) {
-            return bad(format!("{} is missing", band_column(p, k)));
-        }
-    }
     Ok(())
 }
 
 /// One Huffman code per band column, fitted to the symbols of all rows.
-fn fit_codes(rows: &[ImageRow], chroma: Chroma) -> Result<Vec<HuffmanCode>> {
-    let ncols = chroma.planes() * 64;
-    let mut hists = vec![[0u64; 256]; ncols];
+fn fit_codes(rows: &[TokenizedRow], chroma: Chroma) -> Vec<HuffmanCode> {
+    let mut hists = vec![[0u64; 256]; chroma.planes() * 64];
     for r in rows {
         for (col, hist) in hists.iter_mut().enumerate() {
-            let p = &r.image.planes()[col / 64];
-            let band = p.band(col % 64).expect("checked complete");
-            count_symbols(band, p.blocks_w(), col % 64 == 0, hist).map_err(|e| {
-                Error::InvalidArgument(format!(
-                    "{}: {}: {e}",
-                    r.uri,
-                    band_column(col / 64, col % 64)
-                ))
-            })?;
+            count_tokens(r.image.column(col), hist);
         }
     }
-    Ok(hists.iter().map(HuffmanCode::from_histogram).collect())
+    hists.iter().map(HuffmanCode::from_histogram).collect()
 }
 
 /// Parses the `spectradb.band_codes` metadata value into codes by column name.
