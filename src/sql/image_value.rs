@@ -159,8 +159,12 @@ pub fn encode_image_value_with(
     }
     for plane in img.planes() {
         for band in (0..64).filter_map(|k| plane.band(k)) {
-            for v in band {
-                out.extend_from_slice(&v.to_le_bytes());
+            // Sized first, then filled in place: a loop the compiler turns
+            // into wide copies (a push per value does not vectorise).
+            let start = out.len();
+            out.resize(start + 2 * band.len(), 0);
+            for (dst, v) in out[start..].chunks_exact_mut(2).zip(band) {
+                dst.copy_from_slice(&v.to_le_bytes());
             }
         }
     }
@@ -401,12 +405,11 @@ pub fn decode_image_value_bands(bytes: &[u8], wanted: [u64; 3]) -> Result<Coeffi
                 pos += 2 * n;
                 continue;
             }
-            plane.set_band(
-                k,
-                raw.chunks_exact(2)
-                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
-                    .collect(),
-            )?;
+            let mut band = vec![0i16; n];
+            for (v, c) in band.iter_mut().zip(raw.chunks_exact(2)) {
+                *v = i16::from_le_bytes([c[0], c[1]]);
+            }
+            plane.set_band(k, band)?;
             pos += 2 * n;
         }
         out_planes.push(plane);
