@@ -37,24 +37,32 @@ fn block_rows(n: usize, w: usize) -> impl Iterator<Item = std::ops::Range<usize>
     (0..n).step_by(w).map(move |s| s..(s + w).min(n))
 }
 
-/// Calls `emit(symbol, extra_bits)` for every symbol of a band.
-fn symbols(
-    values: &[i16],
-    blocks_w: usize,
-    dc: bool,
-    emit: impl FnMut(u8, u32),
-) -> Result<(), String> {
-    if dc {
-        let w = blocks_w.max(1);
-        let mut residuals = Vec::with_capacity(values.len());
-        for row in block_rows(values.len(), w) {
-            let start = row.start;
-            residuals.extend(row.map(|b| values[b] as i32 - dc_prediction(values, b, start, w)));
-        }
-        run_symbols(&residuals, emit)
-    } else {
-        run_symbols(values, emit)
+/// Blocks in the first half of a band of `n` blocks coded as two halves.
+pub fn split_point(n: usize) -> usize {
+    n.div_ceil(2)
+}
+
+/// The run/size symbols of `values`, either as one sequence or as two
+/// independent halves (see [`split_point`]); returns how many tokens the
+/// first half has when split.
+fn symbols<T: Copy + Into<i32>>(
+    values: &[T],
+    split: bool,
+    out: &mut Vec<u32>,
+) -> Result<Option<usize>, String> {
+    let start = out.len();
+    let mut push = |s: u8, extra: u32| out.push((s as u32) << 24 | extra);
+    if !split {
+        run_symbols(values, &mut push)?;
+        return Ok(None);
     }
+    let mid = split_point(values.len());
+    run_symbols(&values[..mid], &mut push)?;
+    let first = out.len() - start;
+    run_symbols(&values[mid..], |s, extra| {
+        out.push((s as u32) << 24 | extra)
+    })?;
+    Ok(Some(first))
 }
 
 /// The run/size symbols of a sequence of values (see the module comment).
@@ -105,16 +113,27 @@ fn run_symbols<T: Copy + Into<i32>>(
 /// Appends the band's symbols to `out` as tokens: `symbol << 24 | extra
 /// bits` (at most 19 of them, their count given by the symbol), a form
 /// that does not depend on the code, so a band is walked once and its
-/// tokens counted and coded later.
+/// tokens counted and coded later. With `split`, the two halves of the
+/// band are separate sequences (coded as two streams that decode in
+/// parallel); the result is then the first half's token count. Band 0
+/// (DC) is predicted over the whole band first.
 pub fn tokenize_band(
     values: &[i16],
     blocks_w: usize,
     dc: bool,
+    split: bool,
     out: &mut Vec<u32>,
-) -> Result<(), String> {
-    symbols(values, blocks_w, dc, |s, extra| {
-        out.push((s as u32) << 24 | extra)
-    })
+) -> Result<Option<usize>, String> {
+    if !dc {
+        return symbols(values, split, out);
+    }
+    let w = blocks_w.max(1);
+    let mut residuals = Vec::with_capacity(values.len());
+    for row in block_rows(values.len(), w) {
+        let start = row.start;
+        residuals.extend(row.map(|b| values[b] as i32 - dc_prediction(values, b, start, w)));
+    }
+    symbols(&residuals, split, out)
 }
 
 /// The number of extra bits that follow `symbol`.
@@ -134,9 +153,34 @@ pub fn count_tokens(tokens: &[u32], hist: &mut Histogram) {
     }
 }
 
-/// Appends the band coded from its tokens to `out`. Every symbol must
+/// Appends the band coded from its tokens to `out`: one stream, or with
+/// `first_half` (the first half's token count) the byte length of the
+/// first half's stream (LEB128) and the two streams.
+pub fn encode_band_tokens(
+    tokens: &[u32],
+    first_half: Option<usize>,
+    code: &HuffmanCode,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let Some(first) = first_half else {
+        return encode_tokens(tokens, code, out);
+    };
+    let (a, b) = tokens.split_at(first.min(tokens.len()));
+    let mut stream = Vec::new();
+    encode_tokens(a, code, &mut stream)?;
+    let mut len = stream.len();
+    while len >= 0x80 {
+        out.push(len as u8 | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+    out.extend_from_slice(&stream);
+    encode_tokens(b, code, out)
+}
+
+/// Appends one stream coded from its tokens to `out`. Every symbol must
 /// have a code.
-pub fn encode_tokens(tokens: &[u32], code: &HuffmanCode, out: &mut Vec<u8>) -> Result<(), String> {
+fn encode_tokens(tokens: &[u32], code: &HuffmanCode, out: &mut Vec<u8>) -> Result<(), String> {
     let mut w = BitWriter::new(out);
     for &t in tokens {
         let s = (t >> 24) as u8;
@@ -154,12 +198,15 @@ pub fn encode_tokens(tokens: &[u32], code: &HuffmanCode, out: &mut Vec<u8>) -> R
 
 /// Decodes a band of `out.len()` values into `out`, which must be
 /// zero-filled (only non-zero values are written: a fresh `vec![0; n]` is
-/// zeroed once, not twice). Errors (corrupt data) are returned, never
-/// panics, whatever the bytes.
+/// zeroed once, not twice). `split` says the band is coded as two halves
+/// (see [`encode_band_tokens`]): their streams are decoded in lockstep, so
+/// the two chains of table lookups overlap. Errors (corrupt data) are
+/// returned, never panics, whatever the bytes.
 pub fn decode_band(
     data: &[u8],
     blocks_w: usize,
     dc: bool,
+    split: bool,
     decoder: &HuffmanDecoder,
     out: &mut [i16],
 ) -> Result<(), String> {
@@ -168,57 +215,27 @@ pub fn decode_band(
         "decode_band needs a zeroed buffer"
     );
     let n = out.len();
-    let mut r = BitReader::new(data);
-    let mut i = 0usize;
-    while i < n {
-        r.refill();
-        let e = decoder.lookup(r.peek(MAX_CODE_LEN));
-        // Fast path: code and value in one lookup (most values of dense bands).
-        let fast = e.value_len();
-        if fast != 0 {
-            r.consume(fast);
-            i += (e.symbol() >> 4) as usize;
-            if i >= n {
-                return Err(format!("value past the end of the band ({n} values)"));
-            }
-            out[i] = e.value();
-            i += 1;
-            continue;
+    if split {
+        let (first_len, header) = read_length(data)?;
+        let rest = &data[header..];
+        if first_len > rest.len() {
+            return Err(format!(
+                "first half's stream is {first_len} bytes, the band has {} left",
+                rest.len()
+            ));
         }
-        let len = e.code_len();
-        if len == 0 {
-            return Err(format!("invalid code at value {i} of {n}"));
+        let (a, b) = rest.split_at(first_len);
+        let mid = split_point(n);
+        let mut sa = Stream::new(a, 0, mid);
+        let mut sb = Stream::new(b, mid, n);
+        while !sa.done() && !sb.done() {
+            sa.step(decoder, out)?;
+            sb.step(decoder, out)?;
         }
-        r.consume(len);
-        let sym = e.symbol();
-        let size = (sym & 15) as u32;
-        let run = (sym >> 4) as usize;
-        if size == 0 {
-            if run == 0 {
-                break; // EOB
-            }
-            let nbits = run as u32 + 3;
-            i += (1usize << nbits) | r.take(nbits) as usize;
-            if i > n {
-                return Err(format!("zero run past the end of the band ({n} values)"));
-            }
-            continue;
-        }
-        i += run;
-        if i >= n {
-            return Err(format!("value past the end of the band ({n} values)"));
-        }
-        let bits = r.take(size) as i32;
-        let v = if bits < (1 << (size - 1)) {
-            bits - (1 << size) + 1
-        } else {
-            bits
-        };
-        out[i] = v as i16;
-        i += 1;
-    }
-    if r.overran() {
-        return Err(format!("band data ends early ({} bytes)", data.len()));
+        sa.finish(decoder, out)?;
+        sb.finish(decoder, out)?;
+    } else {
+        Stream::new(data, 0, n).finish(decoder, out)?;
     }
     if dc {
         // Predictions read the already restored neighbours.
@@ -232,6 +249,120 @@ pub fn decode_band(
         }
     }
     Ok(())
+}
+
+/// A LEB128 length at the start of `data`: (value, bytes it took).
+fn read_length(data: &[u8]) -> Result<(usize, usize), String> {
+    let mut v = 0usize;
+    for (i, &byte) in data.iter().enumerate().take(8) {
+        v |= ((byte & 0x7F) as usize) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok((v, i + 1));
+        }
+    }
+    Err("bad length of the first half's stream".into())
+}
+
+/// One coded sequence being decoded into `out[i..end]`.
+struct Stream<'a> {
+    r: BitReader<'a>,
+    i: usize,
+    start: usize,
+    end: usize,
+}
+
+impl<'a> Stream<'a> {
+    fn new(data: &'a [u8], start: usize, end: usize) -> Self {
+        Stream {
+            r: BitReader::new(data),
+            i: start,
+            start,
+            end,
+        }
+    }
+
+    #[inline(always)]
+    fn done(&self) -> bool {
+        self.i >= self.end
+    }
+
+    fn past_end(&self, what: &str) -> String {
+        format!(
+            "{what} past the end of the band ({} values)",
+            self.end - self.start
+        )
+    }
+
+    /// Decodes one symbol (and its value); end of band finishes the stream.
+    #[inline(always)]
+    fn step(&mut self, decoder: &HuffmanDecoder, out: &mut [i16]) -> Result<(), String> {
+        let r = &mut self.r;
+        r.refill();
+        let e = decoder.lookup(r.peek(MAX_CODE_LEN));
+        // Fast path: code and value in one lookup (most values of dense bands).
+        let fast = e.value_len();
+        if fast != 0 {
+            r.consume(fast);
+            self.i += (e.symbol() >> 4) as usize;
+            if self.i >= self.end {
+                return Err(self.past_end("value"));
+            }
+            out[self.i] = e.value();
+            self.i += 1;
+            return Ok(());
+        }
+        let len = e.code_len();
+        if len == 0 {
+            return Err(format!(
+                "invalid code at value {} of {}",
+                self.i - self.start,
+                self.end - self.start
+            ));
+        }
+        r.consume(len);
+        let sym = e.symbol();
+        let size = (sym & 15) as u32;
+        let run = (sym >> 4) as usize;
+        if size == 0 {
+            if run == 0 {
+                self.i = self.end; // end of band
+                return Ok(());
+            }
+            let nbits = run as u32 + 3;
+            self.i += (1usize << nbits) | r.take(nbits) as usize;
+            if self.i > self.end {
+                return Err(self.past_end("zero run"));
+            }
+            return Ok(());
+        }
+        self.i += run;
+        if self.i >= self.end {
+            return Err(self.past_end("value"));
+        }
+        let bits = r.take(size) as i32;
+        let v = if bits < (1 << (size - 1)) {
+            bits - (1 << size) + 1
+        } else {
+            bits
+        };
+        out[self.i] = v as i16;
+        self.i += 1;
+        Ok(())
+    }
+
+    /// Decodes the rest of the stream and checks it did not run past its bytes.
+    fn finish(mut self, decoder: &HuffmanDecoder, out: &mut [i16]) -> Result<(), String> {
+        while !self.done() {
+            self.step(decoder, out)?;
+        }
+        if self.r.overran() {
+            return Err(format!(
+                "band data ends early ({} bytes)",
+                self.r.data.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// MSB-first bit writer.
@@ -354,24 +485,32 @@ impl<'a> BitReader<'a> {
 mod tests {
     use super::*;
 
-    /// The band coded with a code fitted to it.
-    fn encode(values: &[i16], blocks_w: usize, dc: bool) -> (Vec<u8>, HuffmanCode) {
+    /// The band coded with a code fitted to it, as one stream or two halves.
+    fn encode(values: &[i16], blocks_w: usize, dc: bool, split: bool) -> (Vec<u8>, HuffmanCode) {
         let mut tokens = Vec::new();
-        tokenize_band(values, blocks_w, dc, &mut tokens).unwrap();
+        let first = tokenize_band(values, blocks_w, dc, split, &mut tokens).unwrap();
+        assert_eq!(first.is_some(), split);
         let mut hist = [0u64; 256];
         count_tokens(&tokens, &mut hist);
         let code = HuffmanCode::from_histogram(&hist);
         let mut bytes = Vec::new();
-        encode_tokens(&tokens, &code, &mut bytes).unwrap();
+        encode_band_tokens(&tokens, first, &code, &mut bytes).unwrap();
         (bytes, code)
     }
 
+    /// Round-trips the band both ways; the size as one stream.
     fn round_trip(values: &[i16], blocks_w: usize, dc: bool) -> usize {
-        let (bytes, code) = encode(values, blocks_w, dc);
-        let mut out = vec![0i16; values.len()];
-        decode_band(&bytes, blocks_w, dc, &code.decoder(), &mut out).unwrap();
-        assert_eq!(out, values);
-        bytes.len()
+        let mut sizes = [0; 2];
+        for split in [false, true] {
+            let (bytes, code) = encode(values, blocks_w, dc, split);
+            let mut out = vec![0i16; values.len()];
+            decode_band(&bytes, blocks_w, dc, split, &code.decoder(), &mut out).unwrap();
+            assert_eq!(out, values, "split: {split}");
+            sizes[split as usize] = bytes.len();
+        }
+        // Two streams cost a length, a padded byte and an end of band more.
+        assert!(sizes[1] <= sizes[0] + 4, "{sizes:?}");
+        sizes[0]
     }
 
     #[test]
@@ -407,26 +546,39 @@ mod tests {
     #[test]
     fn corrupt_or_truncated_data_is_an_error_not_a_panic() {
         let values: Vec<i16> = (0..500).map(|i| ((i * 31) % 9) as i16 - 4).collect();
-        let (bytes, code) = encode(&values, 10, true);
-        let dec = code.decoder();
-        let mut out = vec![0i16; 500];
-        assert!(decode_band(&bytes[..bytes.len() / 2], 10, true, &dec, &mut out).is_err());
-        out.fill(0);
-        assert!(decode_band(&[], 10, true, &dec, &mut out).is_err());
-        // Random garbage: any result is fine as long as it does not panic.
-        let mut x = 12345u32;
-        for len in 0..200 {
-            let junk: Vec<u8> = (0..len)
-                .map(|_| {
-                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                    (x >> 16) as u8
-                })
-                .collect();
-            out.fill(0);
-            let _ = decode_band(&junk, 10, true, &dec, &mut out);
-            out.fill(0);
-            let _ = decode_band(&junk, 10, false, &dec, &mut out);
+        for split in [false, true] {
+            let (bytes, code) = encode(&values, 10, true, split);
+            let dec = code.decoder();
+            let mut out = vec![0i16; 500];
+            let mut decode = |data: &[u8], dc: bool| {
+                out.fill(0);
+                decode_band(data, 10, dc, split, &dec, &mut out)
+            };
+            assert!(decode(&bytes[..bytes.len() / 2], true).is_err());
+            assert!(decode(&[], true).is_err());
+            // Random garbage: any result is fine as long as it does not panic.
+            let mut x = 12345u32;
+            for len in 0..200 {
+                let junk: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                        (x >> 16) as u8
+                    })
+                    .collect();
+                let _ = decode(&junk, true);
+                let _ = decode(&junk, false);
+            }
         }
+        // Two streams: the first one's length must fit and be well formed.
+        let (bytes, code) = encode(&values, 10, false, true);
+        let mut out = vec![0i16; 500];
+        let mut too_long = vec![0xFF, 0x7F];
+        too_long.extend_from_slice(&bytes[1..]);
+        let err = decode_band(&too_long, 10, false, true, &code.decoder(), &mut out).unwrap_err();
+        assert!(err.contains("first half's stream"), "{err}");
+        out.fill(0);
+        let err = decode_band(&[0x80; 9], 10, false, true, &code.decoder(), &mut out).unwrap_err();
+        assert!(err.contains("bad length"), "{err}");
     }
 
     #[test]
@@ -435,8 +587,8 @@ mod tests {
         hist[EOB as usize] = 1;
         let code = HuffmanCode::from_histogram(&hist);
         let mut tokens = Vec::new();
-        tokenize_band(&[3, 0], 2, false, &mut tokens).unwrap();
+        tokenize_band(&[3, 0], 2, false, false, &mut tokens).unwrap();
         let mut bytes = Vec::new();
-        assert!(encode_tokens(&tokens, &code, &mut bytes).is_err());
+        assert!(encode_band_tokens(&tokens, None, &code, &mut bytes).is_err());
     }
 }

@@ -7,9 +7,24 @@ use arrow_schema::{DataType, Field, Schema};
 
 use crate::codec::{Chroma, CHANNEL_NAMES};
 
-/// Version of the file layout written by this build (file metadata
-/// `spectradb.format_version`). Readers refuse versions they do not know.
-pub const FORMAT_VERSION: u32 = 1;
+/// Newest version of the file layout (file metadata
+/// `spectradb.format_version`); readers refuse versions they do not know.
+/// Version 2 codes the dense low bands of larger planes as two halves
+/// ([`band_is_split`]); a file with no such band is written as version 1,
+/// which older builds read too.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Fewest blocks a plane needs for its low bands to be split in two.
+pub const SPLIT_MIN_BLOCKS: usize = 256;
+
+/// Whether band `k` (zigzag) of a plane of `blocks` blocks is coded as two
+/// halves in a file of format `version`: from version 2, the bands of the
+/// 4x4 low-frequency corner (dense, most of the bits) of planes of at
+/// least [`SPLIT_MIN_BLOCKS`] blocks.
+pub fn band_is_split(version: u32, k: usize, blocks: usize) -> bool {
+    let natural = crate::codec::quant::ZIGZAG[k];
+    version >= 2 && blocks >= SPLIT_MIN_BLOCKS && natural % 8 < 4 && natural / 8 < 4
+}
 
 pub const META_FORMAT_VERSION: &str = "spectradb.format_version";
 pub const META_CHROMA: &str = "spectradb.chroma";

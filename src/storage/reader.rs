@@ -35,7 +35,9 @@ pub const MAX_PIXELS: u64 = 100_000_000;
 /// at most a 12-bit code and 15 extra bits, a zero run of 16 or more at most
 /// 30 bits, the end-of-band code 12 bits.
 fn max_band_bytes(blocks: usize) -> usize {
-    blocks.saturating_mul(4).saturating_add(8)
+    // 4 bytes cover a value's longest code and bits; the rest covers the
+    // end of band and, for a band in two halves, the length and padding.
+    blocks.saturating_mul(4).saturating_add(16)
 }
 
 /// Where a table file's bytes come from.
@@ -124,6 +126,8 @@ pub struct ImageFileReader {
     quality: u8,
     /// Decoders of the band columns, indexed `plane * 64 + k`.
     decoders: Vec<Option<Arc<HuffmanDecoder>>>,
+    /// Format version of the file (see [`band_is_split`]).
+    version: u32,
 }
 
 impl ImageFileReader {
@@ -188,8 +192,8 @@ impl ImageFileReader {
                 "not a spectradb image table file (no format version)",
             )
         })?;
-        match version.parse::<u32>() {
-            Ok(v) if v == FORMAT_VERSION => {}
+        let version = match version.parse::<u32>() {
+            Ok(v @ 1..=FORMAT_VERSION) => v,
             Ok(v) if v > FORMAT_VERSION => {
                 return Err(Error::corrupt(
                     &path,
@@ -197,7 +201,7 @@ impl ImageFileReader {
                 ))
             }
             _ => return Err(Error::corrupt(&path, format!("unknown format version '{version}'"))),
-        }
+        };
         let chroma = Chroma::parse(&kv(META_CHROMA).unwrap_or_default())
             .map_err(|e| Error::corrupt(&path, format!("chroma metadata: {e}")))?;
         let quality = kv(META_QUALITY).and_then(|q| q.parse().ok()).unwrap_or(0);
@@ -229,7 +233,13 @@ impl ImageFileReader {
             chroma,
             quality,
             decoders,
+            version,
         })
+    }
+
+    /// The file's format version (1 or 2; see [`band_is_split`]).
+    pub fn format_version(&self) -> u32 {
+        self.version
     }
 
     pub fn path(&self) -> &Path {
@@ -340,7 +350,12 @@ impl ImageFileReader {
                     let dec = self.decoders[plane * 64 + k]
                         .clone()
                         .expect("checked at open");
-                    band_cols.push((plane, k, dec));
+                    band_cols.push(ScanBand {
+                        plane,
+                        k,
+                        decoder: dec,
+                        version: self.version,
+                    });
                 }
             }
         }
@@ -401,12 +416,22 @@ impl ImageFileReader {
     }
 }
 
+/// A band column a scan decodes: its place, its code, and the file's
+/// format version (which says whether the band is coded as two halves).
+#[derive(Clone)]
+struct ScanBand {
+    plane: usize,
+    k: usize,
+    decoder: Arc<HuffmanDecoder>,
+    version: u32,
+}
+
 /// An iterator of [`ImageBatch`]es.
 pub struct ImageScan {
     reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
     path: PathBuf,
     chroma: Chroma,
-    bands: Arc<Vec<(usize, usize, Arc<HuffmanDecoder>)>>,
+    bands: Arc<Vec<ScanBand>>,
 }
 
 impl Iterator for ImageScan {
@@ -425,7 +450,7 @@ pub struct ImageBatch {
     pub batch: RecordBatch,
     path: PathBuf,
     chroma: Chroma,
-    bands: Arc<Vec<(usize, usize, Arc<HuffmanDecoder>)>>,
+    bands: Arc<Vec<ScanBand>>,
     band_arrays: Vec<BinaryArray>,
 }
 
@@ -434,11 +459,11 @@ impl ImageBatch {
         batch: RecordBatch,
         path: PathBuf,
         chroma: Chroma,
-        bands: Arc<Vec<(usize, usize, Arc<HuffmanDecoder>)>>,
+        bands: Arc<Vec<ScanBand>>,
     ) -> Result<Self> {
         let mut band_arrays = Vec::with_capacity(bands.len());
-        for (plane, k, _) in bands.iter() {
-            let name = band_column(*plane, *k);
+        for band in bands.iter() {
+            let name = band_column(band.plane, band.k);
             band_arrays.push(binary_column(&batch, &name, &path)?);
         }
         Ok(ImageBatch {
@@ -497,7 +522,8 @@ impl ImageBatch {
                 CoefPlane::empty(w, h).map_err(|e| corrupt(e.to_string()))
             })
             .collect::<Result<_>>()?;
-        for ((plane, k, dec), arr) in self.bands.iter().zip(&self.band_arrays) {
+        for (band, arr) in self.bands.iter().zip(&self.band_arrays) {
+            let (plane, k) = (&band.plane, &band.k);
             let column = band_column(*plane, *k);
             let p = planes
                 .get_mut(*plane)
@@ -513,8 +539,16 @@ impl ImageBatch {
                 )));
             }
             let mut values = vec![0i16; p.blocks()];
-            decode_band(data, p.blocks_w(), *k == 0, dec, &mut values)
-                .map_err(|e| corrupt(format!("{column}: {e}")))?;
+            let split = band_is_split(band.version, *k, p.blocks());
+            decode_band(
+                data,
+                p.blocks_w(),
+                *k == 0,
+                split,
+                &band.decoder,
+                &mut values,
+            )
+            .map_err(|e| corrupt(format!("{column}: {e}")))?;
             p.set_band(*k, values)
                 .map_err(|e| corrupt(format!("{column}: {e}")))?;
         }
@@ -626,6 +660,29 @@ mod tests {
             .expect("half a file is an error")
             .to_string();
         assert!(err.contains("cut.parquet"), "{err}");
+    }
+
+    #[test]
+    fn large_planes_split_their_low_bands_and_small_files_stay_version_1() {
+        let dir = tempfile::tempdir().unwrap();
+        for (w, h, version) in [(256, 256, 2), (40, 24, 1)] {
+            let path = dir.path().join(format!("{w}.parquet"));
+            let rgb: Vec<u8> = (0..w * h * 3)
+                .map(|i| ((i * 7 + i / 97) % 251) as u8)
+                .collect();
+            let image = encode_rgb(&rgb, w, h, EncodeOptions::default()).unwrap();
+            let row = ImageRow {
+                id: 0,
+                uri: "mem://0".into(),
+                image: image.clone(),
+            };
+            write_image_file(&path, &WriteOptions::default(), &[row], &[]).unwrap();
+            let reader = ImageFileReader::open(&path).unwrap();
+            assert_eq!(reader.format_version(), version, "{w}x{h}");
+            let batch = reader.scan(&[], &BandSelection::all(), 8).unwrap();
+            let batch = batch.into_iter().next().unwrap().unwrap();
+            assert_eq!(batch.image(0).unwrap(), image, "{w}x{h}");
+        }
     }
 
     /// `n` distinct small images written with the given row group and page sizes.

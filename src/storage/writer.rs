@@ -15,7 +15,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use super::bands::{count_tokens, encode_tokens};
+use super::bands::{count_tokens, encode_band_tokens};
 use super::huffman::HuffmanCode;
 use super::layout::*;
 use super::reader::MAX_PIXELS;
@@ -162,8 +162,14 @@ pub fn write_tokenized_file(
     let user_fields: Vec<Arc<Field>> = user_columns.iter().map(|(f, _)| f.clone()).collect();
     let schema = Arc::new(file_schema(chroma, &user_fields));
 
+    // Version 1 where nothing is split: older builds read such files too.
+    let version = if rows.iter().any(|r| r.image.has_split_bands()) {
+        FORMAT_VERSION
+    } else {
+        1
+    };
     let mut meta = vec![
-        KeyValue::new(META_FORMAT_VERSION.to_string(), FORMAT_VERSION.to_string()),
+        KeyValue::new(META_FORMAT_VERSION.to_string(), version.to_string()),
         KeyValue::new(META_CHROMA.to_string(), chroma.name().to_string()),
         KeyValue::new(META_QUALITY.to_string(), opts.quality.to_string()),
     ];
@@ -252,13 +258,16 @@ pub fn write_tokenized_file(
         for r in chunk {
             for (col, (code, builder)) in codes.iter().zip(&mut bands).enumerate() {
                 blob.clear();
-                encode_tokens(r.image.column(col), code, &mut blob).map_err(|e| {
-                    Error::InvalidArgument(format!(
-                        "{}: {}: {e}",
-                        r.uri,
-                        band_column(col / 64, col % 64)
-                    ))
-                })?;
+                let tokens = r.image.column(col);
+                encode_band_tokens(tokens, r.image.first_half(col), code, &mut blob).map_err(
+                    |e| {
+                        Error::InvalidArgument(format!(
+                            "{}: {}: {e}",
+                            r.uri,
+                            band_column(col / 64, col % 64)
+                        ))
+                    },
+                )?;
                 builder.append_value(&blob);
             }
         }
