@@ -168,7 +168,9 @@ impl ModelHandle {
             }
             None => {
                 let (tensor, size) = loaded.format_tensor(images, format)?;
-                loaded.run_at(&tensor, n, size)
+                let out = loaded.run_at(&tensor, n, size);
+                loaded.recycle(tensor);
+                out
             }
         }
     }

@@ -42,6 +42,9 @@ pub struct Model {
     threads: usize,
     /// Idle sessions (`run` needs `&mut Session`): one per concurrent batch.
     pool: Mutex<Vec<Session>>,
+    /// A finished batch's buffer for the next pixel batch (see
+    /// [`Model::recycle`]).
+    spare_batch: Mutex<Vec<f32>>,
 }
 
 fn ort_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
@@ -103,6 +106,7 @@ impl Model {
             features: None,
             threads,
             pool: Mutex::new(vec![session]),
+            spare_batch: Mutex::new(Vec::new()),
         })
     }
 
@@ -151,6 +155,7 @@ impl Model {
             features: Some(features),
             threads,
             pool: Mutex::new(vec![session]),
+            spare_batch: Mutex::new(Vec::new()),
         })
     }
 
@@ -173,6 +178,17 @@ impl Model {
             return self.coefficient_batch(images);
         }
         self.pixel_batch(images, self.size, 8)
+    }
+
+    /// Hands a batch tensor back once it has run, for the next pixel batch
+    /// to fill: a batch of 32 224x224 tensors is 19 MB that a fresh
+    /// allocation would zero (or fault in) only for every float to be
+    /// overwritten. One buffer, the largest, is kept per model.
+    pub fn recycle(&self, batch: Vec<f32>) {
+        let mut spare = self.spare_batch.lock().expect("no panics inside");
+        if batch.capacity() > spare.capacity() {
+            *spare = batch;
+        }
     }
 
     /// Like [`Model::batch_tensor`], under read format `format`: `images`
@@ -211,7 +227,11 @@ impl Model {
     ) -> Result<Vec<f32>> {
         let tspec = self.spec.tensor(size);
         let per = image_floats(&self.spec, size)?;
-        let mut batch = vec![0f32; batch_floats(per, images.len())?];
+        let len = batch_floats(per, images.len())?;
+        // Every float is written below, so a recycled buffer's old values
+        // never show; only growth is zero-filled.
+        let mut batch = std::mem::take(&mut *self.spare_batch.lock().expect("no panics inside"));
+        batch.resize(len, 0.0);
         let mut scratch = TensorScratch::new();
         for (img, out) in images.iter().zip(batch.chunks_exact_mut(per)) {
             let s = max_scale.min(choose_scale(img.width(), img.height(), size, size));

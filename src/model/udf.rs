@@ -302,6 +302,7 @@ fn compute_outputs(
         };
         let tensors_done = Instant::now();
         let scores = loaded.run_at(&batch, chunk.len(), size)?;
+        loaded.recycle(batch);
         stats.record(chunk.len(), tensors_done - started, tensors_done.elapsed());
         out.extend(scores.chunks_exact(loaded.outputs).map(Output::from));
     }

@@ -514,7 +514,9 @@ impl PartitionScan {
         let (uid, chroma) = (self.uid, self.chroma);
         let open = self.current.as_mut().expect("a file is open");
         let ids = u64_column(&batch.batch, COL_ID)?;
-        let mut b = LargeBinaryBuilder::with_capacity(rows, 0);
+        // Sized from the first value (images of a table are mostly alike),
+        // so that appending does not copy the growing buffer over and over.
+        let mut b: Option<LargeBinaryBuilder> = None;
         let mut buf = Vec::new();
         let mut reused = 0;
         for row in 0..rows {
@@ -541,12 +543,14 @@ impl PartitionScan {
                     }
                 }
             }
-            b.append_value(&buf);
+            b.get_or_insert_with(|| LargeBinaryBuilder::with_capacity(rows, buf.len() * rows))
+                .append_value(&buf);
         }
         if let Some(reuse) = open.reuse.as_mut() {
             reuse.next_row += batch.num_rows();
         }
         self.metrics.rows_without_bands.add(reused);
+        let mut b = b.unwrap_or_else(|| LargeBinaryBuilder::with_capacity(0, 0));
         Ok(Arc::new(b.finish()))
     }
 

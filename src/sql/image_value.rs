@@ -159,16 +159,31 @@ pub fn encode_image_value_with(
     }
     for plane in img.planes() {
         for band in (0..64).filter_map(|k| plane.band(k)) {
-            // Sized first, then filled in place: a loop the compiler turns
-            // into wide copies (a push per value does not vectorise).
-            let start = out.len();
-            out.resize(start + 2 * band.len(), 0);
-            for (dst, v) in out[start..].chunks_exact_mut(2).zip(band) {
-                dst.copy_from_slice(&v.to_le_bytes());
-            }
+            put_band(out, band);
         }
     }
     write_outputs(out, outputs);
+}
+
+/// Appends a band's values, little-endian: one copy where that is the
+/// machine's order (a push per value costs several times more).
+fn put_band(out: &mut Vec<u8>, band: &[i16]) {
+    if cfg!(target_endian = "little") {
+        out.extend_from_slice(bytemuck::cast_slice(band));
+    } else {
+        out.extend(band.iter().flat_map(|v| v.to_le_bytes()));
+    }
+}
+
+/// The `n` little-endian values of a band in `raw` (`2 * n` bytes, at any
+/// alignment).
+fn take_band(raw: &[u8], n: usize) -> Vec<i16> {
+    let mut band = vec![0i16; n];
+    bytemuck::cast_slice_mut::<i16, u8>(&mut band).copy_from_slice(raw);
+    for v in &mut band {
+        *v = i16::from_le(*v); // no-op on little-endian machines
+    }
+    band
 }
 
 /// A value with no band: the image's size and source plus the outputs the
@@ -405,11 +420,7 @@ pub fn decode_image_value_bands(bytes: &[u8], wanted: [u64; 3]) -> Result<Coeffi
                 pos += 2 * n;
                 continue;
             }
-            let mut band = vec![0i16; n];
-            for (v, c) in band.iter_mut().zip(raw.chunks_exact(2)) {
-                *v = i16::from_le_bytes([c[0], c[1]]);
-            }
-            plane.set_band(k, band)?;
+            plane.set_band(k, take_band(raw, n))?;
             pos += 2 * n;
         }
         out_planes.push(plane);

@@ -164,3 +164,33 @@ fn without_onnx_runtime_the_error_says_how_to_install_it() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("| 1 |"));
 }
+
+/// A batch buffer handed back is reused by the next batch and filled in
+/// full, shorter or longer: the tensors match a model that never reused one.
+#[test]
+fn a_recycled_batch_buffer_is_reused_and_refilled() {
+    use spectradb::format::model_spec::ModelSpec;
+    use spectradb::model::runner::Model;
+    use spectradb::source::{load_file, SourceOptions};
+
+    let path = data_dir().join("models/tiny_rgb_224.onnx");
+    let load = || Model::load("t", &path, ModelSpec::imagenet(224), None, 1).unwrap();
+    let images: Vec<_> = photos("imagenet-labeled")
+        .iter()
+        .take(5)
+        .map(|p| load_file(p, &SourceOptions::default()).unwrap().0)
+        .collect();
+    let (three, two) = (&images[..3], &images[3..]);
+    let recycling = load();
+    let first = recycling.batch_tensor(three).unwrap();
+    let buffer = first.as_ptr();
+    recycling.recycle(first);
+    let second = recycling.batch_tensor(two).unwrap();
+    assert_eq!(second.as_ptr(), buffer, "the buffer was reused");
+    assert_eq!(second, load().batch_tensor(two).unwrap());
+    recycling.recycle(second);
+    assert_eq!(
+        recycling.batch_tensor(three).unwrap(),
+        load().batch_tensor(three).unwrap()
+    );
+}
