@@ -39,7 +39,7 @@ use std::time::Instant;
 use arrow::array::{Array, Int64Array, RecordBatch};
 use spectradb::ingest::IngestOptions;
 use spectradb::source::{load_file, SourceOptions};
-use spectradb::storage::{write_image_file, ImageRow, WriteOptions};
+use spectradb::storage::{write_tokenized_file, TokenizedImage, TokenizedRow, WriteOptions};
 use spectradb::{Database, IngestMode};
 
 const MODEL: &str = "tests/data/models/tiny_rgb_224.onnx";
@@ -250,8 +250,9 @@ fn thread_cpu_secs() -> f64 {
 }
 
 /// An ingest's two stages on this thread, CPU seconds per image: decoding
-/// the photos of `dir` (coefficients out of the JPEGs) and writing them as
-/// data files of 256 images (fitting and applying the band codes).
+/// the photos of `dir` (coefficients out of the JPEGs) and tokenizing their
+/// bands, and writing them as data files of 256 images (fitting the band
+/// codes to the tokens and coding them).
 fn ingest_stages(dir: &Path, work: &Path) -> (f64, f64) {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -269,18 +270,18 @@ fn ingest_stages(dir: &Path, work: &Path) -> (f64, f64) {
     let out = work.join("stages.parquet");
     for (round, chunk) in files.chunks(256).enumerate() {
         let t = thread_cpu_secs();
-        let rows: Vec<ImageRow> = chunk
+        let rows: Vec<TokenizedRow> = chunk
             .iter()
             .enumerate()
-            .map(|(i, p)| ImageRow {
+            .map(|(i, p)| TokenizedRow {
                 id: (round * 256 + i) as u64,
                 uri: p.display().to_string(),
-                image: load_file(p, &opts).unwrap().0,
+                image: TokenizedImage::new(&load_file(p, &opts).unwrap().0).unwrap(),
             })
             .collect();
         decode += thread_cpu_secs() - t;
         let t = thread_cpu_secs();
-        write_image_file(&out, &write, &rows, &[]).unwrap();
+        write_tokenized_file(&out, &write, &rows, &[]).unwrap();
         written += thread_cpu_secs() - t;
     }
     let _ = std::fs::remove_file(out);
@@ -412,11 +413,9 @@ fn main() {
     );
     let (decode, write) = ingest_stages(&work.join(format!("photos-{smallest}")), &work);
     println!(
-        "ingest stages, one thread, CPU per image: decode {:.3} ms, write {:.3} ms; with one \
-         writer beside the decoders two threads are at best {:.2}x faster than one",
+        "ingest stages, one thread, CPU per image: decode and tokenize {:.3} ms, write {:.3} ms",
         decode * 1e3,
         write * 1e3,
-        (decode + write) / write.max((decode + write) / 2.0)
     );
     println!(
         "ingest of {smallest} photos on 2 threads: {:.2}x faster than 1 thread, {:.3}x linear \

@@ -166,22 +166,18 @@ pub fn ingest(
     };
     let mut written: Vec<DataFile> = Vec::new();
     let mut skipped = Vec::new();
-    // Images are tokenized on the decoding threads; writing a data file
-    // (fitting its Huffman codes to the tokens and coding them) runs on one
-    // thread: with more than one thread it overlaps the decoding of the
-    // next round on the other threads, and the last round's write runs
-    // beside the one before it; two rounds are in memory at most. The scope joins a write still running when an
-    // error returns early; the dropped transaction then takes its file back.
+    // Images are tokenized on the decoding threads, the heavier stage;
+    // writing a data file (fitting its Huffman codes to the tokens and
+    // coding them, about 0.4x the decoding) runs on one more thread, beside
+    // the decoding of the next round on all threads, and the last round's
+    // write beside the one before it; two rounds are in memory at most.
+    // The scope joins a write still running when an error returns early;
+    // the dropped transaction then takes its file back.
     let rounds = files.len().div_ceil(opts.images_per_file.max(1));
     std::thread::scope(|scope| -> Result<()> {
         let mut writing: Vec<std::thread::ScopedJoinHandle<'_, Result<DataFile>>> = Vec::new();
         for (round, chunk) in files.chunks(opts.images_per_file.max(1)).enumerate() {
-            let decoders = if writing.is_empty() {
-                threads
-            } else {
-                (threads - 1).max(1)
-            };
-            let decoded = decode_parallel(chunk, &source, decoders, progress);
+            let decoded = decode_parallel(chunk, &source, threads, progress);
             let mut rows = Vec::with_capacity(chunk.len());
             let mut label_values = Vec::with_capacity(chunk.len());
             for (path, image) in chunk.iter().zip(decoded) {
