@@ -5,8 +5,9 @@
 
 image_file: small JPEG/PNG/WebP variants cut from a test photo (needs Pillow)
 plus a few files of tests/data as they are. statements: every statement of
-sql/*.slt. table_file: small image tables written by the spectradb binary
-(skipped when no binary is given).
+sql/*.slt. table_file: small image tables written by the spectradb binary,
+one of them with bands coded as two halves (skipped when no binary is
+given).
 """
 import io
 import pathlib
@@ -102,6 +103,15 @@ def table_seeds(binary):
                            check=True)
             files = sorted(db.rglob("*.parquet"))
             shutil.copy(files[0], out / f"two_rows_{chroma}.parquet")
+        # A luma plane of 256 blocks: its low bands are coded as two halves
+        # (format version 2).
+        large = tmp / "large"
+        large.mkdir()
+        photo = Image.open(ROOT / "tests/data/photos/dev/opencv_HappyFish.jpg").convert("RGB")
+        photo.resize((128, 128)).save(large / "split_bands.jpg", quality=75)
+        db = tmp / "db_split"
+        subprocess.run([binary, str(db), "-c", f"CREATE IMAGE TABLE t FROM '{large}'"], check=True)
+        shutil.copy(sorted(db.rglob("*.parquet"))[0], out / "one_row_split_bands.parquet")
 
 
 if __name__ == "__main__":

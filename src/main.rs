@@ -109,11 +109,12 @@ fn run(cli: Cli) -> Result<i32> {
 fn info(file: PathBuf) -> Result<()> {
     let reader = ImageFileReader::open(&file)?;
     println!(
-        "{}: {} images, chroma {}, quality {}",
+        "{}: {} images, chroma {}, quality {}, format version {}",
         file.display(),
         reader.num_rows(),
         reader.chroma().name(),
-        reader.quality()
+        reader.quality(),
+        reader.format_version()
     );
     let mut per_channel = std::collections::BTreeMap::<String, u64>::new();
     let mut low = 0;

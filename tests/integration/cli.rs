@@ -435,3 +435,38 @@ fn ctrl_c_stops_calibrate_in_the_repl_and_stores_nothing() {
     p.send_line(".quit").unwrap();
     p.exp_eof().unwrap();
 }
+
+/// `spectradb info` describes a data file: rows, layout, format version
+/// (2 for photos, whose low bands are coded as two halves) and the bytes
+/// per channel.
+#[test]
+fn info_describes_a_data_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let out = run(&[db.to_str().unwrap(), "-c", CREATE], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let data: Vec<_> = walk(&db)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert!(!data.is_empty());
+    let out = run(&["info", data[0].to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("images, chroma 420"), "{shown}");
+    assert!(shown.contains("format version 2"), "{shown}");
+    assert!(shown.contains("image.y.*"), "{shown}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
