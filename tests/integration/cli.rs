@@ -8,6 +8,8 @@ use std::process::{Command, Output, Stdio};
 
 use spectradb::storage::catalog::DatabaseDir;
 
+use super::common::files_under;
+
 const BIN: &str = env!("CARGO_BIN_EXE_spectradb");
 
 fn run(args: &[&str], stdin: Option<&str>) -> Output {
@@ -445,7 +447,7 @@ fn info_describes_a_data_file() {
     let db = dir.path().join("p.db");
     let out = run(&[db.to_str().unwrap(), "-c", CREATE], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let data: Vec<_> = walk(&db)
+    let data: Vec<_> = files_under(&db)
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
         .collect();
@@ -456,17 +458,4 @@ fn info_describes_a_data_file() {
     assert!(shown.contains("images, chroma 420"), "{shown}");
     assert!(shown.contains("format version 2"), "{shown}");
     assert!(shown.contains("image.y.*"), "{shown}");
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }

@@ -1,13 +1,11 @@
 //! Ingest into a database directory: commits, appends, on_error.
 
-use std::path::{Path, PathBuf};
-
 use arrow_array::{Array, StringArray, UInt64Array};
 use spectradb::ingest::{expand_sources, IngestOptions, Label, OnError};
 use spectradb::storage::catalog::DatabaseDir;
 use spectradb::storage::{BandSelection, ImageFileReader};
 
-use super::common::{data_dir, ingest_committed};
+use super::common::{data_dir, files_under, ingest_committed};
 
 /// (id, label) of every published row of `table`.
 fn rows(db: &DatabaseDir, table: &str) -> Vec<(u64, Option<String>)> {
@@ -39,23 +37,6 @@ fn rows(db: &DatabaseDir, table: &str) -> Vec<(u64, Option<String>)> {
         }
     }
     out
-}
-
-fn files_under(dir: &Path) -> usize {
-    walk(dir).len()
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            v.extend(walk(&p));
-        } else {
-            v.push(p);
-        }
-    }
-    v
 }
 
 #[test]
@@ -146,7 +127,7 @@ fn on_error_fail_commits_nothing_and_skip_records_the_file() {
     assert!(err.contains("imagenet_01_zz_broken.jpg"), "{err}");
     assert_eq!(db.read_catalog().unwrap().version, 0, "nothing published");
     assert_eq!(
-        files_under(&db.root().join("tables")),
+        files_under(&db.root().join("tables")).len(),
         0,
         "no data file left behind"
     );
