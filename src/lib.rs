@@ -14,7 +14,8 @@
 //! - [`source`]: image files (JPEG, PNG, WebP) to coefficients; sequential
 //!   JPEGs are taken over coefficient for coefficient
 //! - [`storage`]: image table files: one Parquet column per band, a
-//!   Huffman code per column, a reader that touches only the bands asked for;
+//!   Huffman code per column (dense low bands as two streams that decode in
+//!   parallel), a reader that touches only the bands asked for;
 //!   the database directory's catalog (atomic publish, one-writer lock) and
 //!   the one commit path every write takes (superseded files kept for
 //!   older snapshots until `VACUUM` or the retention period)
@@ -45,7 +46,8 @@
 //! # Data flow
 //!
 //! ```text
-//!  ingest:  file bytes ──source──▶ CoefficientImage ──storage::writer──▶ part.parquet
+//!  ingest:  file bytes ──source──▶ CoefficientImage ──storage::tokens (on the decoding
+//!           thread, while in cache)──▶ TokenizedImage ──storage::writer──▶ part.parquet
 //!           (JPEG: coefficients as stored; else pixels ─codec::encode─▶ coefficients)
 //!
 //!  SQL:     db.sql ──statements (ours) or DataFusion──▶ logical plan
