@@ -42,7 +42,7 @@ pub struct WriteOptions {
     pub row_group_size: usize,
     /// Rows per data page, the unit a scan can skip without reading it (a
     /// filtered or split scan reads only the pages holding its rows);
-    /// `None` picks it from the images' size (see [`page_rows`]).
+    /// `None` picks it from the images' size: about a megapixel per page.
     pub page_rows: Option<usize>,
 }
 
