@@ -112,6 +112,17 @@ def table_seeds(binary):
         db = tmp / "db_split"
         subprocess.run([binary, str(db), "-c", f"CREATE IMAGE TABLE t FROM '{large}'"], check=True)
         shutil.copy(sorted(db.rglob("*.parquet"))[0], out / "one_row_split_bands.parquet")
+        # 40 small images with damaged data pages and an intact footer
+        # (every 97th byte from byte 100 to two thirds of the file XOR 0x5A):
+        # the damage that once drove a scan out of memory.
+        db = tmp / "db_damaged"
+        subprocess.run([binary, str(db), "-c",
+                        f"CREATE IMAGE TABLE t FROM '{ROOT}/tests/data/fashion/**/*.png'"],
+                       check=True)
+        data = bytearray(sorted(db.rglob("*.parquet"))[0].read_bytes())
+        for i in range(100, len(data) * 2 // 3, 97):
+            data[i] ^= 0x5A
+        (out / "forty_rows_damaged_pages.parquet").write_bytes(bytes(data))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,12 @@ pub enum Error {
     #[error("{path}: corrupt image table file: {reason}")]
     CorruptFile { path: String, reason: String },
 
+    /// An image table whose files could not be opened when the database
+    /// loaded it: statements that read it fail with this, the rest of the
+    /// database works (`CHECK TABLE` reports every file).
+    #[error("table '{table}' is damaged: {reason} (CHECK TABLE {table} reports each file)")]
+    DamagedTable { table: String, reason: String },
+
     /// Another process is the database's writer.
     #[error("{path}: database is locked by {holder}")]
     Locked { path: String, holder: String },

@@ -221,12 +221,7 @@ pub fn ingest(
             let job = move || -> Result<DataFile> {
                 #[cfg(test)]
                 tests::record_writer(&abs);
-                let stats = write_tokenized_file(&abs, &write, &rows, &user)?;
-                Ok(DataFile {
-                    path: rel,
-                    rows: stats.rows as u64,
-                    bytes: stats.file_bytes,
-                })
+                Ok(write_tokenized_file(&abs, &write, &rows, &user)?.data_file(rel))
             };
             if threads == 1 {
                 written.push(job()?);

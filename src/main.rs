@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use spectradb::db::CheckScope;
 use spectradb::storage::ImageFileReader;
-use spectradb::Database;
+use spectradb::{BlockingDatabase, Database};
 
 use cli::output::Format;
 use cli::shell::{Flow, Shell};
@@ -49,6 +50,15 @@ enum Command {
     },
     /// Show the layout and per-channel sizes of one image table data file.
     Info { file: PathBuf },
+    /// Read and verify every file of a database (after a disk incident):
+    /// one line per file; exits with 1 when any file is damaged.
+    Check {
+        /// The database directory.
+        database: PathBuf,
+        /// How the report is printed.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// Serve a database to Arrow Flight SQL clients (ADBC, JDBC, pyarrow).
     #[cfg(feature = "serve")]
     Serve(cli::serve::ServeArgs),
@@ -74,6 +84,7 @@ fn run(cli: Cli) -> Result<i32> {
             info(file)?;
             return Ok(0);
         }
+        Some(Command::Check { database, format }) => return check(&database, format),
         #[cfg(feature = "serve")]
         Some(Command::Serve(args)) => {
             cli::serve::run(args)?;
@@ -104,6 +115,28 @@ fn run(cli: Cli) -> Result<i32> {
         shell.run_script(&script)?;
     }
     Ok(0)
+}
+
+/// `spectradb check <db>`: CHECK DATABASE, printed, and a summary.
+fn check(database: &std::path::Path, format: Format) -> Result<i32> {
+    if !database
+        .join(spectradb::storage::catalog::CATALOG_FILE)
+        .exists()
+    {
+        anyhow::bail!(
+            "{}: not a spectradb database (no catalog)",
+            database.display()
+        );
+    }
+    let db = BlockingDatabase::open(database)?;
+    let checks = db
+        .runtime()
+        .block_on(db.database().check(CheckScope::Database))?;
+    let report = spectradb::db::check_report(&checks)?;
+    cli::output::print_batches(&mut std::io::stdout(), &[report], format)?;
+    let damaged = checks.iter().filter(|c| !c.is_ok()).count();
+    eprintln!("{} files checked, {damaged} damaged", checks.len());
+    Ok(if damaged == 0 { 0 } else { 1 })
 }
 
 fn info(file: PathBuf) -> Result<()> {

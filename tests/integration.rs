@@ -8,11 +8,13 @@ mod integration {
     mod corrupt_inputs;
     mod crash;
     mod ctas;
+    mod damaged;
     mod database_api;
     #[cfg(feature = "serve")]
     pub mod flight;
     mod ingest_db;
     mod models;
+    mod module_graph;
     mod planner;
     mod reuse;
     mod scan;

@@ -26,7 +26,7 @@ use super::{off_worker, Database};
 use crate::codec::Chroma;
 use crate::error::{Error, Result};
 use crate::planner::rule::image_table;
-use crate::sql::image_table::IMAGE_COLUMN;
+use crate::sql::image_scan::IMAGE_COLUMN;
 use crate::sql::image_value::{
     binary_values, decode_image_value, inline_outputs, read_image_header, ImageHeader,
 };
@@ -492,11 +492,7 @@ impl ImageTableWriter {
         let (rel, abs) = self.tx.new_data_file(&self.name)?;
         let stats = write_image_file(&abs, &opts, &rows, &user)
             .map_err(|e| Error::InvalidArgument(format!("{}: {e}", self.statement)))?;
-        self.files.push(DataFile {
-            path: rel,
-            rows: stats.rows as u64,
-            bytes: stats.file_bytes,
-        });
+        self.files.push(stats.data_file(rel));
         Ok(())
     }
 

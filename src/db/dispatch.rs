@@ -8,7 +8,7 @@ use datafusion::prelude::DataFrame;
 use super::ctas;
 use super::options::ingest_options;
 use super::plain::{self, Effect};
-use super::{formats, Database, IngestMode};
+use super::{formats, CheckScope, Database, IngestMode};
 use crate::error::{Error, Result};
 use crate::sql::statements::{parse_command, Command, TableName};
 use crate::storage::catalog::Catalog;
@@ -89,6 +89,18 @@ impl Database {
                 Ok(self.ctx.read_empty()?)
             }
             Command::ShowTables => self.show_tables(catalog).await,
+            Command::Check { names } => {
+                let scope = match names {
+                    None => CheckScope::Database,
+                    Some(names) => CheckScope::Tables(
+                        names
+                            .iter()
+                            .map(|n| self.resolve(n))
+                            .collect::<Result<_>>()?,
+                    ),
+                };
+                self.check_result(scope).await
+            }
             Command::Vacuum { retain } => {
                 let purged = self.vacuum(retain).await?;
                 self.vacuum_result(&purged)

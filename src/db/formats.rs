@@ -18,7 +18,7 @@ use crate::model::udf::as_model_fn;
 use crate::model::ModelHandle;
 use crate::planner::calibrate::{calibrate, CalibrateRequest, CalibrationProgress, DEFAULT_SAMPLE};
 use crate::planner::chart::{render_svg, ChartPoint};
-use crate::sql::image_table::ImageTable;
+use crate::sql::image_table::{DamagedTable, ImageTable};
 use crate::storage::catalog::Catalog;
 
 /// Whether `sql` is `EXPLAIN ANALYZE ...` (after leading whitespace).
@@ -79,6 +79,12 @@ impl Database {
 
     async fn image_table(&self, name: &str) -> Result<ImageTable> {
         let provider = self.ctx.table_provider(name).await.ok();
+        if let Some(damaged) = provider
+            .as_deref()
+            .and_then(|p| p.downcast_ref::<DamagedTable>())
+        {
+            return Err(damaged.error());
+        }
         provider
             .as_deref()
             .and_then(|p| p.downcast_ref::<ImageTable>().cloned())

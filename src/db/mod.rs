@@ -6,8 +6,11 @@
 //! - `dispatch`: one statement -> ours or DataFusion's
 //! - `write`: statements that change the database, each one commit
 //! - `plain`: ordinary tables, views and external tables kept on disk
+//! - `views`: materialized views: lineage, status, incremental refresh
+//! - `access`: [`DataRoot`], where a connection's statements may touch files
 //! - `ctas`: `CREATE TABLE .. AS` of image values makes an image table
 //! - `formats`: CALIBRATE, SHOW FORMATS, EXPLAIN ANALYZE with model timings
+//! - `check`: CHECK TABLE / CHECK DATABASE: every file read and verified
 //! - `system_tables`: the tables SHOW statements and system tables return
 //! - `options`: `WITH (...)` and `RESET` option parsing
 //! - [`BlockingDatabase`]: the same database for callers without a runtime
@@ -36,11 +39,12 @@ use crate::planner::reuse::Reuse;
 use crate::planner::rule::FormatPlanner;
 use crate::planner::PlannerOptions;
 use crate::sql::functions::image_functions;
-use crate::sql::image_table::ScanStats;
+use crate::sql::image_scan::ScanStats;
 use crate::storage::catalog::{Catalog, DatabaseDir};
 
 mod access;
 mod blocking;
+mod check;
 mod connection;
 mod ctas;
 mod dispatch;
@@ -54,9 +58,14 @@ mod write;
 
 pub use access::DataRoot;
 pub use blocking::BlockingDatabase;
+pub use check::{check_report, CheckScope, FileCheck, CHECK_OK};
 pub use connection::Connection;
-pub use system_tables::{CACHE_TABLE, INGEST_ERRORS_TABLE};
 pub use write::{IngestMode, IngestProgress, VacuumReport};
+
+/// Name of the system table listing the files ingests skipped.
+pub const INGEST_ERRORS_TABLE: &str = "spectradb_ingest_errors";
+/// Name of the system table of the output cache's counters.
+pub const CACHE_TABLE: &str = "spectradb_cache";
 
 /// An open spectradb database.
 ///

@@ -26,6 +26,7 @@ use super::{off_worker, Database};
 use crate::error::{Error, Result};
 use crate::sql::statements::normalize_ident;
 use crate::storage::catalog::{DataFile, DatabaseDir, Definition};
+use crate::storage::checksum::ChecksumWriter;
 use crate::storage::commit::Transaction;
 
 /// What a DataFusion statement changes in the catalog.
@@ -193,20 +194,22 @@ pub(super) fn write_table(
     batches: &[RecordBatch],
 ) -> Result<DataFile> {
     let (rel, abs) = tx.new_plain_file()?;
-    let file = File::create(&abs).map_err(|e| Error::io(&abs, e))?;
+    let file = ChecksumWriter::new(File::create(&abs).map_err(|e| Error::io(&abs, e))?);
     let mut w = ArrowWriter::try_new(file, schema, None).map_err(|e| Error::parquet(&abs, e))?;
     let mut rows = 0;
     for b in batches {
         rows += b.num_rows() as u64;
         w.write(b).map_err(|e| Error::parquet(&abs, e))?;
     }
-    let file = w.into_inner().map_err(|e| Error::parquet(&abs, e))?;
+    let (file, checksum) = w
+        .into_inner()
+        .map_err(|e| Error::parquet(&abs, e))?
+        .finish();
     file.sync_all().map_err(|e| Error::io(&abs, e))?;
     let bytes = file.metadata().map_err(|e| Error::io(&abs, e))?.len();
     Ok(DataFile {
-        path: rel,
-        rows,
-        bytes,
+        checksum: Some(checksum),
+        ..DataFile::new(rel, rows, bytes)
     })
 }
 
@@ -295,7 +298,9 @@ pub(super) fn read_file(
         .build()
         .map_err(|e| Error::parquet(&path, e))?;
     let schema = arrow::array::RecordBatchReader::schema(&reader);
-    let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::corrupt(&path, e.to_string()))?;
     Ok((schema, batches))
 }
 

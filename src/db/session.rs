@@ -6,22 +6,21 @@
 //! only register the result on the async worker.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 
-use super::system_tables::{ingest_errors_table, INGEST_ERRORS_TABLE};
+use super::system_tables::ingest_errors_table;
 use super::views::{load_view, view_providers};
-use super::{off_worker, plain, Database};
+use super::{off_worker, plain, Database, INGEST_ERRORS_TABLE};
 use crate::cache::ModelCache;
-use crate::codec::Chroma;
 use crate::error::Result;
 use crate::model::udf::model_functions;
 use crate::model::ModelHandle;
 use crate::planner::reuse::ViewSource;
-use crate::sql::image_table::{ImageTable, ScanStats};
+use crate::sql::image_scan::ScanStats;
+use crate::sql::image_table::{DamagedTable, ImageTable};
 use crate::storage::catalog::{Catalog, DatabaseDir, Definition, MaterializedView, ModelEntry};
 
 /// What the session was last built from.
@@ -30,6 +29,8 @@ pub(super) struct Registered {
     pub(super) catalog_version: Option<u64>,
     /// Image table name -> table version registered.
     tables: BTreeMap<String, u64>,
+    /// Tables and views registered as damaged: name -> why.
+    pub(super) damaged: BTreeMap<String, String>,
     /// Ordinary table name -> the file it was loaded from.
     pub(super) plain: BTreeMap<String, String>,
     /// Views and external tables replayed so far.
@@ -47,6 +48,11 @@ type Provider<V> = (String, V, Arc<dyn TableProvider>);
 struct Loaded {
     catalog: Catalog,
     tables: Vec<(String, u64, ImageTable)>,
+    /// Tables and views that could not be loaded, retried at the next
+    /// catalog version.
+    damaged: Vec<DamagedTable>,
+    /// What could not be loaded and is not a table (a model).
+    warnings: Vec<String>,
     plain: Vec<(String, String, MemTable)>,
     models: Vec<(String, String, Arc<ModelHandle>)>,
     views: Vec<(String, String, MemTable, ViewSource)>,
@@ -81,30 +87,25 @@ fn load(
     catalog: Catalog,
 ) -> Result<Loaded> {
     let mut tables = Vec::new();
+    let mut damaged = Vec::new();
+    let mut warnings = Vec::new();
     for (name, entry) in &catalog.tables {
         if have.tables.get(name) == Some(&entry.version) {
             continue;
         }
-        let files: Vec<PathBuf> = entry
-            .files
-            .iter()
-            .map(|f| dir.root().join(&f.path))
-            .collect();
-        let chroma = Chroma::parse(&entry.chroma)?;
-        let table = ImageTable::open(
-            name,
-            entry.version,
-            entry.identity(name),
-            chroma,
-            files,
-            stats.clone(),
-        )?;
-        tables.push((name.clone(), entry.version, table));
+        // One table's damage fails only the statements that read it.
+        match ImageTable::open(name, entry, dir.root(), stats.clone()) {
+            Ok(table) => tables.push((name.clone(), entry.version, table)),
+            Err(e) => damaged.push(DamagedTable::image(name, &e)),
+        }
     }
     let mut plain_tables = Vec::new();
     for (name, file) in &catalog.plain_tables {
         if have.plain.get(name) != Some(&file.path) {
-            plain_tables.push((name.clone(), file.path.clone(), plain::load(dir, file)?));
+            match plain::load(dir, file) {
+                Ok(table) => plain_tables.push((name.clone(), file.path.clone(), table)),
+                Err(e) => damaged.push(DamagedTable::plain(name, &e)),
+            }
         }
     }
     // Backbones before their heads: a head's handle holds its backbone's.
@@ -126,27 +127,30 @@ fn load(
                 .map(|(_, _, h)| h.clone())
                 .or_else(|| have.handles.get(b).cloned())
         });
-        let handle = Arc::new(ModelHandle::new(
-            dir,
-            name,
-            entry,
-            Some(cache.clone()),
-            backbone,
-        )?);
-        models.push((name.clone(), entry.checksum.clone(), handle));
+        // A model whose files are damaged is left out with a warning:
+        // statements that do not call it keep working.
+        match ModelHandle::new(dir, name, entry, Some(cache.clone()), backbone) {
+            Ok(handle) => models.push((name.clone(), entry.checksum.clone(), Arc::new(handle))),
+            Err(e) => warnings.push(format!("model '{name}' could not be loaded: {e}")),
+        }
     }
     let mut views = Vec::new();
     for (name, view) in &catalog.materialized_views {
         let key = view_key(view);
         if have.views.get(name) != Some(&key) {
-            let (schema, batches) = load_view(dir, view)?;
-            let (table, source) = view_providers(name, view, schema, batches)?;
-            views.push((name.clone(), key, table, source));
+            let loaded = load_view(dir, view)
+                .and_then(|(schema, batches)| view_providers(name, view, schema, batches));
+            match loaded {
+                Ok((table, source)) => views.push((name.clone(), key, table, source)),
+                Err(e) => damaged.push(DamagedTable::plain(name, &e)),
+            }
         }
     }
     Ok(Loaded {
         catalog,
         tables,
+        damaged,
+        warnings,
         plain: plain_tables,
         models,
         views,
@@ -228,6 +232,8 @@ impl Database {
         let Loaded {
             catalog,
             tables,
+            damaged,
+            warnings,
             plain,
             models,
             views,
@@ -236,10 +242,36 @@ impl Database {
         if reg.catalog_version.is_some_and(|v| v >= catalog.version) {
             return Ok(());
         }
+        for w in warnings {
+            self.warn(w);
+        }
         let reg = &mut *reg;
+        // Damaged tables are tried again at every version: forget them.
+        for name in std::mem::take(&mut reg.damaged).into_keys() {
+            let taken = catalog.plain_tables.contains_key(&name)
+                || catalog.materialized_views.contains_key(&name);
+            if !taken {
+                self.ctx.deregister_table(name.as_str())?;
+            }
+        }
+        for table in damaged {
+            let name = table.name().to_string();
+            reg.tables.remove(&name);
+            reg.plain.remove(&name);
+            reg.views.remove(&name);
+            reg.damaged.insert(name.clone(), table.reason().to_string());
+            self.ctx.deregister_table(name.as_str())?;
+            self.ctx.register_table(name.as_str(), Arc::new(table))?;
+        }
         let image: Vec<Provider<u64>> = tables
             .into_iter()
-            .map(|(n, v, t)| (n, v, Arc::new(t) as Arc<dyn TableProvider>))
+            .map(|(n, v, t)| {
+                // A new version of the table: damage found in the old one
+                // is the old files' (a restored or rewritten table is
+                // checked again by reading it).
+                self.stats.clear_damage(&n);
+                (n, v, Arc::new(t) as Arc<dyn TableProvider>)
+            })
             .collect();
         self.swap_tables(
             &mut reg.tables,

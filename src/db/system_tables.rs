@@ -15,17 +15,12 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::DataFrame;
 
 use super::views::view_status;
-use super::write::VacuumReport;
-use super::Database;
+use super::{Database, CACHE_TABLE, INGEST_ERRORS_TABLE};
 use crate::cache::ModelCache;
 use crate::error::Result;
 use crate::model::short_checksum;
 use crate::storage::catalog::{Catalog, ModelEntry};
-
-/// Name of the table listing the files ingests skipped.
-pub const INGEST_ERRORS_TABLE: &str = "spectradb_ingest_errors";
-/// Name of the table of the output cache's counters.
-pub const CACHE_TABLE: &str = "spectradb_cache";
+use crate::storage::commit::Purged;
 
 /// `spectradb_cache`: the cache's counters when the query runs.
 #[derive(Debug)]
@@ -97,7 +92,7 @@ impl TableProvider for CacheTable {
 }
 
 impl Database {
-    pub(super) fn vacuum_result(&self, purged: &VacuumReport) -> Result<DataFrame> {
+    pub(super) fn vacuum_result(&self, purged: &Purged) -> Result<DataFrame> {
         let schema = Arc::new(Schema::new(vec![
             Field::new("files_removed", DataType::UInt64, false),
             Field::new("bytes_freed", DataType::UInt64, false),
@@ -145,6 +140,19 @@ impl Database {
             Option<String>,
         );
         let mut rows: Vec<Row> = Vec::new();
+        // Tables that failed to load, or whose files a scan or CHECK found
+        // damaged since.
+        let mut damaged = self
+            .registered
+            .lock()
+            .expect("registry lock")
+            .damaged
+            .clone();
+        for name in catalog.tables.keys() {
+            if let Some(why) = self.stats.damage(name) {
+                damaged.entry(name.clone()).or_insert(why);
+            }
+        }
         for (name, t) in &catalog.tables {
             let n = t.files.iter().map(|f| f.rows).sum();
             rows.push((
@@ -153,12 +161,15 @@ impl Database {
                 Some(n),
                 Some(t.chroma.clone()),
                 Some(t.quality),
-                None,
+                damaged.get(name).map(|why| format!("damaged: {why}")),
             ));
         }
         for (name, v) in &catalog.materialized_views {
             let n = v.files.iter().map(|f| f.rows).sum();
-            let status = view_status(catalog, v);
+            let status = match damaged.get(name) {
+                Some(why) => format!("damaged: {why}"),
+                None => view_status(catalog, v),
+            };
             rows.push((
                 name.clone(),
                 "materialized view",
@@ -189,7 +200,8 @@ impl Database {
                     _ => "table",
                 };
                 let n = catalog.plain_tables.get(&name).map(|f| f.rows);
-                rows.push((name, kind, n, None, None, None));
+                let status = damaged.get(&name).map(|why| format!("damaged: {why}"));
+                rows.push((name, kind, n, None, None, status));
             }
         }
         rows.sort_by(|a, b| a.0.cmp(&b.0));

@@ -23,7 +23,7 @@ use super::{off_worker, Database};
 use crate::error::{Error, Result};
 use crate::planner::reuse::ViewSource;
 use crate::planner::rule::{image_table, model_call};
-use crate::sql::image_table::IMAGE_COLUMN;
+use crate::sql::image_scan::IMAGE_COLUMN;
 use crate::storage::catalog::{
     Catalog, DatabaseDir, Lineage, MaterializedView, ModelRead, TableRead, ViewOutput,
 };

@@ -11,8 +11,7 @@ use std::time::Duration;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::TableType;
 
-use super::system_tables::{CACHE_TABLE, INGEST_ERRORS_TABLE};
-use super::{off_worker, Database};
+use super::{off_worker, Database, CACHE_TABLE, INGEST_ERRORS_TABLE};
 use crate::error::{Error, Result};
 use crate::ingest::{expand_sources, ingest, IngestOptions, IngestReport};
 use crate::model::{prepare_model, ModelHandle};

@@ -262,7 +262,8 @@ pub fn read_labels(path: &Path) -> Result<Vec<String>> {
     Ok(labels)
 }
 
-fn sha256_file(path: &Path) -> Result<(String, u64)> {
+/// SHA-256 (hex) and length of a file: a model's identity in the catalog.
+pub(crate) fn sha256_file(path: &Path) -> Result<(String, u64)> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];

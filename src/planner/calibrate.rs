@@ -222,7 +222,7 @@ pub fn calibrate(
     }
     let metric = match &request.label_column {
         Some(c) => {
-            if c == crate::sql::image_table::IMAGE_COLUMN || !table.schema_has_column(c) {
+            if c == crate::sql::image_scan::IMAGE_COLUMN || !table.schema_has_column(c) {
                 return Err(Error::InvalidArgument(format!(
                     "CALIBRATE {} ON {} USING {c}: the table has no label column '{c}'",
                     model.name,

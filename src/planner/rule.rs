@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use datafusion::catalog::default_table_source::{provider_as_source, source_as_provider};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{DataFusionError, Result as DfResult, TableReference};
+use datafusion::common::{Result as DfResult, TableReference};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{Expr, LogicalPlan, ScalarUDFImpl, TableSource};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
@@ -19,13 +19,14 @@ use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use super::reuse::{format_acceptable, Reuse, ViewMatch};
 use super::PlannerOptions;
 use crate::codec::Chroma;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::profile::Profile;
 use crate::format::read_format::{ReadFormat, Representation, SpaceParams};
 use crate::model::udf::{as_model_fn, ModelFn};
 use crate::model::ModelHandle;
 use crate::sql::image_scan::ReadPlan;
-use crate::sql::image_table::{ImageTable, IMAGE_COLUMN};
+use crate::sql::image_scan::IMAGE_COLUMN;
+use crate::sql::image_table::ImageTable;
 use crate::sql::output_slots::OutputSlot;
 use crate::storage::BandSelection;
 
@@ -34,7 +35,7 @@ const HEADER_ONLY: [&str; 2] = ["width", "height"];
 
 /// The design-space parameters of `model` on `table`.
 pub fn space_params(model: &ModelHandle, table: &ImageTable) -> Result<SpaceParams> {
-    let (min_width, min_height) = table.min_dims()?;
+    let (min_width, min_height) = table.min_dims();
     Ok(SpaceParams {
         native: model.entry.size,
         dynamic_size: model.dynamic_size(),
@@ -194,16 +195,28 @@ struct Call {
     view: Option<ViewMatch>,
 }
 
-impl OptimizerRule for FormatPlanner {
-    fn name(&self) -> &str {
-        "spectradb_format_planner"
-    }
+/// One rewrite of a plan, in the order its steps run: collect the image
+/// tables and model calls, choose each (model, table)'s format, match
+/// materialized views and cache slots, then rewrite the scans and calls.
+struct Rewrite {
+    tables: Vec<(TableReference, ImageTable)>,
+    /// Every model call over an `image` column and its qualifier.
+    calls: Vec<(ModelFn, Option<TableReference>)>,
+    /// Whether `image` is used beyond model calls (all bands are read).
+    raw_use: bool,
+    bindings: Vec<Binding>,
+    /// Distinct (function, table) calls and the view matched for each.
+    reuse_calls: Vec<Call>,
+    /// EXPLAIN notes per table about views.
+    view_notes: Vec<(String, String)>,
+    /// Output slots per table (cache and views).
+    slots: Vec<(String, OutputSlot)>,
+}
 
-    fn rewrite(
-        &self,
-        plan: LogicalPlan,
-        config: &dyn OptimizerConfig,
-    ) -> DfResult<Transformed<LogicalPlan>> {
+impl Rewrite {
+    /// The image tables and model calls of `plan`; `None` when there is
+    /// nothing to plan.
+    fn collect(plan: &LogicalPlan) -> DfResult<Option<Self>> {
         let mut tables: Vec<(TableReference, ImageTable)> = Vec::new();
         plan.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node {
@@ -214,7 +227,7 @@ impl OptimizerRule for FormatPlanner {
             Ok(TreeNodeRecursion::Continue)
         })?;
         if tables.is_empty() {
-            return Ok(Transformed::no(plan));
+            return Ok(None);
         }
         // Every use of an `image` column: model calls, or anything else.
         let mut calls: Vec<(ModelFn, Option<TableReference>)> = Vec::new();
@@ -237,64 +250,78 @@ impl OptimizerRule for FormatPlanner {
             })
         })?;
         if calls.is_empty() {
-            return Ok(Transformed::no(plan));
+            return Ok(None);
         }
-        let options = config.options();
-        let opts = options
-            .extensions
-            .get::<PlannerOptions>()
-            .cloned()
-            .unwrap_or_default();
-        let profiles = self.profiles.read().expect("profiles lock").clone();
-        let mut bindings: Vec<Binding> = Vec::new();
-        let mut reuse_calls: Vec<Call> = Vec::new();
-        let mut view_notes: Vec<(String, String)> = Vec::new();
-        for (function, rel) in &calls {
-            let model = function.handle();
-            let Some(table) = table_of(&tables, rel.as_ref()) else {
+        Ok(Some(Rewrite {
+            tables,
+            calls,
+            raw_use,
+            bindings: Vec::new(),
+            reuse_calls: Vec::new(),
+            view_notes: Vec::new(),
+            slots: Vec::new(),
+        }))
+    }
+
+    /// The binding of `model` on `table`, chosen on first sight.
+    fn bind(
+        &mut self,
+        model: &ModelHandle,
+        table: &ImageTable,
+        profiles: &[Profile],
+        opts: &PlannerOptions,
+    ) -> Result<usize> {
+        let known = self
+            .bindings
+            .iter()
+            .position(|b| b.model == model.name && b.table == table.name());
+        if let Some(i) = known {
+            return Ok(i);
+        }
+        let choice = choose_format(model, table, profiles, opts).map_err(|e| Error::Function {
+            name: model.name.clone(),
+            source: Box::new(e),
+        })?;
+        self.bindings.push(Binding {
+            model: model.name.clone(),
+            table: table.name().to_string(),
+            choice,
+        });
+        Ok(self.bindings.len() - 1)
+    }
+
+    /// Chooses every call's format and the view that may stand for it: a
+    /// fresh materialized view holding the output under an acceptable
+    /// format binds the call to the view's format.
+    fn choose_formats_and_views(
+        &mut self,
+        reuse: &Reuse,
+        profiles: &[Profile],
+        opts: &PlannerOptions,
+    ) -> Result<()> {
+        for (function, rel) in std::mem::take(&mut self.calls) {
+            let model = function.handle().clone();
+            let Some(table) = table_of(&self.tables, rel.as_ref()).cloned() else {
                 // Cannot tell which table feeds it: leave it unbound and read everything.
-                raw_use = true;
+                self.raw_use = true;
                 continue;
             };
-            let known = bindings
+            let index = self.bind(&model, &table, profiles, opts)?;
+            let seen = self
+                .reuse_calls
                 .iter()
-                .position(|b| b.model == model.name && b.table == table.name());
-            let index = match known {
-                Some(i) => i,
-                None => {
-                    let choice = choose_format(model, table, &profiles, &opts).map_err(|e| {
-                        DataFusionError::Plan(format!(
-                            "choosing a read format for {}: {e}",
-                            model.name
-                        ))
-                    })?;
-                    bindings.push(Binding {
-                        model: model.name.clone(),
-                        table: table.name().to_string(),
-                        choice,
-                    });
-                    bindings.len() - 1
-                }
-            };
-            if reuse_calls
-                .iter()
-                .any(|c| c.function.name() == function.name() && c.table.name() == table.name())
-            {
+                .any(|c| c.function.name() == function.name() && c.table.name() == table.name());
+            if seen {
                 continue;
             }
-            // A fresh materialized view holding this output under an
-            // acceptable format: the call is bound to the view's format.
-            let (matches, passed) = self.reuse.view_matches(function.name(), model, table);
+            let (matches, passed) = reuse.view_matches(function.name(), &model, &table);
             for p in passed {
-                view_notes.push((
-                    table.name().to_string(),
-                    format!("{}: {p}", function.name()),
-                ));
+                self.note(&table, format!("{}: {p}", function.name()));
             }
             let profile = profiles
                 .iter()
                 .find(|p| p.model == model.name && p.table == table.name());
-            let chosen = bindings[index].choice.format;
+            let chosen = self.bindings[index].choice.format;
             let usable = matches.into_iter().find(|m| {
                 format_acceptable(
                     m.format,
@@ -305,128 +332,155 @@ impl OptimizerRule for FormatPlanner {
                 )
             });
             if let Some(m) = &usable {
-                let made = m.format.expect("acceptable formats are set");
-                let b = &mut bindings[index];
-                if b.choice.format != made {
-                    b.choice = Choice {
-                        format: made,
-                        reason: format!(
-                            "format of materialized view {}, which meets the accuracy target",
-                            m.view.name
-                        ),
-                    };
-                }
-                let appended = m
-                    .view
-                    .view
-                    .lineage
-                    .tables
-                    .iter()
-                    .find(|t| t.name == table.name())
-                    .is_some_and(|t| t.version != table.version());
-                view_notes.push((
-                    table.name().to_string(),
-                    format!(
-                        "{}: from materialized view {} (column {}{}){}",
-                        function.name(),
-                        m.view.name,
-                        m.output.column,
-                        if m.via_backbone {
-                            ", the backbone's output"
-                        } else {
-                            ""
-                        },
-                        if appended {
-                            "; rows added since its refresh are computed"
-                        } else {
-                            ""
-                        }
-                    ),
-                ));
+                self.bind_to_view(index, m, &function, &table);
             }
-            reuse_calls.push(Call {
-                function: function.clone(),
-                table: table.clone(),
+            self.reuse_calls.push(Call {
+                function,
+                table,
                 view: usable,
             });
         }
-        let mut slots_of: Vec<(String, OutputSlot)> = Vec::new();
-        if !raw_use {
-            for c in &reuse_calls {
-                let format = bindings
-                    .iter()
-                    .find(|b| b.model == c.function.handle().name && b.table == c.table.name())
-                    .map(|b| b.choice.format);
-                if !self.reuse.cache.enabled() && c.view.is_none() {
-                    continue;
-                }
-                let slot = self
-                    .reuse
-                    .slot(
-                        c.function.name(),
-                        c.function.handle(),
-                        format,
-                        c.view.as_ref(),
-                    )
-                    .map_err(|e| DataFusionError::Plan(e.to_string()))?;
-                slots_of.push((c.table.name().to_string(), slot));
-            }
-        }
-        // Every call must find its output for a row's bands to be skipped.
-        let all_covered = |table: &str| {
-            let calls_here = reuse_calls
-                .iter()
-                .filter(|c| c.table.name() == table)
-                .count();
-            let slots_here = slots_of.iter().filter(|(t, _)| t == table).count();
-            calls_here == slots_here
-        };
-        let read_plan = |table: &str| {
-            let mut bands = BandSelection::none();
-            let mut notes = Vec::new();
-            for b in bindings.iter().filter(|b| b.table == table) {
-                let m = b.choice.format.bands().masks;
-                for (have, add) in bands.masks.iter_mut().zip(m) {
-                    *have |= add;
-                }
-                notes.push(format!(
-                    "{}: format={} ({})",
-                    b.model, b.choice.format, b.choice.reason
-                ));
-            }
-            notes.extend(
-                view_notes
-                    .iter()
-                    .filter(|(t, _)| t == table)
-                    .map(|(_, n)| n.clone()),
-            );
-            if raw_use {
-                bands = BandSelection::all();
-                notes.push("image is used beyond model calls: all bands read".into());
-            }
-            let slots: Vec<OutputSlot> = if all_covered(table) {
-                slots_of
-                    .iter()
-                    .filter(|(t, _)| t == table)
-                    .map(|(_, s)| s.clone())
-                    .collect()
-            } else {
-                Vec::new()
+        Ok(())
+    }
+
+    /// Binds call `index` to view `m`'s format and says so in EXPLAIN.
+    fn bind_to_view(
+        &mut self,
+        index: usize,
+        m: &ViewMatch,
+        function: &ModelFn,
+        table: &ImageTable,
+    ) {
+        let made = m.format.expect("acceptable formats are set");
+        let b = &mut self.bindings[index];
+        if b.choice.format != made {
+            b.choice = Choice {
+                format: made,
+                reason: format!(
+                    "format of materialized view {}, which meets the accuracy target",
+                    m.view.name
+                ),
             };
-            if !slots.is_empty() && self.reuse.cache.enabled() {
-                notes.push("rows whose outputs are cached read no bands".into());
-            }
-            ReadPlan {
-                bands,
-                notes,
-                slots,
-            }
+        }
+        let appended = m
+            .view
+            .view
+            .lineage
+            .tables
+            .iter()
+            .find(|t| t.name == table.name())
+            .is_some_and(|t| t.version != table.version());
+        let backbone = if m.via_backbone {
+            ", the backbone's output"
+        } else {
+            ""
         };
+        let computed = if appended {
+            "; rows added since its refresh are computed"
+        } else {
+            ""
+        };
+        self.note(
+            table,
+            format!(
+                "{}: from materialized view {} (column {}{backbone}){computed}",
+                function.name(),
+                m.view.name,
+                m.output.column,
+            ),
+        );
+    }
+
+    fn note(&mut self, table: &ImageTable, note: String) {
+        self.view_notes.push((table.name().to_string(), note));
+    }
+
+    /// The output slot of each call a row's outputs may come from (the
+    /// cache, a view); none when `image` is used raw.
+    fn assign_slots(&mut self, reuse: &Reuse) -> Result<()> {
+        if self.raw_use {
+            return Ok(());
+        }
+        for c in &self.reuse_calls {
+            if !reuse.cache.enabled() && c.view.is_none() {
+                continue;
+            }
+            let format = self
+                .bindings
+                .iter()
+                .find(|b| b.model == c.function.handle().name && b.table == c.table.name())
+                .map(|b| b.choice.format);
+            let slot = reuse.slot(
+                c.function.name(),
+                c.function.handle(),
+                format,
+                c.view.as_ref(),
+            )?;
+            self.slots.push((c.table.name().to_string(), slot));
+        }
+        Ok(())
+    }
+
+    /// What the scan of `table` reads: the union of its calls' bands, the
+    /// notes EXPLAIN shows, and the slots when every call has one (a row's
+    /// bands are skipped only when all its outputs are found).
+    fn read_plan(&self, table: &str, cache_enabled: bool) -> ReadPlan {
+        let mut bands = BandSelection::none();
+        let mut notes = Vec::new();
+        for b in self.bindings.iter().filter(|b| b.table == table) {
+            let m = b.choice.format.bands().masks;
+            for (have, add) in bands.masks.iter_mut().zip(m) {
+                *have |= add;
+            }
+            notes.push(format!(
+                "{}: format={} ({})",
+                b.model, b.choice.format, b.choice.reason
+            ));
+        }
+        notes.extend(
+            self.view_notes
+                .iter()
+                .filter(|(t, _)| t == table)
+                .map(|(_, n)| n.clone()),
+        );
+        if self.raw_use {
+            bands = BandSelection::all();
+            notes.push("image is used beyond model calls: all bands read".into());
+        }
+        let calls_here = self
+            .reuse_calls
+            .iter()
+            .filter(|c| c.table.name() == table)
+            .count();
+        let slots_here: Vec<OutputSlot> = self
+            .slots
+            .iter()
+            .filter(|(t, _)| t == table)
+            .map(|(_, s)| s.clone())
+            .collect();
+        let slots = if slots_here.len() == calls_here {
+            slots_here
+        } else {
+            Vec::new()
+        };
+        if !slots.is_empty() && cache_enabled {
+            notes.push("rows whose outputs are cached read no bands".into());
+        }
+        ReadPlan {
+            bands,
+            notes,
+            slots,
+        }
+    }
+
+    /// Gives each image table scan its read plan and each model call its
+    /// format.
+    fn apply(&self, plan: LogicalPlan, cache_enabled: bool) -> DfResult<Transformed<LogicalPlan>> {
         plan.transform_up_with_subqueries(|node| {
             let node = match node {
                 LogicalPlan::TableScan(mut scan) => match image_table(&scan.source) {
                     Some(t) => {
-                        let want = read_plan(t.name());
+                        let want = self.read_plan(t.name(), cache_enabled);
                         if t.read_plan() == Some(&want) {
                             Transformed::no(LogicalPlan::TableScan(scan))
                         } else {
@@ -438,33 +492,59 @@ impl OptimizerRule for FormatPlanner {
                 },
                 other => Transformed::no(other),
             };
-            node.transform_data(|n| {
-                n.map_expressions(|e| {
-                    e.transform_up(|x| {
-                        let Some((m, rel)) = model_call(&x).map(|(m, r)| (m.clone(), r.cloned()))
-                        else {
-                            return Ok(Transformed::no(x));
-                        };
-                        let table = table_of(&tables, rel.as_ref()).map(ImageTable::name);
-                        let Some(b) = bindings.iter().find(|b| {
-                            b.model == m.handle().name && Some(b.table.as_str()) == table
-                        }) else {
-                            return Ok(Transformed::no(x));
-                        };
-                        if m.format() == Some(b.choice.format) {
-                            return Ok(Transformed::no(x));
-                        }
-                        let Expr::ScalarFunction(ScalarFunction { args, .. }) = x else {
-                            unreachable!("model_call matched a scalar function")
-                        };
-                        let func = Arc::new(m.with_format(b.choice.format));
-                        Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction {
-                            func,
-                            args,
-                        })))
-                    })
-                })
-            })
+            node.transform_data(|n| n.map_expressions(|e| e.transform_up(|x| self.bind_call(x))))
         })
+    }
+
+    /// `m(image)` bound to its format: `m` with the format set.
+    fn bind_call(&self, x: Expr) -> DfResult<Transformed<Expr>> {
+        let Some((m, rel)) = model_call(&x).map(|(m, r)| (m.clone(), r.cloned())) else {
+            return Ok(Transformed::no(x));
+        };
+        let table = table_of(&self.tables, rel.as_ref()).map(ImageTable::name);
+        let Some(b) = self
+            .bindings
+            .iter()
+            .find(|b| b.model == m.handle().name && Some(b.table.as_str()) == table)
+        else {
+            return Ok(Transformed::no(x));
+        };
+        if m.format() == Some(b.choice.format) {
+            return Ok(Transformed::no(x));
+        }
+        let Expr::ScalarFunction(ScalarFunction { args, .. }) = x else {
+            unreachable!("model_call matched a scalar function")
+        };
+        let func = Arc::new(m.with_format(b.choice.format));
+        Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction {
+            func,
+            args,
+        })))
+    }
+}
+
+impl OptimizerRule for FormatPlanner {
+    fn name(&self) -> &str {
+        "spectradb_format_planner"
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        config: &dyn OptimizerConfig,
+    ) -> DfResult<Transformed<LogicalPlan>> {
+        let Some(mut rewrite) = Rewrite::collect(&plan)? else {
+            return Ok(Transformed::no(plan));
+        };
+        let options = config.options();
+        let opts = options
+            .extensions
+            .get::<PlannerOptions>()
+            .cloned()
+            .unwrap_or_default();
+        let profiles = self.profiles.read().expect("profiles lock").clone();
+        rewrite.choose_formats_and_views(&self.reuse, &profiles, &opts)?;
+        rewrite.assign_slots(&self.reuse)?;
+        rewrite.apply(plan, self.reuse.cache.enabled())
     }
 }

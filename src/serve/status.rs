@@ -27,7 +27,9 @@ fn code(e: &Error) -> Code {
             std::io::ErrorKind::PermissionDenied => Code::PermissionDenied,
             _ => Code::Unavailable,
         },
-        Error::CorruptFile { .. } | Error::Parquet { .. } => Code::DataLoss,
+        Error::CorruptFile { .. } | Error::Parquet { .. } | Error::DamagedTable { .. } => {
+            Code::DataLoss
+        }
         Error::Locked { .. } => Code::Unavailable,
         Error::Runtime(_) => Code::FailedPrecondition,
         Error::Cancelled(_) => Code::Cancelled,

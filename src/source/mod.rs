@@ -23,7 +23,7 @@ pub struct SourceOptions {
     /// Chroma layout and quality of the table (quality applies to the pixel path).
     pub encode: EncodeOptions,
     /// Largest image accepted, in pixels (decompression-bomb guard); table
-    /// files hold at most [`crate::storage::reader::MAX_PIXELS`].
+    /// files hold at most [`crate::storage::layout::MAX_PIXELS`].
     pub max_pixels: u64,
     /// Take a JPEG's own coefficients when its layout allows.
     pub jpeg_passthrough: bool,
@@ -33,7 +33,7 @@ impl Default for SourceOptions {
     fn default() -> Self {
         SourceOptions {
             encode: EncodeOptions::default(),
-            max_pixels: crate::storage::reader::MAX_PIXELS,
+            max_pixels: crate::storage::layout::MAX_PIXELS,
             jpeg_passthrough: true,
         }
     }

@@ -4,11 +4,12 @@
 //! Its EXPLAIN line says which bands it reads and why (the format planner's
 //! choice per model); EXPLAIN ANALYZE adds bytes read and decode time.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{
     new_null_array, Array, ArrayRef, BooleanArray, LargeBinaryBuilder, RecordBatch, UInt32Array,
@@ -28,7 +29,6 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
 
-use super::image_table::{ScanStats, IMAGE_COLUMN};
 use super::image_value::{encode_image_value_with, encode_outputs_only, InlineOutput, ValueSource};
 use super::output_slots::{covered, OutputSlot};
 use crate::codec::Chroma;
@@ -68,6 +68,50 @@ pub fn describe_bands(bands: &BandSelection, planes: usize) -> String {
         per.join(" "),
         64 * planes
     )
+}
+
+/// Name of the image column in SQL.
+pub const IMAGE_COLUMN: &str = "image";
+
+/// What scans have read, for tests, EXPLAIN ANALYZE and benchmarks, and
+/// the damage they ran into (SHOW TABLES reports it).
+#[derive(Debug, Default)]
+pub struct ScanStats {
+    /// Bytes pulled from data files (footers included).
+    pub bytes_read: AtomicU64,
+    /// Band columns opened, summed over files.
+    pub band_columns_read: AtomicU64,
+    /// Rows produced.
+    pub rows: AtomicU64,
+    /// Table -> the last damaged file a scan or CHECK found in it.
+    damage: Mutex<BTreeMap<String, String>>,
+}
+
+impl ScanStats {
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::Relaxed)
+    }
+    pub fn band_columns_read(&self) -> u64 {
+        self.band_columns_read.load(Ordering::Relaxed)
+    }
+
+    /// Records that reading `table` found a damaged file (`reason`).
+    pub fn record_damage(&self, table: &str, reason: String) {
+        self.damage
+            .lock()
+            .expect("damage lock")
+            .insert(table.to_string(), reason);
+    }
+
+    /// The damage found in `table` since it was last loaded or checked.
+    pub fn damage(&self, table: &str) -> Option<String> {
+        self.damage.lock().expect("damage lock").get(table).cloned()
+    }
+
+    /// Forgets `table`'s damage (it was loaded anew or checked clean).
+    pub fn clear_damage(&self, table: &str) {
+        self.damage.lock().expect("damage lock").remove(table);
+    }
 }
 
 /// A run of rows of one data file, read by one partition.
@@ -142,59 +186,65 @@ pub struct RowFilter {
     pub columns: Vec<String>,
 }
 
+/// What a scan reads: which table, and its rows spread over partitions.
+#[derive(Debug, Clone)]
+pub struct ScanSource {
+    pub table: String,
+    /// The table's identity, stamped on every image value.
+    pub uid: u64,
+    pub chroma: Chroma,
+    /// Per partition, its runs of rows (see [`split_ranges`]).
+    pub groups: Vec<Vec<ScanRange>>,
+    /// The database's counters, where damage found is recorded too.
+    pub stats: Arc<ScanStats>,
+}
+
+/// How a scan reads its rows.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    pub filter: Option<RowFilter>,
+    pub batch_size: usize,
+    pub limit: Option<usize>,
+}
+
 /// Scans the files of an image table, spread over partitions.
 #[derive(Debug)]
 pub struct ImageScanExec {
-    table: String,
-    /// The table's identity, stamped on every image value.
-    uid: u64,
+    source: ScanSource,
     schema: SchemaRef,
-    groups: Vec<Vec<ScanRange>>,
-    chroma: Chroma,
     filter: Option<RowFilter>,
     bands: BandSelection,
     notes: Vec<String>,
     slots: Vec<OutputSlot>,
     batch_size: usize,
     limit: Option<usize>,
-    stats: Arc<ScanStats>,
     metrics: ExecutionPlanMetricsSet,
     props: Arc<PlanProperties>,
 }
 
 impl ImageScanExec {
-    #[allow(clippy::too_many_arguments)]
+    /// A scan of `source` producing `schema`, reading `plan`'s bands.
     pub fn new(
-        table: &str,
-        uid: u64,
+        source: ScanSource,
         schema: SchemaRef,
-        groups: Vec<Vec<ScanRange>>,
-        chroma: Chroma,
         plan: ReadPlan,
-        filter: Option<RowFilter>,
-        batch_size: usize,
-        limit: Option<usize>,
-        stats: Arc<ScanStats>,
+        options: ScanOptions,
     ) -> Self {
         let props = PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(groups.len().max(1)),
+            Partitioning::UnknownPartitioning(source.groups.len().max(1)),
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
         ImageScanExec {
-            table: table.to_string(),
-            uid,
+            source,
             schema,
-            groups,
-            chroma,
-            filter,
+            filter: options.filter,
             bands: plan.bands,
             notes: plan.notes,
             slots: plan.slots,
-            batch_size,
-            limit,
-            stats,
+            batch_size: options.batch_size,
+            limit: options.limit,
             metrics: ExecutionPlanMetricsSet::new(),
             props: Arc::new(props),
         }
@@ -203,18 +253,26 @@ impl ImageScanExec {
 
 impl DisplayAs for ImageScanExec {
     fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let mut paths: Vec<&PathBuf> = self.groups.iter().flatten().map(|r| &r.path).collect();
+        let mut paths: Vec<&PathBuf> = self
+            .source
+            .groups
+            .iter()
+            .flatten()
+            .map(|r| &r.path)
+            .collect();
         paths.sort();
         paths.dedup();
         let files = paths.len();
-        let bands = describe_bands(&self.bands, self.chroma.planes());
+        let bands = describe_bands(&self.bands, self.source.chroma.planes());
         match t {
-            DisplayFormatType::TreeRender => write!(f, "table={}\nbands={bands}", self.table),
+            DisplayFormatType::TreeRender => {
+                write!(f, "table={}\nbands={bands}", self.source.table)
+            }
             _ => {
                 write!(
                     f,
                     "ImageScanExec: table={}, files={files}, bands={bands}",
-                    self.table
+                    self.source.table
                 )?;
                 if let Some(l) = self.limit {
                     write!(f, ", limit={l}")?;
@@ -269,7 +327,12 @@ impl ExecutionPlan for ImageScanExec {
         partition: usize,
         _ctx: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        let ranges = self.groups.get(partition).cloned().unwrap_or_default();
+        let ranges = self
+            .source
+            .groups
+            .get(partition)
+            .cloned()
+            .unwrap_or_default();
         let metrics = PartitionMetrics {
             rows: MetricBuilder::new(&self.metrics).output_rows(partition),
             bytes_read: MetricBuilder::new(&self.metrics).counter("bytes_read", partition),
@@ -281,9 +344,10 @@ impl ExecutionPlan for ImageScanExec {
         };
         let with_image = self.schema.index_of(IMAGE_COLUMN).is_ok();
         let scan = PartitionScan {
+            table: self.source.table.clone(),
             schema: self.schema.clone(),
-            uid: self.uid,
-            chroma: self.chroma,
+            uid: self.source.uid,
+            chroma: self.source.chroma,
             with_image,
             slots: if with_image {
                 self.slots.clone()
@@ -296,7 +360,7 @@ impl ExecutionPlan for ImageScanExec {
             bands: self.bands,
             batch_size: self.batch_size,
             remaining: self.limit.unwrap_or(usize::MAX),
-            stats: self.stats.clone(),
+            stats: self.source.stats.clone(),
             metrics,
         };
         // Reading and entropy decoding are blocking work: they run on the
@@ -336,6 +400,7 @@ struct PartitionMetrics {
 
 /// Iterates the batches of a partition's row ranges, one file open at a time.
 struct PartitionScan {
+    table: String,
     schema: SchemaRef,
     uid: u64,
     chroma: Chroma,
@@ -673,6 +738,9 @@ impl Iterator for PartitionScan {
             Ok(None) => None,
             Err(e) => {
                 self.remaining = 0;
+                if matches!(e, Error::CorruptFile { .. } | Error::Parquet { .. }) {
+                    self.stats.record_damage(&self.table, e.to_string());
+                }
                 Some(Err(DataFusionError::External(Box::new(e))))
             }
         }

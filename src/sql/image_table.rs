@@ -6,11 +6,10 @@
 //! `image` reads band columns; it decodes them and hands each row on as an
 //! image value ([`super::image_value`]).
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
 
-use arrow::array::{Array, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
@@ -20,38 +19,19 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::image_scan::{split_ranges, ImageScanExec, ReadPlan, RowFilter};
+use super::image_scan::{
+    split_ranges, ImageScanExec, ReadPlan, RowFilter, ScanOptions, ScanSource, ScanStats,
+    IMAGE_COLUMN,
+};
 use crate::codec::Chroma;
-use crate::error::Result;
-use crate::storage::layout::{is_image_column, COL_HEIGHT, COL_ID, COL_URI, COL_WIDTH};
+use crate::error::{Error, Result};
+use crate::storage::catalog::TableEntry;
+use crate::storage::layout::{COL_HEIGHT, COL_ID, COL_URI, COL_WIDTH};
 use crate::storage::{BandSelection, ImageFileReader, DEFAULT_PAGE_ROWS};
-
-/// Name of the image column in SQL.
-pub const IMAGE_COLUMN: &str = "image";
 
 /// Rows rebuilt per batch when the image column is read (image values are
 /// large: a 512x512 photo with every band is ~0.8 MB).
 const IMAGE_BATCH_ROWS: usize = 32;
-
-/// What scans have read, for tests, EXPLAIN ANALYZE and benchmarks.
-#[derive(Debug, Default)]
-pub struct ScanStats {
-    /// Bytes pulled from data files (footers included).
-    pub bytes_read: AtomicU64,
-    /// Band columns opened, summed over files.
-    pub band_columns_read: AtomicU64,
-    /// Rows produced.
-    pub rows: AtomicU64,
-}
-
-impl ScanStats {
-    pub fn bytes_read(&self) -> u64 {
-        self.bytes_read.load(Ordering::Relaxed)
-    }
-    pub fn band_columns_read(&self) -> u64 {
-        self.band_columns_read.load(Ordering::Relaxed)
-    }
-}
 
 /// One image table at one catalog version.
 #[derive(Debug, Clone)]
@@ -64,57 +44,85 @@ pub struct ImageTable {
     chroma: Chroma,
     schema: SchemaRef,
     files: Vec<PathBuf>,
-    /// Rows of each file, from its footer.
+    /// Rows of each file, from the catalog.
     file_rows: Vec<usize>,
     stats: Arc<ScanStats>,
-    /// Smallest stored width and height, read on first use.
-    min_dims: Arc<OnceLock<(u32, u32)>>,
+    /// Smallest stored width and height (the planner's design space).
+    min_dims: (u32, u32),
     /// The format planner's band choice; `None` reads every band when
     /// `image` is projected.
     read: Option<Arc<ReadPlan>>,
 }
 
 impl ImageTable {
-    /// Opens every data file's footer to learn the user columns (the union
-    /// over files: a file without one reads it as null).
+    /// The table `name` as `entry` lists it, its files under `root`. The
+    /// catalog's per-file statistics give the user columns (the union over
+    /// files: a file without one reads it as null) and the smallest image,
+    /// so no file is read; each file is only checked to be there with its
+    /// size. Files of catalogs written before statistics were kept have
+    /// their footers and plain columns read instead.
     pub fn open(
         name: &str,
-        version: u64,
-        uid: u64,
-        chroma: Chroma,
-        files: Vec<PathBuf>,
+        entry: &TableEntry,
+        root: &Path,
         stats: Arc<ScanStats>,
     ) -> Result<Self> {
+        let chroma = Chroma::parse(&entry.chroma)?;
         let mut fields = vec![
             Field::new(COL_ID, DataType::UInt64, false),
             Field::new(COL_URI, DataType::Utf8, false),
             Field::new(COL_WIDTH, DataType::UInt32, false),
             Field::new(COL_HEIGHT, DataType::UInt32, false),
         ];
-        let mut file_rows = Vec::with_capacity(files.len());
-        for path in &files {
-            let reader = ImageFileReader::open(path)?;
-            file_rows.push(reader.num_rows());
-            for f in reader.schema().fields() {
-                let fixed = [COL_ID, COL_URI, COL_WIDTH, COL_HEIGHT].contains(&f.name().as_str());
-                if fixed || is_image_column(f.name()) || fields.iter().any(|g| g.name() == f.name())
-                {
+        let mut files = Vec::with_capacity(entry.files.len());
+        let mut file_rows = Vec::with_capacity(entry.files.len());
+        let mut min_dims: Option<(u32, u32)> = None;
+        for file in &entry.files {
+            let path = root.join(&file.path);
+            let on_disk = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+            if on_disk.len() != file.bytes {
+                return Err(Error::corrupt(
+                    &path,
+                    format!(
+                        "{} bytes on disk, the catalog says {}: the file was changed or cut",
+                        on_disk.len(),
+                        file.bytes
+                    ),
+                ));
+            }
+            let file_stats = match &file.stats {
+                Some(s) => s.clone(),
+                None => ImageFileReader::open(&path)?.file_stats()?,
+            };
+            if let (Some((w, _)), Some((h, _))) = (file_stats.width, file_stats.height) {
+                min_dims = Some(min_dims.map_or((w, h), |(x, y)| (x.min(w), y.min(h))));
+            }
+            for c in &file_stats.columns {
+                if fields.iter().any(|g| g.name() == &c.name) {
                     continue;
                 }
-                fields.push(Field::new(f.name(), f.data_type().clone(), true));
+                let data_type = DataType::from_str(&c.data_type).map_err(|e| {
+                    Error::corrupt(
+                        &path,
+                        format!("column {}: type '{}': {e}", c.name, c.data_type),
+                    )
+                })?;
+                fields.push(Field::new(&c.name, data_type, true));
             }
+            files.push(path);
+            file_rows.push(file.rows as usize);
         }
         fields.push(Field::new(IMAGE_COLUMN, DataType::LargeBinary, true));
         Ok(ImageTable {
             name: name.to_string(),
-            version,
-            uid,
+            version: entry.version,
+            uid: entry.identity(name),
             chroma,
             schema: Arc::new(Schema::new(fields)),
             files,
             file_rows,
             stats,
-            min_dims: Arc::new(OnceLock::new()),
+            min_dims: min_dims.unwrap_or((0, 0)),
             read: None,
         })
     }
@@ -158,35 +166,10 @@ impl ImageTable {
         }
     }
 
-    /// Smallest width and height over the table's images (from the
-    /// `width` and `height` columns; (0, 0) for an empty table).
-    pub fn min_dims(&self) -> Result<(u32, u32)> {
-        if let Some(d) = self.min_dims.get() {
-            return Ok(*d);
-        }
-        let mut min: Option<(u32, u32)> = None;
-        for path in &self.files {
-            let reader = ImageFileReader::open(path)?;
-            let scan = reader.scan(&[COL_WIDTH, COL_HEIGHT], &BandSelection::none(), 8192)?;
-            for batch in scan {
-                let batch = batch?;
-                let col = |n: &str| {
-                    batch
-                        .batch
-                        .column_by_name(n)
-                        .and_then(|c| c.as_any().downcast_ref::<UInt32Array>().cloned())
-                };
-                if let (Some(w), Some(h)) = (col(COL_WIDTH), col(COL_HEIGHT)) {
-                    for i in 0..w.len() {
-                        let (a, b) = (w.value(i), h.value(i));
-                        min = Some(min.map_or((a, b), |(x, y)| (x.min(a), y.min(b))));
-                    }
-                }
-            }
-        }
-        let d = min.unwrap_or((0, 0));
-        let _ = self.min_dims.set(d);
-        Ok(d)
+    /// Smallest width and height over the table's images ((0, 0) for an
+    /// empty table), from the catalog's statistics.
+    pub fn min_dims(&self) -> (u32, u32) {
+        self.min_dims
     }
 }
 
@@ -319,17 +302,97 @@ impl TableProvider for ImageTable {
         } else {
             state.config().batch_size()
         };
-        Ok(Arc::new(ImageScanExec::new(
-            &self.name,
-            self.uid,
-            projected,
+        let source = ScanSource {
+            table: self.name.clone(),
+            uid: self.uid,
+            chroma: self.chroma,
             groups,
-            self.chroma,
-            plan,
+            stats: self.stats.clone(),
+        };
+        let options = ScanOptions {
             filter,
             batch_size,
             limit,
-            self.stats.clone(),
+        };
+        Ok(Arc::new(ImageScanExec::new(
+            source, projected, plan, options,
         )))
+    }
+}
+
+/// A kept table that could not be loaded (a file missing, cut or with a
+/// damaged footer). It keeps its name in the session so that statements
+/// reading it fail with the reason, while every other table stays usable.
+#[derive(Debug, Clone)]
+pub struct DamagedTable {
+    name: String,
+    reason: String,
+    schema: SchemaRef,
+}
+
+impl DamagedTable {
+    /// Image table `name` failed to load with `error`: it shows the
+    /// columns every image table has.
+    pub fn image(name: &str, error: &Error) -> Self {
+        let schema = Schema::new(vec![
+            Field::new(COL_ID, DataType::UInt64, false),
+            Field::new(COL_URI, DataType::Utf8, false),
+            Field::new(COL_WIDTH, DataType::UInt32, false),
+            Field::new(COL_HEIGHT, DataType::UInt32, false),
+            Field::new(IMAGE_COLUMN, DataType::LargeBinary, true),
+        ]);
+        Self::with_schema(name, error, Arc::new(schema))
+    }
+
+    /// An ordinary table or view `name` failed to load (its columns are
+    /// in the file that failed): `SELECT *` reports why.
+    pub fn plain(name: &str, error: &Error) -> Self {
+        Self::with_schema(name, error, Arc::new(Schema::empty()))
+    }
+
+    fn with_schema(name: &str, error: &Error, schema: SchemaRef) -> Self {
+        DamagedTable {
+            name: name.to_string(),
+            reason: error.to_string(),
+            schema,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Why the table could not be loaded.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The error a statement reading the table fails with.
+    pub fn error(&self) -> Error {
+        Error::DamagedTable {
+            table: self.name.clone(),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for DamagedTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Err(self.error().into())
     }
 }

@@ -6,6 +6,7 @@
 //! INSERT INTO t FROM '<glob or dir>' [WITH (k = v, ...)]
 //! DROP TABLE [IF EXISTS] t [, ...] -- image tables here, others to DataFusion
 //! SHOW TABLES
+//! CHECK TABLE t [, ...] | CHECK DATABASE
 //! VACUUM [RETAIN n SECONDS|MINUTES|HOURS|DAYS]
 //! CREATE MODEL m FROM '<file.onnx>' [ON FEATURES OF backbone] [WITH (k = v, ...)]
 //! DROP MODEL [IF EXISTS] m
@@ -48,6 +49,11 @@ pub enum Command {
         if_exists: bool,
     },
     ShowTables,
+    /// `CHECK TABLE t [, ...]` (`names`) or `CHECK DATABASE` (`None`):
+    /// reads and verifies every file.
+    Check {
+        names: Option<Vec<TableName>>,
+    },
     /// Deletes files superseded longer ago than `retain` (the database's
     /// retention period when `None`).
     Vacuum {
@@ -155,6 +161,7 @@ pub fn parse_command(sql: &str) -> Result<Option<Command>> {
         || at(0, "calibrate")
         || (at(0, "show") && at(1, "formats"))
         || at(0, "vacuum")
+        || (at(0, "check") && (at(1, "table") || at(1, "database")))
         || (at(1, "materialized") && (at(0, "create") || at(0, "refresh") || at(0, "drop")));
     if !ours {
         return Ok(parse_reset(&words));
@@ -162,6 +169,8 @@ pub fn parse_command(sql: &str) -> Result<Option<Command>> {
     let mut p = Parser::new(&dialect).try_with_sql(sql).map_err(sql_error)?;
     let cmd = if at(1, "materialized") {
         parse_materialized_view(&mut p, sql)
+    } else if at(0, "check") {
+        parse_check(&mut p)
     } else if at(0, "vacuum") {
         parse_vacuum(&mut p)
     } else if at(0, "calibrate") || at(1, "formats") {
@@ -400,6 +409,20 @@ fn parse_vacuum(p: &mut Parser) -> Result<Command, ParserError> {
     })
 }
 
+/// `CHECK TABLE t [, ...]` or `CHECK DATABASE` (the words are checked).
+fn parse_check(p: &mut Parser) -> Result<Command, ParserError> {
+    p.next_token(); // CHECK
+    if p.parse_keyword(Keyword::DATABASE) {
+        return Ok(Command::Check { names: None });
+    }
+    p.expect_keyword_is(Keyword::TABLE)?;
+    let mut names = vec![parse_table_name(p)?];
+    while p.consume_token(&Token::Comma) {
+        names.push(parse_table_name(p)?);
+    }
+    Ok(Command::Check { names: Some(names) })
+}
+
 /// A single-quoted string (file patterns must be quoted, as in COPY).
 fn parse_quoted(p: &mut Parser) -> Result<String, ParserError> {
     let tok = p.next_token();
@@ -624,6 +647,29 @@ mod tests {
             parse_command("show tables").unwrap(),
             Some(Command::ShowTables)
         );
+    }
+
+    #[test]
+    fn parses_check_table_and_database() {
+        assert_eq!(
+            parse_command("CHECK DATABASE;").unwrap(),
+            Some(Command::Check { names: None })
+        );
+        assert_eq!(
+            parse_command("check table Photos, public.notes").unwrap(),
+            Some(Command::Check {
+                names: Some(vec![
+                    vec!["photos".into()],
+                    vec!["public".into(), "notes".into()]
+                ])
+            })
+        );
+        for bad in ["CHECK TABLE", "CHECK TABLE t u", "CHECK DATABASE d"] {
+            let err = parse_command(bad).unwrap_err().to_string();
+            assert!(err.starts_with("SQL error"), "{bad}: {err}");
+        }
+        // Anything else starting with CHECK is DataFusion's to refuse.
+        assert_eq!(parse_command("CHECK something").unwrap(), None);
     }
 
     #[test]

@@ -264,6 +264,61 @@ pub struct DataFile {
     pub path: String,
     pub rows: u64,
     pub bytes: u64,
+    /// What an image table's file holds, recorded when it was written so
+    /// that loading and planning open no file. `None` for ordinary tables'
+    /// and views' files, and for image files of catalogs written before
+    /// statistics were kept (their footers are read instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<FileStats>,
+    /// The whole file's checksum (see [`super::checksum`]), which CHECK
+    /// compares; `None` for files written before checksums were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+}
+
+impl DataFile {
+    /// A file with no statistics (an ordinary table's or a view's).
+    pub fn new(path: String, rows: u64, bytes: u64) -> Self {
+        DataFile {
+            path,
+            rows,
+            bytes,
+            stats: None,
+            checksum: None,
+        }
+    }
+}
+
+/// Per-file statistics of an image table's data file.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FileStats {
+    /// Smallest and largest `width` (`None` for a file of no rows).
+    pub width: Option<(u32, u32)>,
+    pub height: Option<(u32, u32)>,
+    pub id: Option<(u64, u64)>,
+    /// The file's user columns (`label`, CTAS columns), in file order.
+    #[serde(default)]
+    pub columns: Vec<UserColumn>,
+}
+
+impl FileStats {
+    /// Widens the ranges to include one row.
+    pub fn add_row(&mut self, id: u64, width: u32, height: u32) {
+        fn widen<T: Copy + Ord>(range: &mut Option<(T, T)>, v: T) {
+            *range = Some(range.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
+        }
+        widen(&mut self.id, id);
+        widen(&mut self.width, width);
+        widen(&mut self.height, height);
+    }
+}
+
+/// A user column of a data file: its name and Arrow type, written as
+/// Arrow displays it (`Utf8`, `Int64`, ...) and parsed back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserColumn {
+    pub name: String,
+    pub data_type: String,
 }
 
 /// A database directory.
@@ -459,11 +514,7 @@ mod tests {
             uid: 11,
             files: files
                 .iter()
-                .map(|p| DataFile {
-                    path: p.to_string(),
-                    rows: 3,
-                    bytes: 10,
-                })
+                .map(|p| DataFile::new(p.to_string(), 3, 10))
                 .collect(),
         }
     }

@@ -197,11 +197,7 @@ mod tests {
             next_id: 1,
             version: 1,
             uid: 11,
-            files: vec![DataFile {
-                path: path.into(),
-                rows: 1,
-                bytes: 4,
-            }],
+            files: vec![DataFile::new(path.into(), 1, 4)],
         }
     }
 

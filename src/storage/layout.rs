@@ -1,9 +1,13 @@
 //! Column names, the Arrow schema of an image table file and its metadata keys.
 //! docs/format.md is the prose version of this file.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema};
+use base64::Engine;
+
+use super::huffman::HuffmanCode;
 
 use crate::codec::{Chroma, CHANNEL_NAMES};
 
@@ -25,6 +29,11 @@ pub fn band_is_split(version: u32, k: usize, blocks: usize) -> bool {
     let natural = crate::codec::quant::ZIGZAG[k];
     version >= 2 && blocks >= SPLIT_MIN_BLOCKS && natural % 8 < 4 && natural / 8 < 4
 }
+
+/// Most pixels a stored image may claim: the writer refuses more, so a
+/// file that says more is damaged, and its claim must not size a buffer
+/// (65,535 x 65,535 would ask for ~8 GB per plane).
+pub const MAX_PIXELS: u64 = 100_000_000;
 
 pub const META_FORMAT_VERSION: &str = "spectradb.format_version";
 pub const META_CHROMA: &str = "spectradb.chroma";
@@ -78,6 +87,44 @@ pub fn file_schema(chroma: Chroma, user_fields: &[Arc<Field>]) -> Schema {
         }
     }
     Schema::new(fields)
+}
+
+/// The `spectradb.band_codes` metadata value: `column=base64(code)` for
+/// each band column in schema order, joined by `;`.
+pub fn format_band_codes(codes: &[HuffmanCode]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    codes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                "{}={}",
+                band_column(i / 64, i % 64),
+                b64.encode(c.to_bytes())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// Parses the `spectradb.band_codes` metadata value into codes by column name.
+pub(crate) fn parse_band_codes(
+    value: &str,
+) -> std::result::Result<HashMap<String, HuffmanCode>, String> {
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    let mut out = HashMap::new();
+    for entry in value.split(';').filter(|e| !e.is_empty()) {
+        let (name, code) = entry
+            .split_once('=')
+            .ok_or_else(|| format!("malformed band code entry '{entry}'"))?;
+        let bytes = b64
+            .decode(code)
+            .map_err(|e| format!("band code of {name}: {e}"))?;
+        let code =
+            HuffmanCode::from_bytes(&bytes).map_err(|e| format!("band code of {name}: {e}"))?;
+        out.insert(name.to_string(), code);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,35 +1,32 @@
 //! Reads image table files, touching only the band columns asked for.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use arrow_array::{Array, BinaryArray, RecordBatch, UInt32Array};
+use arrow_array::{Array, BinaryArray, RecordBatch, UInt32Array, UInt64Array};
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder, RowSelection,
 };
 use parquet::arrow::ProjectionMask;
 use parquet::file::reader::{ChunkReader, Length};
 
 use super::bands::decode_band;
+use super::catalog::{FileStats, UserColumn};
 use super::huffman::HuffmanDecoder;
 use super::layout::*;
-use super::writer::parse_band_codes;
+use super::page_guard::{check_page_header, chunk_at, chunk_bounds, ChunkBounds};
 pub use crate::codec::BandSelection;
 use crate::codec::{Chroma, CoefPlane, CoefficientImage, QuantTable};
 use crate::error::{Error, Result};
 
 /// Largest width or height a stored image may claim (JPEG's own limit is 65,535).
 pub use crate::codec::MAX_DIMENSION;
-
-/// Most pixels a stored image may claim: the writer refuses more, so a
-/// file that says more is damaged, and its claim must not size a buffer
-/// (65,535 x 65,535 would ask for ~8 GB per plane).
-pub const MAX_PIXELS: u64 = 100_000_000;
 
 /// Most bytes a coded band of `blocks` values can take: every value costs
 /// at most a 12-bit code and 15 extra bits, a zero run of 16 or more at most
@@ -48,12 +45,48 @@ enum Source {
     Memory(Bytes),
 }
 
-/// A file that counts the bytes the Parquet reader pulls from it.
+/// A file that counts the bytes the Parquet reader pulls from it, and
+/// checks every page header before the reader sees it (see
+/// [`super::page_guard`]).
 #[derive(Clone)]
 struct CountingFile {
     source: Source,
     len: u64,
     read: Arc<AtomicU64>,
+    /// The footer's column chunks, once it is read.
+    chunks: Arc<OnceLock<Vec<ChunkBounds>>>,
+}
+
+/// Bytes of a page header read ahead to check it (headers of spectradb's
+/// pages take a few dozen).
+const HEADER_READ_AHEAD: u64 = 8 << 10;
+
+/// A reader at a page header that checks the header (see
+/// [`super::page_guard`]) before the first byte is handed on.
+struct GuardedRead {
+    inner: Box<dyn BufRead + Send>,
+    /// The column chunk the header is in, if any.
+    chunk: Option<ChunkBounds>,
+    start: u64,
+    checked: bool,
+}
+
+impl Read for GuardedRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.checked {
+            self.checked = true;
+            if let Some(c) = &self.chunk {
+                let header = self.inner.fill_buf()?;
+                check_page_header(c, self.start, header).map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("column {}: page at byte {}: {e}", c.column, self.start),
+                    )
+                })?;
+            }
+        }
+        self.inner.read(buf)
+    }
 }
 
 /// Counts what the Parquet reader consumes, not what the buffer prefetches.
@@ -79,17 +112,38 @@ impl Length for CountingFile {
 impl ChunkReader for CountingFile {
     type T = CountingRead;
 
+    /// The Parquet reader reads page headers through this (and page data
+    /// through `get_bytes`): within a column chunk, the header at `start`
+    /// is checked when it is first read (the reader also asks for readers
+    /// it never reads, at data offsets), and reading stops at the chunk's
+    /// end.
     fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
-        let inner: Box<dyn Read + Send> = match &self.source {
+        let chunk = self.chunks.get().and_then(|c| chunk_at(c, start)).cloned();
+        let end = chunk.as_ref().map_or(self.len, |c| c.end.min(self.len));
+        let limit = end.saturating_sub(start);
+        let ahead = limit.clamp(1, HEADER_READ_AHEAD) as usize;
+        let inner: Box<dyn BufRead + Send> = match &self.source {
             Source::Disk(file) => {
                 let mut file = file.try_clone()?;
                 file.seek(SeekFrom::Start(start))?;
-                Box::new(BufReader::new(file))
+                Box::new(BufReader::with_capacity(ahead, file.take(limit)))
             }
-            Source::Memory(bytes) => Box::new(ChunkReader::get_read(bytes, start)?),
+            Source::Memory(bytes) => {
+                let from = start.min(end) as usize;
+                let rest = bytes.slice(from..end as usize);
+                Box::new(BufReader::with_capacity(
+                    ahead,
+                    ChunkReader::get_read(&rest, 0)?,
+                ))
+            }
         };
         Ok(CountingRead {
-            inner,
+            inner: Box::new(GuardedRead {
+                inner,
+                chunk,
+                start,
+                checked: false,
+            }),
             read: self.read.clone(),
         })
     }
@@ -106,18 +160,24 @@ impl ChunkReader for CountingFile {
                 self.len
             )));
         }
-        if let Source::Memory(bytes) = &self.source {
-            self.read.fetch_add(length as u64, Ordering::Relaxed);
-            return ChunkReader::get_bytes(bytes, start, length);
+        // Page data and footers, not headers: read as they are (get_read
+        // checks headers).
+        self.read.fetch_add(length as u64, Ordering::Relaxed);
+        match &self.source {
+            Source::Memory(bytes) => ChunkReader::get_bytes(bytes, start, length),
+            Source::Disk(file) => {
+                let mut file = file.try_clone()?;
+                file.seek(SeekFrom::Start(start))?;
+                let mut buf = vec![0u8; length];
+                file.read_exact(&mut buf)?;
+                Ok(buf.into())
+            }
         }
-        let mut r = self.get_read(start)?;
-        let mut buf = vec![0u8; length];
-        r.read_exact(&mut buf)?;
-        Ok(buf.into())
     }
 }
 
-/// An open image table file.
+/// An open image table file (a clone shares the open file and footer).
+#[derive(Clone)]
 pub struct ImageFileReader {
     path: PathBuf,
     input: CountingFile,
@@ -140,6 +200,7 @@ impl ImageFileReader {
             source: Source::Disk(Arc::new(file)),
             len,
             read: Arc::new(AtomicU64::new(0)),
+            chunks: Arc::default(),
         };
         Self::with_input(path, input)
     }
@@ -152,6 +213,7 @@ impl ImageFileReader {
             len: data.len() as u64,
             source: Source::Memory(data),
             read: Arc::new(AtomicU64::new(0)),
+            chunks: Arc::default(),
         };
         Self::with_input(name.as_ref().to_path_buf(), input)
     }
@@ -178,6 +240,7 @@ impl ImageFileReader {
                 }
             }
         }
+        let _ = input.chunks.set(chunk_bounds(metadata.metadata()));
         let kv = |key: &str| {
             metadata
                 .metadata()
@@ -280,6 +343,77 @@ impl ImageFileReader {
             .collect()
     }
 
+    /// What the catalog records of this file, read from it: for files
+    /// listed by catalogs written before statistics were kept. Reads the
+    /// `id`, `width` and `height` columns, no band.
+    pub fn file_stats(&self) -> Result<FileStats> {
+        let mut stats = FileStats {
+            columns: self
+                .schema()
+                .fields()
+                .iter()
+                .filter(|f| {
+                    let n = f.name().as_str();
+                    !is_image_column(n) && ![COL_ID, COL_URI, COL_WIDTH, COL_HEIGHT].contains(&n)
+                })
+                .map(|f| UserColumn {
+                    name: f.name().clone(),
+                    data_type: f.data_type().to_string(),
+                })
+                .collect(),
+            ..FileStats::default()
+        };
+        for batch in self.scan(
+            &[COL_ID, COL_WIDTH, COL_HEIGHT],
+            &BandSelection::none(),
+            8192,
+        )? {
+            let batch = batch?.batch;
+            let column = |name: &str| batch.column_by_name(name).map(|c| c.as_any());
+            let ids = column(COL_ID).and_then(|c| c.downcast_ref::<UInt64Array>());
+            let widths = column(COL_WIDTH).and_then(|c| c.downcast_ref::<UInt32Array>());
+            let heights = column(COL_HEIGHT).and_then(|c| c.downcast_ref::<UInt32Array>());
+            let (Some(ids), Some(widths), Some(heights)) = (ids, widths, heights) else {
+                return Err(Error::corrupt(
+                    &self.path,
+                    "id, width or height is not of its type",
+                ));
+            };
+            for i in 0..batch.num_rows() {
+                stats.add_row(ids.value(i), widths.value(i), heights.value(i));
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Reads every column of every row and decodes every image, as a scan
+    /// would: what `CHECK TABLE` runs on each file. Returns the rows read;
+    /// the first damage found is the error.
+    pub fn verify(&self) -> Result<usize> {
+        let schema = self.schema();
+        let plain: Vec<&str> = schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .filter(|n| !is_image_column(n))
+            .collect();
+        let mut rows = 0;
+        for batch in self.scan(&plain, &BandSelection::all(), 16)? {
+            let batch = batch?;
+            for row in 0..batch.num_rows() {
+                batch.image(row)?;
+            }
+            rows += batch.num_rows();
+        }
+        if rows != self.num_rows() {
+            return Err(Error::corrupt(
+                &self.path,
+                format!("{rows} rows read, the footer says {}", self.num_rows()),
+            ));
+        }
+        Ok(rows)
+    }
+
     /// Bytes read from the file so far, footer included.
     pub fn bytes_read(&self) -> u64 {
         self.input.read.load(Ordering::Relaxed)
@@ -328,21 +462,8 @@ impl ImageFileReader {
         }
         indices.sort_unstable();
         indices.dedup();
-        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
-            self.input.clone(),
-            self.metadata.clone(),
-        );
-        let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
-        let mut builder = builder
-            .with_projection(mask)
-            .with_batch_size(batch_size.max(1));
-        if let Some(rows) = rows {
-            let (groups, selection) = self.row_group_selection(rows)?;
-            builder = builder
-                .with_row_groups(groups)
-                .with_row_selection(selection);
-        }
-        let reader = builder.build().map_err(|e| Error::parquet(&self.path, e))?;
+        let selection = rows.map(|r| self.row_group_selection(r)).transpose()?;
+        let reader = self.parquet_reader(&indices, batch_size, selection.clone())?;
         let mut band_cols = Vec::new();
         for plane in 0..self.chroma.planes() {
             for k in 0..64 {
@@ -361,10 +482,76 @@ impl ImageFileReader {
         }
         Ok(ImageScan {
             reader,
-            path: self.path.clone(),
+            file: self.clone(),
+            columns: indices,
+            selection,
+            failed: false,
             chroma: self.chroma,
             bands: Arc::new(band_cols),
         })
+    }
+
+    /// The Parquet reader of the given columns (and rows).
+    fn parquet_reader(
+        &self,
+        columns: &[usize],
+        batch_size: usize,
+        selection: Option<(Vec<usize>, RowSelection)>,
+    ) -> Result<ParquetRecordBatchReader> {
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            self.input.clone(),
+            self.metadata.clone(),
+        );
+        let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied());
+        let mut builder = builder
+            .with_projection(mask)
+            .with_batch_size(batch_size.max(1));
+        if let Some((groups, selection)) = selection {
+            builder = builder
+                .with_row_groups(groups)
+                .with_row_selection(selection);
+        }
+        builder.build().map_err(|e| Error::parquet(&self.path, e))
+    }
+
+    /// After the Parquet reader failed with `error` on some of `columns`:
+    /// which one it was, found by reading each alone (only on this error
+    /// path), so the error can name the column.
+    fn locate_damage(
+        &self,
+        columns: &[usize],
+        selection: &Option<(Vec<usize>, RowSelection)>,
+        error: &arrow_schema::ArrowError,
+    ) -> Error {
+        let schema = self.metadata.schema().clone();
+        for &c in columns {
+            let Ok(reader) = self.parquet_reader(&[c], 1024, selection.clone()) else {
+                continue;
+            };
+            for batch in reader {
+                if let Err(e) = batch {
+                    let (column, reason) = (schema.field(c).name(), parquet_reason(&e));
+                    // The page guard's messages name the column already.
+                    return Error::corrupt(
+                        &self.path,
+                        if reason.contains(&format!("column {column}:")) {
+                            reason
+                        } else {
+                            format!("column {column}: {reason}")
+                        },
+                    );
+                }
+            }
+        }
+        Error::corrupt(&self.path, parquet_reason(error))
+    }
+}
+
+/// A Parquet reader error as a reason (Arrow's wrapper names Parquet twice).
+fn parquet_reason(e: &arrow_schema::ArrowError) -> String {
+    match e {
+        arrow_schema::ArrowError::ParquetError(m) => m.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -426,10 +613,14 @@ struct ScanBand {
     version: u32,
 }
 
-/// An iterator of [`ImageBatch`]es.
+/// An iterator of [`ImageBatch`]es. It ends after its first error.
 pub struct ImageScan {
-    reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
-    path: PathBuf,
+    reader: ParquetRecordBatchReader,
+    /// The file, to name the damaged column when the reader fails.
+    file: ImageFileReader,
+    columns: Vec<usize>,
+    selection: Option<(Vec<usize>, RowSelection)>,
+    failed: bool,
     chroma: Chroma,
     bands: Arc<Vec<ScanBand>>,
 }
@@ -438,10 +629,20 @@ impl Iterator for ImageScan {
     type Item = Result<ImageBatch>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let batch = self.reader.next()?;
-        Some(batch.map_err(Error::Arrow).and_then(|batch| {
-            ImageBatch::new(batch, self.path.clone(), self.chroma, self.bands.clone())
-        }))
+        if self.failed {
+            return None;
+        }
+        let result = match self.reader.next()? {
+            Ok(batch) => ImageBatch::new(
+                batch,
+                self.file.path.clone(),
+                self.chroma,
+                self.bands.clone(),
+            ),
+            Err(e) => Err(self.file.locate_damage(&self.columns, &self.selection, &e)),
+        };
+        self.failed = result.is_err();
+        Some(result)
     }
 }
 
@@ -759,6 +960,29 @@ mod tests {
         assert!(read_rows(&few, &[]).is_empty());
     }
 
+    /// A file of 40 small images whose data pages are damaged (footer
+    /// intact): every 97th byte from byte 100 to two thirds of the file.
+    pub(crate) fn damaged_pages_file(path: &Path) {
+        write_rows(path, 40, 40, 8);
+        let mut bytes = std::fs::read(path).unwrap();
+        let end = bytes.len() * 2 / 3;
+        for i in (100..end).step_by(97) {
+            bytes[i] ^= 0x5A;
+        }
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn damaged_pages_are_errors_that_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("damaged.parquet");
+        damaged_pages_file(&path);
+        let reader = ImageFileReader::open(&path).unwrap();
+        let err = reader.verify().expect_err("damaged pages are an error");
+        assert!(matches!(err, Error::CorruptFile { .. }), "{err:?}");
+        assert!(err.to_string().contains("damaged.parquet"), "{err}");
+    }
+
     #[test]
     fn rows_out_of_order_or_past_the_end_are_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -824,11 +1048,13 @@ mod tests {
             source: Source::Disk(Arc::new(File::open(&path).unwrap())),
             len: 10,
             read: Arc::new(AtomicU64::new(0)),
+            chunks: Arc::default(),
         };
         let memory = CountingFile {
             source: Source::Memory(Bytes::from_static(b"0123456789")),
             len: 10,
             read: Arc::new(AtomicU64::new(0)),
+            chunks: Arc::default(),
         };
         for f in [disk, memory] {
             // A corrupt footer can declare any chunk length.

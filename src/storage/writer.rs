@@ -1,6 +1,5 @@
 //! Writes image table files: plain columns, then one Binary column per band.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
@@ -8,7 +7,6 @@ use std::sync::Arc;
 use arrow_array::builder::BinaryBuilder;
 use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_schema::Field;
-use base64::Engine;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
@@ -16,9 +14,10 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::bands::{count_tokens, encode_band_tokens};
+use super::catalog::{DataFile, FileStats, UserColumn};
+use super::checksum::ChecksumWriter;
 use super::huffman::HuffmanCode;
 use super::layout::*;
-use super::reader::MAX_PIXELS;
 use super::tokens::TokenizedImage;
 use crate::codec::{Chroma, CoefficientImage};
 use crate::error::{Error, Result};
@@ -97,11 +96,30 @@ impl TokenizedRow {
 }
 
 /// What a write produced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteStats {
     pub rows: usize,
     /// Size of the file on disk.
     pub file_bytes: u64,
+    /// What the catalog records of the file (id, width and height ranges,
+    /// user columns).
+    pub stats: FileStats,
+    /// The file's checksum (see [`super::checksum`]).
+    pub checksum: String,
+}
+
+impl WriteStats {
+    /// The catalog's entry for the file written, at `path` relative to the
+    /// database directory.
+    pub fn data_file(self, path: String) -> DataFile {
+        DataFile {
+            path,
+            rows: self.rows as u64,
+            bytes: self.file_bytes,
+            stats: Some(self.stats),
+            checksum: Some(self.checksum),
+        }
+    }
 }
 
 /// Writes `rows` (with `user_columns`, one array per extra column, aligned
@@ -173,21 +191,9 @@ pub fn write_tokenized_file(
         KeyValue::new(META_CHROMA.to_string(), chroma.name().to_string()),
         KeyValue::new(META_QUALITY.to_string(), opts.quality.to_string()),
     ];
-    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
-    let code_list: Vec<String> = codes
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            format!(
-                "{}={}",
-                band_column(i / 64, i % 64),
-                b64.encode(c.to_bytes())
-            )
-        })
-        .collect();
     meta.push(KeyValue::new(
         META_BAND_CODES.to_string(),
-        code_list.join(";"),
+        format_band_codes(&codes),
     ));
 
     let mut props = WriterProperties::builder()
@@ -213,7 +219,7 @@ pub fn write_tokenized_file(
             .set_column_statistics_enabled(col, EnabledStatistics::Chunk);
     }
 
-    let file = File::create(path).map_err(|e| Error::io(path, e))?;
+    let file = ChecksumWriter::new(File::create(path).map_err(|e| Error::io(path, e))?);
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props.build()))
         .map_err(|e| Error::parquet(path, e))?;
     let step = opts.row_group_size.max(1);
@@ -275,12 +281,30 @@ pub fn write_tokenized_file(
         let batch = RecordBatch::try_new(schema.clone(), columns)?;
         writer.write(&batch).map_err(|e| Error::parquet(path, e))?;
     }
-    let file = writer.into_inner().map_err(|e| Error::parquet(path, e))?;
+    let (file, checksum) = writer
+        .into_inner()
+        .map_err(|e| Error::parquet(path, e))?
+        .finish();
     file.sync_all().map_err(|e| Error::io(path, e))?;
     let file_bytes = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut stats = FileStats {
+        columns: user_fields
+            .iter()
+            .map(|f| UserColumn {
+                name: f.name().clone(),
+                data_type: f.data_type().to_string(),
+            })
+            .collect(),
+        ..FileStats::default()
+    };
+    for r in rows {
+        stats.add_row(r.id, r.image.width(), r.image.height());
+    }
     Ok(WriteStats {
         rows: rows.len(),
         file_bytes,
+        stats,
+        checksum,
     })
 }
 
@@ -316,26 +340,6 @@ fn fit_codes(rows: &[TokenizedRow], chroma: Chroma) -> Vec<HuffmanCode> {
         }
     }
     hists.iter().map(HuffmanCode::from_histogram).collect()
-}
-
-/// Parses the `spectradb.band_codes` metadata value into codes by column name.
-pub(crate) fn parse_band_codes(
-    value: &str,
-) -> std::result::Result<HashMap<String, HuffmanCode>, String> {
-    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
-    let mut out = HashMap::new();
-    for entry in value.split(';').filter(|e| !e.is_empty()) {
-        let (name, code) = entry
-            .split_once('=')
-            .ok_or_else(|| format!("malformed band code entry '{entry}'"))?;
-        let bytes = b64
-            .decode(code)
-            .map_err(|e| format!("band code of {name}: {e}"))?;
-        let code =
-            HuffmanCode::from_bytes(&bytes).map_err(|e| format!("band code of {name}: {e}"))?;
-        out.insert(name.to_string(), code);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
