@@ -187,7 +187,7 @@ async fn a_cancelled_model_query_stops_within_a_chunk() {
 
     let db = std::sync::Arc::new(Database::in_memory().unwrap());
     for sql in [
-        "CREATE IMAGE TABLE photos FROM 'tests/data/photos/dev'",
+        "CREATE IMAGE TABLE colors FROM 'tests/data/colors'",
         "CREATE MODEL tiny FROM 'tests/data/models/tiny_rgb.onnx' \
          WITH (labels = 'tests/data/models/tiny_rgb_labels.txt')",
         "SET spectradb.cache_size = 0",
@@ -195,9 +195,10 @@ async fn a_cancelled_model_query_stops_within_a_chunk() {
     ] {
         db.sql(sql).await.unwrap().collect().await.unwrap();
     }
-    // Every photo many times over: thousands of images per batch.
+    // Each small picture thousands of times, sorted: thousands of images
+    // in one batch.
     let many = "SELECT tiny(image) FROM \
-                (SELECT p.image FROM photos p CROSS JOIN range(400) r ORDER BY r.value)";
+                (SELECT c.image FROM colors c CROSS JOIN range(3000) r ORDER BY r.value)";
     let stops: [(&str, fn(&Database, &QueryCancel)); 2] = [
         ("the interrupt flag", |db, _| {
             db.interrupt_flag().store(true, Ordering::Relaxed)
@@ -231,7 +232,7 @@ async fn a_cancelled_model_query_stops_within_a_chunk() {
     }
     // The next statement starts with the interrupt cleared.
     let n = db
-        .sql("SELECT count(tiny(image)) FROM photos")
+        .sql("SELECT count(tiny(image)) FROM colors")
         .await
         .unwrap()
         .collect()
