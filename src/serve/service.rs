@@ -64,6 +64,9 @@ struct Prepared {
     params: Option<Vec<ScalarValue>>,
 }
 
+/// What a call on a prepared statement needs of it: text, client, parameters.
+type PreparedParts = (String, Arc<Connection>, Option<Vec<ScalarValue>>);
+
 /// The Flight SQL service (cheap to clone: everything is shared).
 #[derive(Clone)]
 pub(super) struct Service {
@@ -129,10 +132,7 @@ impl Service {
 
     /// The text, client and parameters of the prepared statement `handle`.
     #[allow(clippy::result_large_err)]
-    fn prepared(
-        &self,
-        handle: &[u8],
-    ) -> Result<(String, Arc<Connection>, Option<Vec<ScalarValue>>), Status> {
+    fn prepared(&self, handle: &[u8]) -> Result<PreparedParts, Status> {
         self.inner.prepared.with(handle, |p| {
             (p.sql.clone(), p.session.clone(), p.params.clone())
         })
