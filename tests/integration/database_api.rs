@@ -199,7 +199,8 @@ async fn a_cancelled_model_query_stops_within_a_chunk() {
     // in one batch.
     let many = "SELECT tiny(image) FROM \
                 (SELECT c.image FROM colors c CROSS JOIN range(3000) r ORDER BY r.value)";
-    let stops: [(&str, fn(&Database, &QueryCancel)); 2] = [
+    type Stop = fn(&Database, &QueryCancel);
+    let stops: [(&str, Stop); 2] = [
         ("the interrupt flag", |db, _| {
             db.interrupt_flag().store(true, Ordering::Relaxed)
         }),
