@@ -29,6 +29,8 @@
 //!   time); heads take a backbone's output (`ON FEATURES OF`)
 //! - [`cache`]: model outputs kept in memory between queries (moka, bounded
 //!   in bytes, keyed by model file, read format, table identity, image id)
+//! - [`cancel`]: a statement's cancellation token, carried in its session
+//!   so that model functions stop between chunks of images
 //! - [`planner`]: the format planner: read formats, CALIBRATE profiles, the
 //!   optimizer rule that picks each model's format and pushes its bands
 //!   into the scan, with what it may reuse instead (cache, materialized
@@ -96,6 +98,7 @@
 //! ```
 
 pub mod cache;
+pub mod cancel;
 pub mod codec;
 pub mod db;
 pub mod error;

@@ -16,6 +16,7 @@ use super::access::DataRoot;
 use super::options::reset_planner_option;
 use super::plain::{self, Effect};
 use super::{formats, Database};
+use crate::cancel::QueryCancel;
 use crate::error::{Error, Result};
 use crate::planner::PlannerOptions;
 use crate::sql::statements::{parse_command, Command};
@@ -93,11 +94,17 @@ impl Connection {
     }
 
     /// Runs one statement like [`Database::sql`]; `SET` and `RESET` change
-    /// this connection's settings only.
+    /// this connection's settings only. The frame carries its own
+    /// [`QueryCancel`] ([`QueryCancel::of_frame`]).
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
         if let Some(root) = &self.data_root {
             root.check_statement(sql)?;
         }
+        self.db.clear_interrupt();
+        self.statement(sql).await.map(QueryCancel::renew)
+    }
+
+    async fn statement(&self, sql: &str) -> Result<DataFrame> {
         let db = &self.db;
         let catalog = db.refresh_async().await?;
         db.restore_definitions(&catalog).await;

@@ -37,10 +37,18 @@ impl Database {
         *self.calibration_progress.lock().expect("progress lock") = progress;
     }
 
-    /// A flag that stops a running CALIBRATE when set (it returns
-    /// [`Error::Cancelled`] and stores nothing). Cleared when one starts.
+    /// A flag that stops the running statements when set: CALIBRATE
+    /// stores nothing and model functions stop before their next chunk of
+    /// images, both with [`Error::Cancelled`]. Each statement clears it when
+    /// it starts (it is meant for one statement at a time, as the shell
+    /// runs them; [`crate::cancel::QueryCancel`] stops one query of many).
     pub fn interrupt_flag(&self) -> Arc<AtomicBool> {
         self.interrupt.clone()
+    }
+
+    /// An interrupt set before a statement started was for an earlier one.
+    pub(super) fn clear_interrupt(&self) {
+        self.interrupt.store(false, Ordering::Relaxed);
     }
 
     /// Every registered model's handle.
@@ -110,7 +118,7 @@ impl Database {
             label_column,
             sample: sample.unwrap_or(DEFAULT_SAMPLE),
         };
-        self.interrupt.store(false, Ordering::Relaxed);
+        self.clear_interrupt();
         let progress = self
             .calibration_progress
             .lock()

@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 
 use crate::cache::ModelCache;
+use crate::cancel::QueryCancel;
 use crate::error::{Error, Result};
 use crate::format::profile::Profile;
 use crate::model::vector::vector_functions;
@@ -97,7 +98,7 @@ pub struct Database {
     /// The output cache and the materialized views the planner may read.
     reuse: Arc<Reuse>,
     calibration_progress: Mutex<Option<Arc<dyn CalibrationProgress>>>,
-    /// Set to stop a running CALIBRATE (Ctrl-C in the shell).
+    /// Set to stop the running statements (Ctrl-C in the shell).
     interrupt: Arc<AtomicBool>,
 }
 
@@ -117,9 +118,13 @@ impl Database {
     }
 
     fn with_dir(dir: DatabaseDir, temp: Option<tempfile::TempDir>) -> Result<Self> {
+        let interrupt = Arc::new(AtomicBool::new(false));
+        // Every session made from this one (connections, statements) carries
+        // a token the interrupt flag fires; each statement gets its own.
         let config = SessionConfig::new()
             .with_information_schema(true)
-            .with_option_extension(PlannerOptions::default());
+            .with_option_extension(PlannerOptions::default())
+            .with_option_extension(QueryCancel::new(interrupt.clone()));
         let ctx = SessionContext::new_with_config(config);
         let profiles = Arc::new(RwLock::new(Vec::new()));
         let reuse = Arc::new(Reuse::default());
@@ -142,7 +147,7 @@ impl Database {
             profiles,
             reuse,
             calibration_progress: Mutex::new(None),
-            interrupt: Arc::new(AtomicBool::new(false)),
+            interrupt,
         };
         db.ctx.register_table(
             CACHE_TABLE,
@@ -179,7 +184,9 @@ impl Database {
 
     /// Runs one SQL statement. Queries are lazy (collect the DataFrame);
     /// statements that change the database run here and return a summary.
+    /// The frame carries its own [`QueryCancel`] ([`QueryCancel::of_frame`]).
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        self.clear_interrupt();
         let catalog = self.refresh_async().await?;
         self.restore_definitions(&catalog).await;
         let result = self.dispatch(sql, &catalog).await;
@@ -190,7 +197,7 @@ impl Database {
             // (only a SET: a connection may have sized the cache since).
             self.apply_cache_size()?;
         }
-        result
+        result.map(QueryCancel::renew)
     }
 
     /// The cache of model outputs this database keeps between queries.

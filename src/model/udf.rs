@@ -19,6 +19,7 @@ use datafusion::logical_expr::{
 
 use super::ModelHandle;
 use crate::cache::{Output, OutputKey};
+use crate::cancel::QueryCancel;
 use crate::error::Error;
 use crate::format::model_spec::OutputKind;
 use crate::format::read_format::ReadFormat;
@@ -129,7 +130,12 @@ impl ModelFn {
 
     /// The function's result per row: a label or class a view handed over
     /// with the value, else the model's raw output; `None` rows stay null.
-    fn results(&self, images: &[Option<&[u8]>]) -> crate::Result<Vec<Option<Result_>>> {
+    /// Stops before the next chunk of images once `cancel` fires.
+    fn results(
+        &self,
+        images: &[Option<&[u8]>],
+        cancel: Option<&QueryCancel>,
+    ) -> crate::Result<Vec<Option<Result_>>> {
         let mut out: Vec<Option<Result_>> = vec![None; images.len()];
         let mut inputs = Vec::new();
         let mut rows = Vec::new();
@@ -149,7 +155,7 @@ impl ModelFn {
             rows.push(i);
         }
         let refs: Vec<&RowInput> = inputs.iter().collect();
-        let raw = raw_outputs(&self.model, self.format, &refs)?;
+        let raw = raw_outputs(&self.model, self.format, &refs, cancel)?;
         for (i, r) in rows.into_iter().zip(raw) {
             out[i] = Some(Result_::Raw(r));
         }
@@ -198,6 +204,7 @@ fn raw_outputs(
     model: &ModelHandle,
     format: Option<ReadFormat>,
     rows: &[&RowInput],
+    cancel: Option<&QueryCancel>,
 ) -> crate::Result<Vec<Output>> {
     let key = raw_output_key(&model.entry.checksum, format.as_ref());
     let mut out: Vec<Option<Output>> = rows.iter().map(|r| r.inline_vector(key)).collect();
@@ -222,7 +229,7 @@ fn raw_outputs(
         .collect();
     let compute = |idx: &[usize]| -> crate::Result<Vec<Output>> {
         let inputs: Vec<&RowInput> = idx.iter().map(|&j| rows[todo[j]]).collect();
-        compute_outputs(model, format, &inputs)
+        compute_outputs(model, format, &inputs, cancel)
     };
     let computed = match (cache, keys) {
         (Some(cache), Some(keys)) => {
@@ -242,18 +249,31 @@ fn raw_outputs(
 }
 
 /// Runs `model` on `rows` (batched): a head on its backbone's outputs, any
-/// other model on the rows' bands.
+/// other model on the rows' bands. Checks `cancel` before every chunk, so a
+/// cancelled query runs at most the chunk in flight.
 fn compute_outputs(
     model: &ModelHandle,
     format: Option<ReadFormat>,
     rows: &[&RowInput],
+    cancel: Option<&QueryCancel>,
 ) -> crate::Result<Vec<Output>> {
     let loaded = model.model()?;
     let stats = &model.stats;
     let mut out = Vec::with_capacity(rows.len());
+    let check = |done: usize| match cancel {
+        Some(c) => c.check(|| {
+            format!(
+                "{}: the query was cancelled ({done} of {} images run)",
+                model.name,
+                rows.len()
+            )
+        }),
+        None => Ok(()),
+    };
     if let Some(backbone) = &model.backbone {
-        let features = raw_outputs(backbone, format, rows)?;
+        let features = raw_outputs(backbone, format, rows, cancel)?;
         for chunk in features.chunks(INFERENCE_BATCH) {
+            check(out.len())?;
             let started = Instant::now();
             let mut batch = Vec::with_capacity(chunk.len() * backbone.outputs());
             for f in chunk {
@@ -277,6 +297,7 @@ fn compute_outputs(
     }
     let batch_len = INFERENCE_BATCH.min(loaded.max_batch(loaded.input_side(format.as_ref())));
     for chunk in rows.chunks(batch_len) {
+        check(out.len())?;
         let started = Instant::now();
         let (batch, size) = match &format {
             Some(format) => {
@@ -372,11 +393,15 @@ impl ScalarUDFImpl for ModelFn {
                 a.data_type()
             );
         };
-        let results = off_runtime(|| self.results(&images)).map_err(|e| {
-            DataFusionError::from(Error::Function {
+        let cancel = QueryCancel::of_options(&args.config_options);
+        let results = off_runtime(|| self.results(&images, cancel)).map_err(|e| match e {
+            // The message names the function already; a client tells a
+            // cancel by its kind.
+            Error::Cancelled(_) => DataFusionError::from(e),
+            e => DataFusionError::from(Error::Function {
                 name: self.name.clone(),
                 source: Box::new(e),
-            })
+            }),
         })?;
         let out: ArrayRef = match self.kind() {
             OutputKind::Label => {

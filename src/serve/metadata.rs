@@ -1,19 +1,80 @@
 //! The metadata calls: catalogs, schemas, tables (with their Arrow
 //! schemas), table types and server info, answered from the client's
 //! session with arrow-flight's builders (which apply the request's filters).
+//! Each command is a [`Metadata`], so that the service answers all of them
+//! with one pair of calls.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::{
-    CommandGetCatalogs, CommandGetDbSchemas, CommandGetTableTypes, CommandGetTables, SqlInfo,
-    SqlSupportedTransaction,
+    CommandGetCatalogs, CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTableTypes,
+    CommandGetTables, ProstMessageExt, SqlInfo, SqlSupportedTransaction,
 };
 use datafusion::datasource::TableType;
 use datafusion::prelude::SessionContext;
+use futures::future::BoxFuture;
 
+use crate::db::Connection;
 use crate::error::{Error, Result};
+
+/// A metadata command: the schema of its answer (for `GetFlightInfo`,
+/// whose ticket is the command itself) and the answer (for `DoGet`).
+pub(super) trait Metadata: ProstMessageExt + Clone + Send + 'static {
+    fn schema(&self) -> SchemaRef;
+    fn answer(self, session: Arc<Connection>) -> BoxFuture<'static, Result<RecordBatch>>;
+}
+
+impl Metadata for CommandGetCatalogs {
+    fn schema(&self) -> SchemaRef {
+        self.into_builder().schema()
+    }
+    fn answer(self, session: Arc<Connection>) -> BoxFuture<'static, Result<RecordBatch>> {
+        Box::pin(async move { catalogs(&session.context(), self) })
+    }
+}
+
+impl Metadata for CommandGetDbSchemas {
+    fn schema(&self) -> SchemaRef {
+        self.clone().into_builder().schema()
+    }
+    fn answer(self, session: Arc<Connection>) -> BoxFuture<'static, Result<RecordBatch>> {
+        Box::pin(async move { schemas(&session.context(), self) })
+    }
+}
+
+impl Metadata for CommandGetTables {
+    fn schema(&self) -> SchemaRef {
+        self.clone().into_builder().schema()
+    }
+    fn answer(self, session: Arc<Connection>) -> BoxFuture<'static, Result<RecordBatch>> {
+        Box::pin(async move {
+            // Tables other clients or processes created since the last statement.
+            session.sql("SELECT 1").await?;
+            tables(&session.context(), self).await
+        })
+    }
+}
+
+impl Metadata for CommandGetTableTypes {
+    fn schema(&self) -> SchemaRef {
+        self.into_builder().schema()
+    }
+    fn answer(self, _session: Arc<Connection>) -> BoxFuture<'static, Result<RecordBatch>> {
+        Box::pin(async move { table_types(self) })
+    }
+}
+
+impl Metadata for CommandGetSqlInfo {
+    fn schema(&self) -> SchemaRef {
+        self.clone().into_builder(&SQL_INFO).schema()
+    }
+    fn answer(self, _session: Arc<Connection>) -> BoxFuture<'static, Result<RecordBatch>> {
+        Box::pin(async move { self.into_builder(&SQL_INFO).build().map_err(internal) })
+    }
+}
 
 /// The builders fail only on inconsistent input: a bug.
 fn internal(e: arrow_flight::error::FlightError) -> Error {
@@ -32,7 +93,7 @@ fn table_type(t: TableType) -> &'static str {
 }
 
 /// What `GetSqlInfo` answers.
-pub(super) static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
+static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
     let mut b = SqlInfoDataBuilder::new();
     b.append(SqlInfo::FlightSqlServerName, "spectradb");
     b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
@@ -50,7 +111,7 @@ pub(super) static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
     b.build().expect("static server info is valid")
 });
 
-pub(super) fn catalogs(ctx: &SessionContext, query: CommandGetCatalogs) -> Result<RecordBatch> {
+fn catalogs(ctx: &SessionContext, query: CommandGetCatalogs) -> Result<RecordBatch> {
     let mut b = query.into_builder();
     for name in ctx.catalog_names() {
         b.append(name);
@@ -58,7 +119,7 @@ pub(super) fn catalogs(ctx: &SessionContext, query: CommandGetCatalogs) -> Resul
     b.build().map_err(internal)
 }
 
-pub(super) fn schemas(ctx: &SessionContext, query: CommandGetDbSchemas) -> Result<RecordBatch> {
+fn schemas(ctx: &SessionContext, query: CommandGetDbSchemas) -> Result<RecordBatch> {
     let mut b = query.into_builder();
     for catalog in ctx.catalog_names() {
         if let Some(c) = ctx.catalog(&catalog) {
@@ -70,7 +131,7 @@ pub(super) fn schemas(ctx: &SessionContext, query: CommandGetDbSchemas) -> Resul
     b.build().map_err(internal)
 }
 
-pub(super) async fn tables(ctx: &SessionContext, query: CommandGetTables) -> Result<RecordBatch> {
+async fn tables(ctx: &SessionContext, query: CommandGetTables) -> Result<RecordBatch> {
     let mut b = query.into_builder();
     for catalog in ctx.catalog_names() {
         let Some(c) = ctx.catalog(&catalog) else {
@@ -99,7 +160,7 @@ pub(super) async fn tables(ctx: &SessionContext, query: CommandGetTables) -> Res
     b.build().map_err(internal)
 }
 
-pub(super) fn table_types(query: CommandGetTableTypes) -> Result<RecordBatch> {
+fn table_types(query: CommandGetTableTypes) -> Result<RecordBatch> {
     let mut b = query.into_builder();
     for t in TABLE_TYPES {
         b.append(t);

@@ -11,9 +11,10 @@
 //! - `auth`: tokens, the Basic handshake, the interceptor
 //! - `status`: spectradb errors as gRPC status codes
 //!
-//! Model inference is CPU-heavy: it runs on DataFusion's partitions and the
-//! blocking pool, and the network I/O of other clients keeps going because
-//! every result stream is fed by its own task through a small channel.
+//! Model inference is CPU-heavy: statements are planned and plans run on a
+//! runtime of their own (one worker per core), apart from the runtime that
+//! serves gRPC, so other clients' calls are answered while every core
+//! infers; each result stream is fed from there through small channels.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -87,6 +88,9 @@ pub struct ServeConfig {
     /// On shutdown, how long running queries may go on before they are
     /// cancelled.
     pub shutdown_grace: Duration,
+    /// Worker threads of the runtime statements and plans run on (the
+    /// network is served by the caller's runtime).
+    pub query_threads: usize,
     /// Counters the server keeps up to date.
     pub stats: Arc<ServeStats>,
 }
@@ -102,6 +106,7 @@ impl ServeConfig {
             idle_timeout: Duration::from_secs(300),
             memory_limit_bytes: 2 << 30,
             shutdown_grace: Duration::from_secs(10),
+            query_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             stats: Arc::default(),
         }
     }
@@ -109,7 +114,7 @@ impl ServeConfig {
 
 /// Serves `db` on `listener` until `shutdown` completes, then stops
 /// accepting calls, lets running queries go on for the grace period,
-/// cancels the rest and returns.
+/// cancels the rest and returns once they have stopped.
 ///
 /// Refuses [`Auth::Disabled`] unless the listener is on a loopback address.
 pub async fn run(
@@ -133,6 +138,7 @@ pub async fn run(
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(config.memory_limit_bytes, 1.0)
         .build_arc()?;
+    let cpu = query::CpuRuntime::new(config.query_threads)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let limits = query::Limits {
         permits: Arc::new(Semaphore::new(config.max_concurrent_queries.max(1))),
@@ -141,6 +147,7 @@ pub async fn run(
         max_flight_data: (config.max_message_bytes / 2).max(1024),
         stop: stop_rx,
         stats: config.stats.clone(),
+        cpu: cpu.handle(),
     };
     let clients = clients::Clients::new(db, runtime, Some(data_root), config.idle_timeout);
     let service = service::Service::new(config.auth.clone(), clients, limits);
@@ -170,9 +177,20 @@ pub async fn run(
         });
     };
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    builder
+    let served = builder
         .add_service(flight)
         .serve_with_incoming_shutdown(incoming, signal)
         .await
-        .map_err(|e| Error::io(addr.to_string(), std::io::Error::other(e)))
+        .map_err(|e| Error::io(addr.to_string(), std::io::Error::other(e)));
+    // Cancelled queries stop within a chunk of images; wait for that, but
+    // not for ever.
+    let stopping = std::time::Instant::now();
+    while config.stats.running_queries() > 0 && stopping.elapsed() < STOP_WAIT {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(cpu);
+    served
 }
+
+/// How long `run` waits at the end for cancelled queries to stop.
+const STOP_WAIT: Duration = Duration::from_secs(10);

@@ -8,6 +8,7 @@
 //! that plan, so the stream's schema is the advertised one.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
+    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
     CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
     CommandPreparedStatementUpdate, CommandStatementQuery, CommandStatementUpdate,
     DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
@@ -41,8 +42,8 @@ use tonic::{Request, Response, Status, Streaming};
 use super::auth::{presented_token, Auth};
 use super::clients::Clients;
 use super::handles::Handles;
-use super::metadata;
-use super::query::{batches_stream, Limits};
+use super::metadata::Metadata;
+use super::query::{batches_stream, FlightStream, Limits};
 use super::status::to_status;
 use crate::db::Connection;
 use crate::error::Error;
@@ -62,6 +63,9 @@ struct Prepared {
     session: Arc<Connection>,
     params: Option<Vec<ScalarValue>>,
 }
+
+/// What a call on a prepared statement needs of it: text, client, parameters.
+type PreparedParts = (String, Arc<Connection>, Option<Vec<ScalarValue>>);
 
 /// The Flight SQL service (cheap to clone: everything is shared).
 #[derive(Clone)]
@@ -100,24 +104,50 @@ impl Service {
         self.inner.clients.session(peer)
     }
 
-    /// Runs `sql` on `session` (under a query permit: statements that
-    /// change the database run here) and keeps its physical plan.
+    /// Runs `sql` on `session` (under a query permit, on the CPU runtime:
+    /// statements that change the database run here) and keeps its
+    /// physical plan.
     async fn plan(
         &self,
-        session: &Connection,
-        sql: &str,
+        session: Arc<Connection>,
+        sql: String,
         params: Option<Vec<ScalarValue>>,
     ) -> Result<(String, SchemaRef), Status> {
         let _permit = self.inner.limits.permit().await?;
-        let mut df = session.sql(sql).await.map_err(to_status)?;
-        if let Some(values) = params {
-            df = df
-                .with_param_values(values)
-                .map_err(|e| to_status(e.into()))?;
-        }
-        let planned = physical(df).await.map_err(to_status)?;
+        let planned = self
+            .inner
+            .limits
+            .on_cpu(async move {
+                let mut df = session.sql(&sql).await?;
+                if let Some(values) = params {
+                    df = df.with_param_values(values)?;
+                }
+                physical(df).await
+            })
+            .await?
+            .map_err(to_status)?;
         let schema = planned.schema.clone();
         Ok((self.inner.planned.insert(planned), schema))
+    }
+
+    /// The text, client and parameters of the prepared statement `handle`.
+    #[allow(clippy::result_large_err)]
+    fn prepared(&self, handle: &[u8]) -> Result<PreparedParts, Status> {
+        self.inner.prepared.with(handle, |p| {
+            (p.sql.clone(), p.session.clone(), p.params.clone())
+        })
+    }
+
+    /// Streams the results of the planned query `handle` (once).
+    async fn run_planned(&self, handle: &[u8]) -> Result<Response<FlightStream>, Status> {
+        let planned = self.inner.planned.take(handle)?;
+        let permit = self.inner.limits.permit().await?;
+        Ok(Response::new(self.inner.limits.stream(
+            planned.plan,
+            planned.task,
+            planned.schema,
+            permit,
+        )))
     }
 
     /// A FlightInfo whose one endpoint fetches the planned query `handle`.
@@ -141,35 +171,70 @@ impl Service {
         Ok(Response::new(info))
     }
 
-    /// A FlightInfo for a metadata command: the ticket is the command.
+    /// Runs a statement that returns no rows to the client (on the CPU
+    /// runtime); the number of rows it reports changing, or -1 when it
+    /// does not say.
+    async fn update(&self, session: Arc<Connection>, sql: String) -> Result<i64, Status> {
+        let _permit = self.inner.limits.permit().await?;
+        let batches = self
+            .inner
+            .limits
+            .on_cpu(async move { Ok::<_, Error>(session.sql(&sql).await?.collect().await?) })
+            .await?
+            .map_err(to_status)?;
+        Ok(affected_rows(&batches))
+    }
+
+    /// `GetFlightInfo` of a metadata command: the ticket is the command.
     #[allow(clippy::result_large_err)]
-    fn metadata_info(
-        command: Any,
-        schema: &Schema,
-        descriptor: FlightDescriptor,
+    fn metadata_info<M: Metadata>(
+        command: M,
+        request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(command.encode_to_vec()));
+        let schema = command.schema();
+        let endpoint =
+            FlightEndpoint::new().with_ticket(Ticket::new(command.as_any().encode_to_vec()));
         let info = FlightInfo::new()
-            .try_with_schema(schema)
+            .try_with_schema(&schema)
             .map_err(|e| Status::internal(format!("cannot encode the result schema: {e}")))?
             .with_endpoint(endpoint)
-            .with_descriptor(descriptor);
+            .with_descriptor(request.into_inner());
         Ok(Response::new(info))
     }
 
-    /// Runs a statement that returns no rows to the client; the number of
-    /// rows it reports changing, or -1 when it does not say.
-    async fn update(&self, session: &Connection, sql: &str) -> Result<i64, Status> {
-        let _permit = self.inner.limits.permit().await?;
-        let batches = session
-            .sql(sql)
+    /// `DoGet` of a metadata command, answered from the client's session.
+    async fn metadata<M: Metadata>(
+        &self,
+        command: M,
+        request: Request<Ticket>,
+    ) -> Result<Response<FlightStream>, Status> {
+        let batch = command
+            .answer(self.session(&request))
             .await
-            .map_err(to_status)?
-            .collect()
-            .await
-            .map_err(|e| to_status(e.into()))?;
-        Ok(affected_rows(&batches))
+            .map_err(to_status)?;
+        Ok(Response::new(batches_stream(batch.schema(), batch)))
     }
+}
+
+/// What `async_trait` makes of an `async fn` answering `Response<T>`.
+type Call<'a, T> = Pin<Box<dyn Future<Output = Result<Response<T>, Status>> + Send + 'a>>;
+
+/// The `GetFlightInfo` and `DoGet` calls of metadata commands, each the
+/// generic helper of [`Service`] above. Written as `async_trait` writes an
+/// `async fn` (which it does not do for what a macro makes), so that the
+/// five pairs are one definition.
+macro_rules! metadata_calls {
+    ($($info:ident, $get:ident: $command:ty;)*) => {$(
+        fn $info<'s, 'a>(&'s self, query: $command, request: Request<FlightDescriptor>)
+            -> Call<'a, FlightInfo> where 's: 'a, Self: 'a {
+            Box::pin(async move { Self::metadata_info(query, request) })
+        }
+
+        fn $get<'s, 'a>(&'s self, query: $command, request: Request<Ticket>)
+            -> Call<'a, FlightStream> where 's: 'a, Self: 'a {
+            Box::pin(self.metadata(query, request))
+        }
+    )*};
 }
 
 /// Plans `df` down to an executable plan and the context to run it in.
@@ -303,7 +368,7 @@ impl FlightSqlService for Service {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(&request);
-        let (handle, schema) = self.plan(&session, &query.query, None).await?;
+        let (handle, schema) = self.plan(session, query.query, None).await?;
         Self::info(handle, &schema, request.into_inner())
     }
 
@@ -312,13 +377,8 @@ impl FlightSqlService for Service {
         query: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let (sql, session, params) = self
-            .inner
-            .prepared
-            .with(&query.prepared_statement_handle, |p| {
-                (p.sql.clone(), p.session.clone(), p.params.clone())
-            })?;
-        let (handle, schema) = self.plan(&session, &sql, params).await?;
+        let (sql, session, params) = self.prepared(&query.prepared_statement_handle)?;
+        let (handle, schema) = self.plan(session, sql, params).await?;
         Self::info(handle, &schema, request.into_inner())
     }
 
@@ -327,14 +387,7 @@ impl FlightSqlService for Service {
         ticket: TicketStatementQuery,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let planned = self.inner.planned.take(&ticket.statement_handle)?;
-        let permit = self.inner.limits.permit().await?;
-        Ok(Response::new(self.inner.limits.stream(
-            planned.plan,
-            planned.task,
-            planned.schema,
-            permit,
-        )))
+        self.run_planned(&ticket.statement_handle).await
     }
 
     async fn do_get_prepared_statement(
@@ -344,119 +397,17 @@ impl FlightSqlService for Service {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         // Clients fetch the ticket GetFlightInfo gave them; one that sends
         // the command itself gets the same.
-        let (sql, session, params) = self
-            .inner
-            .prepared
-            .with(&query.prepared_statement_handle, |p| {
-                (p.sql.clone(), p.session.clone(), p.params.clone())
-            })?;
-        let (handle, _) = self.plan(&session, &sql, params).await?;
-        let planned = self.inner.planned.take(handle.as_bytes())?;
-        let permit = self.inner.limits.permit().await?;
-        Ok(Response::new(self.inner.limits.stream(
-            planned.plan,
-            planned.task,
-            planned.schema,
-            permit,
-        )))
+        let (sql, session, params) = self.prepared(&query.prepared_statement_handle)?;
+        let (handle, _) = self.plan(session, sql, params).await?;
+        self.run_planned(handle.as_bytes()).await
     }
 
-    async fn get_flight_info_catalogs(
-        &self,
-        query: CommandGetCatalogs,
-        request: Request<FlightDescriptor>,
-    ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.into_builder().schema();
-        Self::metadata_info(query.as_any(), &schema, request.into_inner())
-    }
-
-    async fn do_get_catalogs(
-        &self,
-        query: CommandGetCatalogs,
-        request: Request<Ticket>,
-    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let ctx = self.session(&request).context();
-        let batch = metadata::catalogs(&ctx, query).map_err(to_status)?;
-        Ok(Response::new(batches_stream(batch.schema(), batch)))
-    }
-
-    async fn get_flight_info_schemas(
-        &self,
-        query: CommandGetDbSchemas,
-        request: Request<FlightDescriptor>,
-    ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
-        Self::metadata_info(query.as_any(), &schema, request.into_inner())
-    }
-
-    async fn do_get_schemas(
-        &self,
-        query: CommandGetDbSchemas,
-        request: Request<Ticket>,
-    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let ctx = self.session(&request).context();
-        let batch = metadata::schemas(&ctx, query).map_err(to_status)?;
-        Ok(Response::new(batches_stream(batch.schema(), batch)))
-    }
-
-    async fn get_flight_info_tables(
-        &self,
-        query: CommandGetTables,
-        request: Request<FlightDescriptor>,
-    ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
-        Self::metadata_info(query.as_any(), &schema, request.into_inner())
-    }
-
-    async fn do_get_tables(
-        &self,
-        query: CommandGetTables,
-        request: Request<Ticket>,
-    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let session = self.session(&request);
-        // Tables other clients or processes created since the last statement.
-        session.sql("SELECT 1").await.map_err(to_status)?;
-        let ctx = session.context();
-        let batch = metadata::tables(&ctx, query).await.map_err(to_status)?;
-        Ok(Response::new(batches_stream(batch.schema(), batch)))
-    }
-
-    async fn get_flight_info_table_types(
-        &self,
-        query: CommandGetTableTypes,
-        request: Request<FlightDescriptor>,
-    ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.into_builder().schema();
-        Self::metadata_info(query.as_any(), &schema, request.into_inner())
-    }
-
-    async fn do_get_table_types(
-        &self,
-        query: CommandGetTableTypes,
-        _request: Request<Ticket>,
-    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let batch = metadata::table_types(query).map_err(to_status)?;
-        Ok(Response::new(batches_stream(batch.schema(), batch)))
-    }
-
-    async fn get_flight_info_sql_info(
-        &self,
-        query: CommandGetSqlInfo,
-        request: Request<FlightDescriptor>,
-    ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder(&metadata::SQL_INFO).schema();
-        Self::metadata_info(query.as_any(), &schema, request.into_inner())
-    }
-
-    async fn do_get_sql_info(
-        &self,
-        query: CommandGetSqlInfo,
-        _request: Request<Ticket>,
-    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let builder = query.into_builder(&metadata::SQL_INFO);
-        let schema = builder.schema();
-        let batch = builder.build().map_err(Status::from)?;
-        Ok(Response::new(batches_stream(schema, batch)))
+    metadata_calls! {
+        get_flight_info_catalogs, do_get_catalogs: CommandGetCatalogs;
+        get_flight_info_schemas, do_get_schemas: CommandGetDbSchemas;
+        get_flight_info_tables, do_get_tables: CommandGetTables;
+        get_flight_info_table_types, do_get_table_types: CommandGetTableTypes;
+        get_flight_info_sql_info, do_get_sql_info: CommandGetSqlInfo;
     }
 
     async fn do_put_statement_update(
@@ -465,7 +416,7 @@ impl FlightSqlService for Service {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let session = self.session(&request);
-        self.update(&session, &command.query).await
+        self.update(session, command.query).await
     }
 
     async fn do_put_prepared_statement_query(
@@ -492,13 +443,8 @@ impl FlightSqlService for Service {
                 "parameters are supported for prepared queries; run statements that change data without parameters",
             ));
         }
-        let (sql, session) = self
-            .inner
-            .prepared
-            .with(&query.prepared_statement_handle, |p| {
-                (p.sql.clone(), p.session.clone())
-            })?;
-        self.update(&session, &sql).await
+        let (sql, session, _) = self.prepared(&query.prepared_statement_handle)?;
+        self.update(session, sql).await
     }
 
     async fn do_action_create_prepared_statement(

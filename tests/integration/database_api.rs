@@ -170,3 +170,74 @@ fn create_or_replace_table_over_an_image_table_replaces_it() {
         );
     }
 }
+
+/// Images model `tiny` has run so far.
+fn inferred(db: &Database) -> u64 {
+    db.model_stats("tiny").map_or(0, |s| s.images)
+}
+
+/// An interrupt and a statement's own token each stop a model query inside
+/// the batch it is running: at most the chunk of 32 images in flight and
+/// one more run after the cancel (one partition: one call at a time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_model_query_stops_within_a_chunk() {
+    use spectradb::cancel::QueryCancel;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    let db = std::sync::Arc::new(Database::in_memory().unwrap());
+    for sql in [
+        "CREATE IMAGE TABLE colors FROM 'tests/data/colors'",
+        "CREATE MODEL tiny FROM 'tests/data/models/tiny_rgb.onnx' \
+         WITH (labels = 'tests/data/models/tiny_rgb_labels.txt')",
+        "SET spectradb.cache_size = 0",
+        "SET datafusion.execution.target_partitions = 1",
+    ] {
+        db.sql(sql).await.unwrap().collect().await.unwrap();
+    }
+    // Each small picture thousands of times, sorted: thousands of images
+    // in one batch.
+    let many = "SELECT tiny(image) FROM \
+                (SELECT c.image FROM colors c CROSS JOIN range(3000) r ORDER BY r.value)";
+    type Stop = fn(&Database, &QueryCancel);
+    let stops: [(&str, Stop); 2] = [
+        ("the interrupt flag", |db, _| {
+            db.interrupt_flag().store(true, Ordering::Relaxed)
+        }),
+        ("the statement's token", |_, token| token.cancel()),
+    ];
+    for (how, stop) in stops {
+        let df = db.sql(many).await.unwrap();
+        let token = QueryCancel::of_frame(&df).unwrap();
+        let start = inferred(&db);
+        let run = tokio::spawn(df.collect());
+        let waited = Instant::now();
+        while inferred(&db) < start + 32 {
+            assert!(
+                waited.elapsed() < Duration::from_secs(20),
+                "{how}: no inference"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        stop(&db, &token);
+        let at_cancel = inferred(&db);
+        let err = run.await.unwrap().expect_err("the query was cancelled");
+        let err = spectradb::Error::from(err);
+        assert!(
+            matches!(err, spectradb::Error::Cancelled(_)),
+            "{how}: {err}"
+        );
+        assert!(err.to_string().contains("tiny"), "{err}");
+        let after = inferred(&db) - at_cancel;
+        assert!(after <= 64, "{how}: {after} images run after the cancel");
+    }
+    // The next statement starts with the interrupt cleared.
+    let n = db
+        .sql("SELECT count(tiny(image)) FROM colors")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert!(count(&n) > 0);
+}

@@ -2,7 +2,6 @@
 //! `FlightSqlServiceClient`: every call the server answers, sessions,
 //! authentication, the data root, status codes, limits and shutdown.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -10,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{AsArray, Int64Array, RecordBatch};
 use arrow::datatypes::{Int64Type, Schema};
+use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::sql::{
@@ -31,6 +31,8 @@ pub const TOKEN: &str = "test-token-0123456789abcdef";
 pub struct TestServer {
     pub addr: SocketAddr,
     pub stats: Arc<ServeStats>,
+    /// The database it serves (for model counters).
+    pub db: Arc<Database>,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<spectradb::Result<()>>>,
@@ -47,12 +49,13 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(spectradb::serve::run(listener, db, config, async {
+        let task = tokio::spawn(spectradb::serve::run(listener, db.clone(), config, async {
             let _ = stopped.await;
         }));
         TestServer {
             addr,
             stats,
+            db,
             _dir: dir,
             stop: Some(stop),
             task: Some(task),
@@ -149,13 +152,46 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-async fn with_server<F, Fut>(test: F)
-where
-    F: FnOnce(TestServer) -> Fut,
-    Fut: Future<Output = TestServer>,
-{
+/// A server with default settings and a client of it.
+async fn served() -> (TestServer, FlightSqlServiceClient<Channel>) {
     let server = TestServer::start(|_| {}).await;
-    test(server).await.shutdown().await.unwrap();
+    let c = server.client().await;
+    (server, c)
+}
+
+/// A query that runs until stopped (billions of rows), its first batch read.
+async fn endless(c: &mut FlightSqlServiceClient<Channel>) -> FlightRecordBatchStream {
+    let info = c
+        .execute("SELECT value FROM range(10000000000)".into(), None)
+        .await
+        .unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut stream = c.do_get(ticket).await.unwrap();
+    stream.next().await.unwrap().unwrap();
+    stream
+}
+
+/// Makes image table `table` of the images in `images` and model `tiny`;
+/// the number of images added.
+async fn table_and_tiny(c: &mut FlightSqlServiceClient<Channel>, table: &str, images: &str) -> i64 {
+    let n = c
+        .execute_update(
+            format!("CREATE IMAGE TABLE {table} FROM '{}'", repo(images)),
+            None,
+        )
+        .await
+        .unwrap();
+    c.execute_update(
+        format!(
+            "CREATE MODEL tiny FROM '{}' WITH (labels = '{}')",
+            repo("tests/data/models/tiny_rgb.onnx"),
+            repo("tests/data/models/tiny_rgb_labels.txt")
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+    n
 }
 
 fn repo(path: &str) -> String {
@@ -167,307 +203,372 @@ fn repo(path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_updates_and_model_queries_run_remotely() {
-    with_server(|server| async move {
-        let mut c = server.client().await;
-        let n = c
-            .execute_update(
-                format!(
-                    "CREATE IMAGE TABLE colors FROM '{}'",
-                    repo("tests/data/colors")
-                ),
-                None,
-            )
-            .await
-            .unwrap();
-        assert!(n > 0, "the ingest reports the images it added: {n}");
-        c.execute_update(
-            format!(
-                "CREATE MODEL tiny FROM '{}' WITH (labels = '{}')",
-                repo("tests/data/models/tiny_rgb.onnx"),
-                repo("tests/data/models/tiny_rgb_labels.txt")
-            ),
-            None,
-        )
+    let (server, mut c) = served().await;
+    let n = table_and_tiny(&mut c, "colors", "tests/data/colors").await;
+    assert!(n > 0, "the ingest reports the images it added: {n}");
+    let batches = query(&mut c, "SELECT count(*) FROM colors").await;
+    assert_eq!(first_i64(&batches), n);
+    // spectradb's planner and a model function, streamed.
+    let batches = query(
+        &mut c,
+        "SELECT id, tiny(image) AS label FROM colors ORDER BY id",
+    )
+    .await;
+    assert_eq!(rows(&batches) as i64, n);
+    // Pictures come as PNG bytes.
+    let batches = query(
+        &mut c,
+        "SELECT thumbnail(image, 16) AS thumb, to_png(image) AS png FROM colors LIMIT 1",
+    )
+    .await;
+    for column in 0..2 {
+        let png = batches[0].column(column).as_binary::<i32>().value(0);
+        assert_eq!(&png[1..4], b"PNG");
+    }
+    // DataFusion tables through the statement path, kept on disk.
+    c.execute_update("CREATE TABLE notes (n BIGINT)".into(), None)
         .await
         .unwrap();
-        let batches = query(&mut c, "SELECT count(*) FROM colors").await;
-        assert_eq!(first_i64(&batches), n);
-        // spectradb's planner and a model function, streamed.
-        let batches = query(
-            &mut c,
-            "SELECT id, tiny(image) AS label FROM colors ORDER BY id",
-        )
-        .await;
-        assert_eq!(rows(&batches) as i64, n);
-        // Pictures come as PNG bytes.
-        let batches = query(
-            &mut c,
-            "SELECT thumbnail(image, 16) AS thumb, to_png(image) AS png FROM colors LIMIT 1",
-        )
-        .await;
-        for column in 0..2 {
-            let png = batches[0].column(column).as_binary::<i32>().value(0);
-            assert_eq!(&png[1..4], b"PNG");
-        }
-        // DataFusion tables through the statement path, kept on disk.
-        c.execute_update("CREATE TABLE notes (n BIGINT)".into(), None)
-            .await
-            .unwrap();
-        let inserted = c
-            .execute_update("INSERT INTO notes VALUES (1), (2), (3)".into(), None)
-            .await
-            .unwrap();
-        assert_eq!(inserted, 3);
-        let batches = query(&mut c, "SELECT sum(n) FROM notes").await;
-        assert_eq!(first_i64(&batches), 6);
-        server
-    })
-    .await;
+    let inserted = c
+        .execute_update("INSERT INTO notes VALUES (1), (2), (3)".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(inserted, 3);
+    let batches = query(&mut c, "SELECT sum(n) FROM notes").await;
+    assert_eq!(first_i64(&batches), 6);
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_stream_batch_by_batch_with_the_advertised_schema() {
-    with_server(|server| async move {
-        let mut c = server.client().await;
-        c.execute_update("SET datafusion.execution.batch_size = 1000".into(), None)
-            .await
-            .unwrap();
-        let batches = query(
-            &mut c,
-            "SELECT value, value * 2 AS twice FROM range(100000)",
-        )
-        .await;
-        assert_eq!(rows(&batches), 100_000);
-        assert!(batches.len() >= 100, "{} batches", batches.len());
-        server
-    })
+    let (server, mut c) = served().await;
+    c.execute_update("SET datafusion.execution.batch_size = 1000".into(), None)
+        .await
+        .unwrap();
+    let batches = query(
+        &mut c,
+        "SELECT value, value * 2 AS twice FROM range(100000)",
+    )
     .await;
+    assert_eq!(rows(&batches), 100_000);
+    assert!(batches.len() >= 100, "{} batches", batches.len());
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_statements_bind_parameters() {
-    with_server(|server| async move {
-        let mut c = server.client().await;
-        let mut p = c
-            .prepare("SELECT value FROM range(10) WHERE value > $1".into(), None)
-            .await
-            .unwrap();
-        assert_eq!(p.parameter_schema().unwrap().fields().len(), 1);
-        assert_eq!(p.dataset_schema().unwrap().field(0).name(), "value");
-        for (bound, expected) in [(6, 3), (8, 1)] {
-            let params =
-                RecordBatch::try_from_iter([("$1", Arc::new(Int64Array::from(vec![bound])) as _)])
-                    .unwrap();
-            p.set_parameters(params).unwrap();
-            let info = p.execute().await.unwrap();
-            let batches = fetch(&mut c, info).await.unwrap();
-            assert_eq!(rows(&batches), expected, "value > {bound}");
-        }
-        // A prepared update (no parameters).
-        let mut u = c
-            .prepare(
-                "CREATE TABLE made_by_prepared AS SELECT 1 AS x".into(),
-                None,
-            )
-            .await
-            .unwrap();
-        u.execute_update().await.unwrap();
-        let batches = query(&mut c, "SELECT x FROM made_by_prepared").await;
-        assert_eq!(rows(&batches), 1);
-        p.close().await.unwrap();
-        server
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metadata_calls_list_catalogs_schemas_tables_and_info() {
-    with_server(|server| async move {
-        let mut c = server.client().await;
-        c.execute_update(
-            format!(
-                "CREATE IMAGE TABLE photos FROM '{}'",
-                repo("tests/data/colors")
-            ),
+    let (server, mut c) = served().await;
+    let mut p = c
+        .prepare("SELECT value FROM range(10) WHERE value > $1".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(p.parameter_schema().unwrap().fields().len(), 1);
+    assert_eq!(p.dataset_schema().unwrap().field(0).name(), "value");
+    for (bound, expected) in [(6, 3), (8, 1)] {
+        let params =
+            RecordBatch::try_from_iter([("$1", Arc::new(Int64Array::from(vec![bound])) as _)])
+                .unwrap();
+        p.set_parameters(params).unwrap();
+        let info = p.execute().await.unwrap();
+        let batches = fetch(&mut c, info).await.unwrap();
+        assert_eq!(rows(&batches), expected, "value > {bound}");
+    }
+    // A prepared update (no parameters).
+    let mut u = c
+        .prepare(
+            "CREATE TABLE made_by_prepared AS SELECT 1 AS x".into(),
             None,
         )
         .await
         .unwrap();
-        let info = c.get_catalogs().await.unwrap();
-        let batches = fetch(&mut c, info).await.unwrap();
-        let catalogs = batches[0].column(0).as_string::<i32>();
-        assert!(catalogs.iter().any(|c| c == Some("datafusion")));
+    u.execute_update().await.unwrap();
+    let batches = query(&mut c, "SELECT x FROM made_by_prepared").await;
+    assert_eq!(rows(&batches), 1);
+    p.close().await.unwrap();
+    server.shutdown().await.unwrap();
+}
 
-        let info = c
-            .get_db_schemas(CommandGetDbSchemas {
-                catalog: Some("datafusion".into()),
-                db_schema_filter_pattern: None,
-            })
-            .await
-            .unwrap();
-        let batches = fetch(&mut c, info).await.unwrap();
-        let schemas = batches[0].column(1).as_string::<i32>();
-        assert!(schemas.iter().any(|s| s == Some("public")));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_calls_list_catalogs_schemas_tables_and_info() {
+    let (server, mut c) = served().await;
+    c.execute_update(
+        format!(
+            "CREATE IMAGE TABLE photos FROM '{}'",
+            repo("tests/data/colors")
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+    let info = c.get_catalogs().await.unwrap();
+    let batches = fetch(&mut c, info).await.unwrap();
+    let catalogs = batches[0].column(0).as_string::<i32>();
+    assert!(catalogs.iter().any(|c| c == Some("datafusion")));
 
+    let info = c
+        .get_db_schemas(CommandGetDbSchemas {
+            catalog: Some("datafusion".into()),
+            db_schema_filter_pattern: None,
+        })
+        .await
+        .unwrap();
+    let batches = fetch(&mut c, info).await.unwrap();
+    let schemas = batches[0].column(1).as_string::<i32>();
+    assert!(schemas.iter().any(|s| s == Some("public")));
+
+    let info = c
+        .get_tables(CommandGetTables {
+            catalog: None,
+            db_schema_filter_pattern: Some("public".into()),
+            table_name_filter_pattern: Some("pho%".into()),
+            table_types: vec![],
+            include_schema: true,
+        })
+        .await
+        .unwrap();
+    let batches = fetch(&mut c, info).await.unwrap();
+    assert_eq!(rows(&batches), 1);
+    let b = &batches[0];
+    assert_eq!(b.column(2).as_string::<i32>().value(0), "photos");
+    assert_eq!(b.column(3).as_string::<i32>().value(0), "TABLE");
+    let schema_ipc = b.column(4).as_binary::<i32>().value(0).to_vec();
+    let schema = Schema::try_from(arrow_flight::IpcMessage(schema_ipc.into())).unwrap();
+    assert!(schema.field_with_name("image").is_ok(), "{schema:?}");
+
+    let info = c.get_table_types().await.unwrap();
+    let batches = fetch(&mut c, info).await.unwrap();
+    let types: Vec<_> = batches[0]
+        .column(0)
+        .as_string::<i32>()
+        .iter()
+        .flatten()
+        .map(String::from)
+        .collect();
+    assert!(types.contains(&"TABLE".to_string()), "{types:?}");
+
+    let info = c
+        .get_sql_info(vec![SqlInfo::FlightSqlServerName])
+        .await
+        .unwrap();
+    let batches = fetch(&mut c, info).await.unwrap();
+    assert_eq!(rows(&batches), 1);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_stay_with_the_client_that_set_them() {
+    let server = TestServer::start(|_| {}).await;
+    let (mut a, mut b) = (server.client().await, server.client().await);
+    let setting = "SELECT value FROM information_schema.df_settings \
+                   WHERE name = 'datafusion.execution.batch_size'";
+    let before = query(&mut b, setting).await;
+    let before = before[0].column(0).as_string::<i32>().value(0).to_string();
+    for set in [
+        "SET spectradb.accuracy_target = 0.5",
+        "SET datafusion.execution.batch_size = 1234",
+    ] {
+        a.execute_update(set.into(), None).await.unwrap();
+    }
+    let seen =
+        |batches: Vec<RecordBatch>| batches[0].column(0).as_string::<i32>().value(0).to_string();
+    assert_eq!(seen(query(&mut a, setting).await), "1234");
+    assert_eq!(seen(query(&mut b, setting).await), before);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_required_and_the_handshake_trades_basic_for_bearer() {
+    let server = TestServer::start(|_| {}).await;
+    let mut anonymous = server.anonymous().await;
+    let status = status_of(&mut anonymous, "SELECT 1").await;
+    assert_eq!(status.code(), Code::Unauthenticated, "{status}");
+
+    let mut wrong = server.anonymous().await;
+    wrong.set_token("not-the-token-0123456789".into());
+    let status = status_of(&mut wrong, "SELECT 1").await;
+    assert_eq!(status.code(), Code::Unauthenticated, "{status}");
+    assert!(wrong.handshake("alice", "wrong-password").await.is_err());
+
+    let mut basic = server.anonymous().await;
+    basic.handshake("alice", TOKEN).await.unwrap();
+    assert_eq!(basic.token().map(String::as_str), Some(TOKEN));
+    let batches = query(&mut basic, "SELECT 41 + 1").await;
+    assert_eq!(first_i64(&batches), 42);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_the_right_status_code_and_a_message() {
+    let (server, mut c) = served().await;
+    let bad_sql = status_of(&mut c, "SELEC 1").await;
+    assert_eq!(bad_sql.code(), Code::InvalidArgument, "{bad_sql}");
+    let no_table = status_of(&mut c, "SELECT * FROM nowhere").await;
+    assert_eq!(no_table.code(), Code::InvalidArgument, "{no_table}");
+    assert!(no_table.message().contains("nowhere"), "{no_table}");
+    let outside = status_of(
+        &mut c,
+        "CREATE EXTERNAL TABLE pw STORED AS CSV LOCATION '/etc/passwd'",
+    )
+    .await;
+    assert_eq!(outside.code(), Code::PermissionDenied, "{outside}");
+    assert!(outside.message().contains("data root"), "{outside}");
+    let escape = status_of(
+        &mut c,
+        &format!("CREATE IMAGE TABLE t FROM '{}/../../*'", repo("tests")),
+    )
+    .await;
+    assert_eq!(escape.code(), Code::PermissionDenied, "{escape}");
+    // An unknown prepared statement handle.
+    let mut p = c.prepare("SELECT 1".into(), None).await.unwrap();
+    p.clone().close().await.unwrap();
+    let err = p.execute().await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no prepared statement with this handle"),
+        "{err}"
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_stream_stops_its_query() {
+    let (server, mut c) = served().await;
+    let stream = endless(&mut c).await;
+    assert_eq!(server.stats.running_queries(), 1);
+    drop(stream);
+    let stats = server.stats.clone();
+    eventually("the query stops once its stream is dropped", || {
+        stats.running_queries() == 0
+    })
+    .await;
+    server.shutdown().await.unwrap();
+}
+
+/// Each small picture thousands of times, sorted so that one batch holds
+/// thousands of images (set the cache off: it would answer the repeats).
+const MANY_INFERENCES: &str = "SELECT tiny(image) FROM \
+    (SELECT c.image FROM colors c CROSS JOIN range(3000) r ORDER BY r.value)";
+
+/// Turns the model output cache off (clients may not: it is the server's)
+/// and returns a new client: each statement of a client sizes the cache
+/// as the settings it started with say.
+async fn cache_off(server: &TestServer) -> FlightSqlServiceClient<Channel> {
+    server.db.sql("SET spectradb.cache_size = 0").await.unwrap();
+    server.client().await
+}
+
+/// Images model `tiny` has run so far.
+fn inferred(server: &TestServer) -> u64 {
+    server.db.model_stats("tiny").map_or(0, |s| s.images)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_stream_stops_model_inference_within_a_chunk() {
+    let (server, mut c) = served().await;
+    table_and_tiny(&mut c, "colors", "tests/data/colors").await;
+    let mut c = cache_off(&server).await;
+    // One partition: one model call at a time.
+    c.execute_update(
+        "SET datafusion.execution.target_partitions = 1".into(),
+        None,
+    )
+    .await
+    .unwrap();
+    let info = c.execute(MANY_INFERENCES.into(), None).await.unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let stream = c.do_get(ticket).await.unwrap();
+    eventually("the model runs", || inferred(&server) >= 32).await;
+    drop(stream);
+    let at_drop = inferred(&server);
+    let stats = server.stats.clone();
+    eventually("the query stops", || stats.running_queries() == 0).await;
+    // Nothing of it runs on elsewhere either.
+    let mut last = inferred(&server);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = inferred(&server);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let after = last - at_drop;
+    assert!(
+        after <= 64,
+        "{after} images run after the stream was dropped (the chunk in flight and one more at most)"
+    );
+    server.shutdown().await.unwrap();
+}
+
+/// The median of `times`.
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_clients_are_answered_while_models_fill_every_core() {
+    let (server, mut c) = served().await;
+    table_and_tiny(&mut c, "colors", "tests/data/colors").await;
+    let mut c = cache_off(&server).await;
+    let mut load = Vec::new();
+    for _ in 0..2 {
+        let mut l = server.client().await;
+        load.push(tokio::spawn(async move {
+            loop {
+                let info = l.execute(MANY_INFERENCES.into(), None).await.unwrap();
+                fetch(&mut l, info).await.unwrap();
+            }
+        }));
+    }
+    let before = inferred(&server);
+    eventually("the load runs", || inferred(&server) > before + 64).await;
+    let (mut select, mut tables) = (Vec::new(), Vec::new());
+    let loaded = inferred(&server);
+    for _ in 0..20 {
+        let t = Instant::now();
+        assert_eq!(first_i64(&query(&mut c, "SELECT 1").await), 1);
+        select.push(t.elapsed());
+        let t = Instant::now();
         let info = c
             .get_tables(CommandGetTables {
                 catalog: None,
-                db_schema_filter_pattern: Some("public".into()),
-                table_name_filter_pattern: Some("pho%".into()),
+                db_schema_filter_pattern: None,
+                table_name_filter_pattern: None,
                 table_types: vec![],
                 include_schema: true,
             })
             .await
             .unwrap();
-        let batches = fetch(&mut c, info).await.unwrap();
-        assert_eq!(rows(&batches), 1);
-        let b = &batches[0];
-        assert_eq!(b.column(2).as_string::<i32>().value(0), "photos");
-        assert_eq!(b.column(3).as_string::<i32>().value(0), "TABLE");
-        let schema_ipc = b.column(4).as_binary::<i32>().value(0).to_vec();
-        let schema = Schema::try_from(arrow_flight::IpcMessage(schema_ipc.into())).unwrap();
-        assert!(schema.field_with_name("image").is_ok(), "{schema:?}");
-
-        let info = c.get_table_types().await.unwrap();
-        let batches = fetch(&mut c, info).await.unwrap();
-        let types: Vec<_> = batches[0]
-            .column(0)
-            .as_string::<i32>()
-            .iter()
-            .flatten()
-            .map(String::from)
-            .collect();
-        assert!(types.contains(&"TABLE".to_string()), "{types:?}");
-
-        let info = c
-            .get_sql_info(vec![SqlInfo::FlightSqlServerName])
-            .await
-            .unwrap();
-        let batches = fetch(&mut c, info).await.unwrap();
-        assert_eq!(rows(&batches), 1);
-        server
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn settings_stay_with_the_client_that_set_them() {
-    with_server(|server| async move {
-        let (mut a, mut b) = (server.client().await, server.client().await);
-        let setting = "SELECT value FROM information_schema.df_settings \
-                       WHERE name = 'datafusion.execution.batch_size'";
-        let before = query(&mut b, setting).await;
-        let before = before[0].column(0).as_string::<i32>().value(0).to_string();
-        for set in [
-            "SET spectradb.accuracy_target = 0.5",
-            "SET datafusion.execution.batch_size = 1234",
-        ] {
-            a.execute_update(set.into(), None).await.unwrap();
-        }
-        let seen = |batches: Vec<RecordBatch>| {
-            batches[0].column(0).as_string::<i32>().value(0).to_string()
-        };
-        assert_eq!(seen(query(&mut a, setting).await), "1234");
-        assert_eq!(seen(query(&mut b, setting).await), before);
-        server
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_are_required_and_the_handshake_trades_basic_for_bearer() {
-    with_server(|server| async move {
-        let mut anonymous = server.anonymous().await;
-        let status = status_of(&mut anonymous, "SELECT 1").await;
-        assert_eq!(status.code(), Code::Unauthenticated, "{status}");
-
-        let mut wrong = server.anonymous().await;
-        wrong.set_token("not-the-token-0123456789".into());
-        let status = status_of(&mut wrong, "SELECT 1").await;
-        assert_eq!(status.code(), Code::Unauthenticated, "{status}");
-        assert!(wrong.handshake("alice", "wrong-password").await.is_err());
-
-        let mut basic = server.anonymous().await;
-        basic.handshake("alice", TOKEN).await.unwrap();
-        assert_eq!(basic.token().map(String::as_str), Some(TOKEN));
-        let batches = query(&mut basic, "SELECT 41 + 1").await;
-        assert_eq!(first_i64(&batches), 42);
-        server
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn errors_carry_the_right_status_code_and_a_message() {
-    with_server(|server| async move {
-        let mut c = server.client().await;
-        let bad_sql = status_of(&mut c, "SELEC 1").await;
-        assert_eq!(bad_sql.code(), Code::InvalidArgument, "{bad_sql}");
-        let no_table = status_of(&mut c, "SELECT * FROM nowhere").await;
-        assert_eq!(no_table.code(), Code::InvalidArgument, "{no_table}");
-        assert!(no_table.message().contains("nowhere"), "{no_table}");
-        let outside = status_of(
-            &mut c,
-            "CREATE EXTERNAL TABLE pw STORED AS CSV LOCATION '/etc/passwd'",
-        )
-        .await;
-        assert_eq!(outside.code(), Code::PermissionDenied, "{outside}");
-        assert!(outside.message().contains("data root"), "{outside}");
-        let escape = status_of(
-            &mut c,
-            &format!("CREATE IMAGE TABLE t FROM '{}/../../*'", repo("tests")),
-        )
-        .await;
-        assert_eq!(escape.code(), Code::PermissionDenied, "{escape}");
-        // An unknown prepared statement handle.
-        let mut p = c.prepare("SELECT 1".into(), None).await.unwrap();
-        p.clone().close().await.unwrap();
-        let err = p.execute().await.unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("no prepared statement with this handle"),
-            "{err}"
-        );
-        server
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_stream_stops_its_query() {
-    with_server(|server| async move {
-        let mut c = server.client().await;
-        // Endless unless stopped: billions of rows.
-        let info = c
-            .execute("SELECT value FROM range(10000000000)".into(), None)
-            .await
-            .unwrap();
-        let ticket = info.endpoint[0].ticket.clone().unwrap();
-        let mut stream = c.do_get(ticket).await.unwrap();
-        stream.next().await.unwrap().unwrap();
-        assert_eq!(server.stats.running_queries(), 1);
-        drop(stream);
-        let stats = server.stats.clone();
-        eventually("the query stops once its stream is dropped", || {
-            stats.running_queries() == 0
-        })
-        .await;
-        server
-    })
-    .await;
+        assert!(rows(&fetch(&mut c, info).await.unwrap()) > 0);
+        tables.push(t.elapsed());
+    }
+    assert!(
+        inferred(&server) > loaded,
+        "the models ran while the other client was answered"
+    );
+    for l in &load {
+        assert!(!l.is_finished(), "a load client failed");
+        l.abort();
+    }
+    let (select, tables) = (median(select), median(tables));
+    let limit = Duration::from_millis(200);
+    assert!(
+        select < limit,
+        "SELECT 1 took {select:?} (median) under load"
+    );
+    assert!(
+        tables < limit,
+        "GetTables took {tables:?} (median) under load"
+    );
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_nobody_reads_is_stopped_after_the_idle_timeout() {
     let server = TestServer::start(|c| c.idle_timeout = Duration::from_secs(1)).await;
     let mut c = server.client().await;
-    let info = c
-        .execute("SELECT value FROM range(10000000000)".into(), None)
-        .await
-        .unwrap();
-    let ticket = info.endpoint[0].ticket.clone().unwrap();
-    let mut stream = c.do_get(ticket).await.unwrap();
-    stream.next().await.unwrap().unwrap();
+    let mut stream = endless(&mut c).await;
     let stats = server.stats.clone();
     eventually("the unread query is stopped", || {
         stats.running_queries() == 0
@@ -489,13 +590,7 @@ async fn a_stream_nobody_reads_is_stopped_after_the_idle_timeout() {
 async fn shutdown_cancels_running_queries_after_the_grace_period() {
     let server = TestServer::start(|c| c.shutdown_grace = Duration::from_millis(200)).await;
     let mut c = server.client().await;
-    let info = c
-        .execute("SELECT value FROM range(10000000000)".into(), None)
-        .await
-        .unwrap();
-    let ticket = info.endpoint[0].ticket.clone().unwrap();
-    let mut stream = c.do_get(ticket).await.unwrap();
-    stream.next().await.unwrap().unwrap();
+    let mut stream = endless(&mut c).await;
     let reader = tokio::spawn(async move {
         loop {
             match stream.next().await {
@@ -686,20 +781,12 @@ async fn load_32_clients_mixed_queries() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
     let server = TestServer::start(|_| {}).await;
-    let mut setup = server.client().await;
-    for sql in [
-        format!(
-            "CREATE IMAGE TABLE photos FROM '{}'",
-            repo("tests/data/photos/dev")
-        ),
-        format!(
-            "CREATE MODEL tiny FROM '{}' WITH (labels = '{}')",
-            repo("tests/data/models/tiny_rgb.onnx"),
-            repo("tests/data/models/tiny_rgb_labels.txt")
-        ),
-    ] {
-        setup.execute_update(sql, None).await.unwrap();
-    }
+    table_and_tiny(
+        &mut server.client().await,
+        "photos",
+        "tests/data/photos/dev",
+    )
+    .await;
     let queries = [
         "SELECT count(*) FROM photos",
         "SELECT id, uri, width(image), height(image) FROM photos ORDER BY id",
