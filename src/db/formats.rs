@@ -43,7 +43,6 @@ impl Database {
         self.interrupt.clone()
     }
 
-    /// Every registered model's handle.
     /// What model `name`'s functions have run so far (for tests and
     /// benchmarks: images computed, time, cache hits and misses).
     pub fn model_stats(&self, name: &str) -> Option<crate::model::StatsSnapshot> {
@@ -53,6 +52,7 @@ impl Database {
             .map(|h| h.stats.snapshot())
     }
 
+    /// Every registered model's handle.
     pub(super) fn model_handles(&self) -> Vec<Arc<ModelHandle>> {
         let state = self.ctx.state();
         let mut out: Vec<Arc<ModelHandle>> = Vec::new();
