@@ -19,8 +19,9 @@
 //!   the database directory's catalog (atomic publish, one-writer lock) and
 //!   the one commit path every write takes (superseded files kept for
 //!   older snapshots until `VACUUM` or the retention period)
-//! - [`format`]: the vocabulary models, planner and catalog share: model
-//!   specs, read formats, CALIBRATE profiles (a leaf: no cycles through it)
+//! - [`format`](mod@crate::format): the vocabulary models, planner and
+//!   catalog share: model specs, read formats, CALIBRATE profiles (a leaf:
+//!   no cycles through it)
 //! - [`ingest`]: files -> data files of a table -> one commit, decoding on
 //!   all cores, all or nothing
 //! - [`sql`]: the SQL layer: the image table provider (band projection),

@@ -402,6 +402,7 @@ unsafe fn blocks_to_floats_avx2<const S: usize>(
 
 /// Dequantize + s x s inverse DCT + level shift + clamp, 8 vertically
 /// adjacent blocks per step, written in [`FloatPlane`] order.
+// As in `blocks_to_pixels`: lane loops index several per-lane arrays.
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn blocks_to_floats<const S: usize>(

@@ -51,7 +51,6 @@ impl Database {
         self.interrupt.store(false, Ordering::Relaxed);
     }
 
-    /// Every registered model's handle.
     /// What model `name`'s functions have run so far (for tests and
     /// benchmarks: images computed, time, cache hits and misses).
     pub fn model_stats(&self, name: &str) -> Option<crate::model::StatsSnapshot> {
@@ -61,6 +60,7 @@ impl Database {
             .map(|h| h.stats.snapshot())
     }
 
+    /// Every registered model's handle.
     pub(super) fn model_handles(&self) -> Vec<Arc<ModelHandle>> {
         let state = self.ctx.state();
         let mut out: Vec<Arc<ModelHandle>> = Vec::new();

@@ -14,7 +14,7 @@ use datafusion::logical_expr::TableType;
 use super::{off_worker, Database, CACHE_TABLE, INGEST_ERRORS_TABLE};
 use crate::error::{Error, Result};
 use crate::ingest::{expand_sources, ingest, IngestOptions, IngestReport};
-use crate::model::{prepare_model, ModelHandle};
+use crate::model::{prepare_model, ModelHandle, PreparedModel};
 use crate::storage::catalog::Catalog;
 use crate::storage::commit::{Purged, Transaction};
 
@@ -193,7 +193,9 @@ impl Database {
     ) -> Result<()> {
         self.check_model_name(&self.dir.read_catalog()?, name)?;
         let options: BTreeMap<String, String> = options.iter().cloned().collect();
-        self.write_blocking(|tx| add_model(tx, name, source, &options, None))
+        let prepared = self.write_blocking(|tx| add_model(tx, name, source, &options, None))?;
+        self.keep_loaded(name, prepared);
+        Ok(())
     }
 
     /// `CREATE MODEL name FROM 'file' [ON FEATURES OF backbone] [WITH (...)]`.
@@ -211,9 +213,21 @@ impl Database {
             None => None,
         };
         let options: BTreeMap<String, String> = options.into_iter().collect();
-        self.write(move |tx| add_model(tx, &name, &source, &options, backbone.as_deref()))
-            .await
-            .map(|_| ())
+        let registered = name.clone();
+        let (prepared, _) = self
+            .write(move |tx| add_model(tx, &name, &source, &options, backbone.as_deref()))
+            .await?;
+        self.keep_loaded(&registered, prepared);
+        Ok(())
+    }
+
+    /// Hands the model CREATE MODEL checked to the handle the session
+    /// registered for it: its first query runs those sessions instead of
+    /// loading the file again.
+    fn keep_loaded(&self, name: &str, prepared: PreparedModel) {
+        if let Ok(handle) = self.model_handle(name) {
+            handle.adopt(&prepared.entry, Arc::new(prepared.model));
+        }
     }
 
     /// Removes a model and its functions.
@@ -321,7 +335,7 @@ fn add_model(
     source: &Path,
     options: &BTreeMap<String, String>,
     backbone: Option<&ModelHandle>,
-) -> Result<()> {
+) -> Result<PreparedModel> {
     if tx.catalog().models.contains_key(name) {
         return Err(Error::InvalidArgument(format!(
             "model '{name}' already exists (DROP MODEL {name} first)"
@@ -337,9 +351,11 @@ fn add_model(
             )));
         }
     }
-    let entry = prepare_model(tx, name, source, options, backbone)?;
-    tx.catalog_mut().models.insert(name.to_string(), entry);
-    Ok(())
+    let prepared = prepare_model(tx, name, source, options, backbone)?;
+    tx.catalog_mut()
+        .models
+        .insert(name.to_string(), prepared.entry.clone());
+    Ok(prepared)
 }
 
 fn remove_model(tx: &mut Transaction, name: &str, if_exists: bool) -> Result<()> {
@@ -408,5 +424,63 @@ pub(super) fn check_table_name(name: &str) -> Result<()> {
         Err(Error::InvalidArgument(format!(
             "'{name}' is not a valid image table name: use letters, digits and '_' (not starting with a digit)"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use crate::Database;
+
+    const MODELS: &str = "tests/data/models";
+
+    fn rows(db: &Database, rt: &tokio::runtime::Runtime, sql: &str) -> usize {
+        let batches = rt.block_on(async { db.sql(sql).await.unwrap().collect().await.unwrap() });
+        batches.iter().map(|b| b.num_rows()).sum()
+    }
+
+    /// CREATE MODEL loads the model to check it; that load, the handle
+    /// registered with it, is what the first query runs (SQL, the blocking
+    /// API and a head alike), not a second load on first use.
+    #[test]
+    fn the_first_query_runs_the_model_create_model_loaded() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let db = Database::in_memory().unwrap();
+        let sql = |sql: &str| rows(&db, &rt, sql);
+        // Every query computes: tiny_api's outputs are not tiny's cached ones.
+        sql("SET spectradb.cache_size = 0");
+        sql("CREATE IMAGE TABLE colors FROM 'tests/data/colors'");
+        sql(&format!(
+            "CREATE MODEL tiny FROM '{MODELS}/tiny_rgb.onnx' \
+             WITH (labels = '{MODELS}/tiny_rgb_labels.txt')"
+        ));
+        db.create_model("tiny_api", &Path::new(MODELS).join("tiny_rgb.onnx"), &[])
+            .unwrap();
+        sql(&format!(
+            "CREATE MODEL backbone FROM '{MODELS}/mobilenet_v2_backbone.onnx' WITH (size = 224, \
+             mean = '0.485,0.456,0.406', std = '0.229,0.224,0.225', output = 'embedding')"
+        ));
+        sql(&format!(
+            "CREATE MODEL head FROM '{MODELS}/mobilenet_v2_head.onnx' \
+             ON FEATURES OF backbone WITH (output = 'class')"
+        ));
+        for name in ["tiny", "tiny_api", "backbone", "head"] {
+            let handle = db.model_handle(name).unwrap();
+            let created = handle
+                .loaded()
+                .unwrap_or_else(|| panic!("{name}: the model CREATE MODEL loaded was dropped"));
+            assert_eq!(sql(&format!("SELECT {name}(image) FROM colors")), 3);
+            let registered = db.model_handle(name).unwrap();
+            assert!(Arc::ptr_eq(&handle, &registered), "{name}: handle replaced");
+            let ran = registered.stats.snapshot().images;
+            assert_eq!(ran, 3, "{name} ran on its handle");
+            let used = registered.loaded().expect("loaded");
+            assert!(Arc::ptr_eq(&created, &used), "{name}: loaded a second time");
+        }
     }
 }

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -28,7 +28,8 @@ use crate::storage::catalog::{DatabaseDir, ModelEntry, MODELS_DIR};
 use crate::storage::commit::Transaction;
 use runner::Model;
 
-/// A registered model; loads its sessions on first use.
+/// A registered model; loads its sessions once, at CREATE MODEL or on
+/// first use.
 pub struct ModelHandle {
     pub name: String,
     pub entry: ModelEntry,
@@ -41,7 +42,9 @@ pub struct ModelHandle {
     /// For a head: the model whose output it takes.
     pub backbone: Option<Arc<ModelHandle>>,
     path: PathBuf,
-    loaded: OnceLock<std::result::Result<Arc<Model>, String>>,
+    loaded: OnceLock<Arc<Model>>,
+    /// Held while loading, so that concurrent first uses load once.
+    loading: Mutex<()>,
 }
 
 /// Running totals of a model's function calls.
@@ -140,6 +143,7 @@ impl ModelHandle {
             },
             path: dir.root().join(&entry.file),
             loaded: OnceLock::new(),
+            loading: Mutex::new(()),
         })
     }
 
@@ -180,33 +184,56 @@ impl ModelHandle {
     }
 
     /// The loaded model (ONNX Runtime sessions), loading it the first time.
+    /// A failed load is not kept: its error comes back with its own type
+    /// (no ONNX Runtime stays [`Error::Runtime`]) and the next use tries
+    /// again.
     pub fn model(&self) -> Result<Arc<Model>> {
-        self.loaded
-            .get_or_init(|| {
-                let labels = self.labels.as_ref().map(|l| l.to_vec());
-                match &self.backbone {
-                    Some(b) => Model::load_head(
-                        &self.name,
-                        &self.path,
-                        self.spec.clone(),
-                        labels,
-                        default_threads(),
-                        b.outputs(),
-                        self.entry.size,
-                    ),
-                    None => Model::load(
-                        &self.name,
-                        &self.path,
-                        self.spec.clone(),
-                        labels,
-                        default_threads(),
-                    ),
-                }
-                .map(Arc::new)
-                .map_err(|e| e.to_string())
-            })
-            .clone()
-            .map_err(Error::Model)
+        if let Some(m) = self.loaded.get() {
+            return Ok(m.clone());
+        }
+        // A panic while loading leaves nothing half-set: the lock guards no data.
+        let _one_load = self.loading.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = self.loaded.get() {
+            return Ok(m.clone());
+        }
+        let model = Arc::new(self.load()?);
+        Ok(self.loaded.get_or_init(|| model).clone())
+    }
+
+    /// The loaded model, without loading it.
+    pub fn loaded(&self) -> Option<Arc<Model>> {
+        self.loaded.get().cloned()
+    }
+
+    /// Takes `model`, loaded by CREATE MODEL for `entry`, as this handle's
+    /// loaded model, so that the first query does not load the file again.
+    /// Ignored when `entry` is not this handle's or a model is loaded.
+    pub(crate) fn adopt(&self, entry: &ModelEntry, model: Arc<Model>) {
+        if self.entry == *entry {
+            let _ = self.loaded.set(model);
+        }
+    }
+
+    fn load(&self) -> Result<Model> {
+        let labels = self.labels.as_ref().map(|l| l.to_vec());
+        match &self.backbone {
+            Some(b) => Model::load_head(
+                &self.name,
+                &self.path,
+                self.spec.clone(),
+                labels,
+                default_threads(),
+                b.outputs(),
+                self.entry.size,
+            ),
+            None => Model::load(
+                &self.name,
+                &self.path,
+                self.spec.clone(),
+                labels,
+                default_threads(),
+            ),
+        }
     }
 }
 
@@ -286,16 +313,27 @@ pub fn short_checksum(checksum: &str, n: usize) -> &str {
     checksum.get(..n).unwrap_or(checksum)
 }
 
+/// A model checked by [`prepare_model`].
+pub struct PreparedModel {
+    /// What to publish in the catalog.
+    pub entry: ModelEntry,
+    /// The model as the check loaded it (further sessions read the
+    /// database's copy): the model's handle takes it, so that its first
+    /// query does not load the file again.
+    pub model: Model,
+}
+
 /// Checks a model file against its options and copies it (and its labels)
 /// into the database directory as part of `tx`. Returns the catalog entry
-/// to publish; if `tx` does not commit, the copies are removed.
+/// to publish with the loaded model; if `tx` does not commit, the copies
+/// are removed.
 pub fn prepare_model(
     tx: &mut Transaction,
     name: &str,
     source: &Path,
     options: &BTreeMap<String, String>,
     backbone: Option<&ModelHandle>,
-) -> Result<ModelEntry> {
+) -> Result<PreparedModel> {
     if !source.is_file() {
         return Err(Error::InvalidArgument(format!(
             "{}: no such model file",
@@ -307,17 +345,27 @@ pub fn prepare_model(
         Some(p) => Some(read_labels(p)?),
         None => None,
     };
-    let model = match backbone {
+    // Loaded with the threads queries use: this is the model they run.
+    let threads = default_threads();
+    let mut model = match backbone {
         Some(b) => {
             let spec = head_spec(&b.spec, options, labels.is_some())?;
-            Model::load_head(name, source, spec, labels, 1, b.outputs(), b.entry.size)?
+            Model::load_head(
+                name,
+                source,
+                spec,
+                labels,
+                threads,
+                b.outputs(),
+                b.entry.size,
+            )?
         }
         None => Model::load(
             name,
             source,
             ModelSpec::parse(options, labels.is_some())?,
             labels,
-            1,
+            threads,
         )?,
     };
     let (checksum, bytes) = sha256_file(source)?;
@@ -350,7 +398,10 @@ pub fn prepare_model(
         }
         None => None,
     };
-    Ok(ModelEntry {
+    // The source may change or go once CREATE MODEL is done: further
+    // sessions read the copy.
+    model.path = tx.root().join(&file);
+    let entry = ModelEntry {
         file,
         labels_file,
         checksum,
@@ -360,5 +411,6 @@ pub fn prepare_model(
         size: model.size,
         outputs: model.outputs as u64,
         backbone: backbone.map(|b| b.name.clone()),
-    })
+    };
+    Ok(PreparedModel { entry, model })
 }

@@ -5,9 +5,9 @@
 //! (the model functions and the catalog use them too).
 //!
 //! - [`calibrate`]: runs a model under every format on a sample;
-//! - [`rule`]: the DataFusion optimizer rule that binds each model call to
+//! - `rule`: the DataFusion optimizer rule that binds each model call to
 //!   a format and pushes the union of their bands into the image scan;
-//! - [`chart`]: the accuracy/cost chart `SHOW FORMATS` draws.
+//! - `chart`: the accuracy/cost chart `SHOW FORMATS` draws.
 //!
 //! Settings (`SET spectradb.<name> = <value>`, `RESET` to clear) are in
 //! [`PlannerOptions`].

@@ -5,7 +5,7 @@
 //! - [`checksum`]: a CRC-32 of each file, made while writing, for CHECK
 //! - [`layout`]: column names, schema, metadata keys, format version
 //! - [`huffman`]: length-limited canonical Huffman codes
-//! - [`bands`]: the coded form of one band of one image
+//! - `bands`: the coded form of one band of one image
 //! - [`tokens`]: an image's bands as symbols, made once right after decoding
 //! - [`writer`]: images -> a Parquet file with per-file band codes
 //! - [`reader`]: a Parquet file -> images, reading only the selected bands

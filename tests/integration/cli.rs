@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use spectradb::storage::catalog::DatabaseDir;
 
-use super::common::files_under;
+use super::common::{create_mobilenet, files_under};
 
 const BIN: &str = env!("CARGO_BIN_EXE_spectradb");
 
@@ -416,11 +416,7 @@ fn ctrl_c_stops_calibrate_in_the_repl_and_stores_nothing() {
     p.exp_string("spectradb> ").unwrap();
     p.send_line(&format!("{CREATE};")).unwrap();
     p.exp_string("spectradb> ").unwrap();
-    p.send_line(
-        "CREATE MODEL mobilenet FROM 'tests/data/models/mobilenet_v2_imagenet.onnx' \
-         WITH (size = 224, mean = '0.485,0.456,0.406', std = '0.229,0.224,0.225');",
-    )
-    .unwrap();
+    p.send_line(&format!("{};", create_mobilenet())).unwrap();
     p.exp_string("spectradb> ").unwrap();
     p.send_line("CALIBRATE mobilenet ON photos SAMPLE 20;")
         .unwrap();

@@ -67,3 +67,21 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     v
 }
+
+/// MobileNetV2's preprocessing: ImageNet pixels at 224 x 224, mean and std.
+pub const IMAGENET_INPUT: &str =
+    "input = 'pixels', size = 224, mean = '0.485,0.456,0.406', std = '0.229,0.224,0.225'";
+
+/// `CREATE MODEL` of `tests/data/models/<file>`, a model of the MobileNetV2
+/// family (the classifier or its backbone) that gives `output`.
+pub fn create_imagenet_model(name: &str, file: &str, output: &str) -> String {
+    format!(
+        "CREATE MODEL {name} FROM 'tests/data/models/{file}' \
+         WITH ({IMAGENET_INPUT}, output = '{output}')"
+    )
+}
+
+/// `CREATE MODEL mobilenet`: MobileNetV2's ImageNet classifier, giving the class.
+pub fn create_mobilenet() -> String {
+    create_imagenet_model("mobilenet", "mobilenet_v2_imagenet.onnx", "class")
+}

@@ -6,12 +6,12 @@ use std::process::Command;
 
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
-use spectradb::BlockingDatabase;
+use spectradb::{BlockingDatabase, Error};
 
-use super::common::{data_dir, photos};
+use super::common::{create_mobilenet, data_dir, photos};
 
-const MOBILENET: &str = "CREATE MODEL mobilenet FROM 'tests/data/models/mobilenet_v2_imagenet.onnx' \
-     WITH (input = 'pixels', size = 224, mean = '0.485,0.456,0.406', std = '0.229,0.224,0.225', output = 'class')";
+const TINY: &str = "CREATE MODEL tiny FROM 'tests/data/models/tiny_rgb.onnx' \
+     WITH (labels = 'tests/data/models/tiny_rgb_labels.txt')";
 
 /// The class index in `imagenet_NN_<class>.jpg`.
 fn true_class(uri: &str) -> i64 {
@@ -24,7 +24,7 @@ fn mobilenet_top1_on_labelled_photos_and_agreement_with_onnxruntime() {
     let db = BlockingDatabase::in_memory().unwrap();
     db.sql("CREATE IMAGE TABLE photos FROM 'tests/data/photos/imagenet-labeled'")
         .unwrap();
-    db.sql(MOBILENET).unwrap();
+    db.sql(&create_mobilenet()).unwrap();
     let batches = db
         .sql("SELECT id, uri, mobilenet(image) AS class FROM photos ORDER BY id")
         .unwrap();
@@ -127,7 +127,10 @@ fn without_onnx_runtime_the_error_says_how_to_install_it() {
         }
         c.output().unwrap()
     };
-    let out = run(None, "CREATE IMAGE TABLE colors FROM 'tests/data/colors'; CREATE MODEL tiny FROM 'tests/data/models/tiny_rgb.onnx' WITH (labels = 'tests/data/models/tiny_rgb_labels.txt')");
+    let out = run(
+        None,
+        &format!("CREATE IMAGE TABLE colors FROM 'tests/data/colors'; {TINY}"),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -163,6 +166,69 @@ fn without_onnx_runtime_the_error_says_how_to_install_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("| 1 |"));
+}
+
+/// Set for the child of the test below: the database to query.
+const NO_RUNTIME_DB: &str = "SPECTRADB_NO_RUNTIME_DB";
+
+/// Whether `e` is (or a function's error wraps) [`Error::Runtime`].
+fn is_runtime_error(e: &Error) -> bool {
+    match e {
+        Error::Runtime(_) => true,
+        Error::Function { source, .. } => is_runtime_error(source),
+        _ => false,
+    }
+}
+
+/// The child: ONNX Runtime cannot be found, so the model cannot load on
+/// first use; each try says so with the runtime's own error type.
+#[test]
+#[ignore = "run by a_model_first_used_without_onnx_runtime_fails_with_a_runtime_error"]
+fn first_use_without_onnx_runtime_child() {
+    let Ok(path) = std::env::var(NO_RUNTIME_DB) else {
+        return;
+    };
+    let db = BlockingDatabase::open(path).unwrap();
+    for attempt in 1..=2 {
+        let err = db.sql("SELECT tiny(image) FROM colors").unwrap_err();
+        assert!(is_runtime_error(&err), "attempt {attempt}: {err:?}");
+    }
+}
+
+/// A model loaded lazily (the database opened again, here without ONNX
+/// Runtime) fails with [`Error::Runtime`], which the server answers with
+/// FAILED_PRECONDITION, not as a model error turned into text.
+#[test]
+fn a_model_first_used_without_onnx_runtime_fails_with_a_runtime_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    {
+        let db = BlockingDatabase::open(&path).unwrap();
+        db.sql("CREATE IMAGE TABLE colors FROM 'tests/data/colors'")
+            .unwrap();
+        db.sql(TINY).unwrap();
+    }
+    // ONNX Runtime is loaded once per process: the child runs without it.
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "integration::models::first_use_without_onnx_runtime_child",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env(NO_RUNTIME_DB, &path)
+        .env(
+            "SPECTRADB_ONNXRUNTIME",
+            dir.path().join("no-such-libonnxruntime.so"),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A batch buffer handed back is reused by the next batch and filled in

@@ -9,8 +9,7 @@ use spectradb::format::profile::{FormatStats, Metric, Profile};
 use spectradb::storage::catalog::DatabaseDir;
 use spectradb::{BlockingDatabase, Database};
 
-const MOBILENET: &str = "CREATE MODEL mobilenet FROM 'tests/data/models/mobilenet_v2_imagenet.onnx' \
-     WITH (input = 'pixels', size = 224, mean = '0.485,0.456,0.406', std = '0.229,0.224,0.225', output = 'class')";
+use super::common::create_mobilenet;
 
 /// All text of an EXPLAIN result, one line per plan row.
 fn plan_text(batches: &[RecordBatch]) -> String {
@@ -30,7 +29,7 @@ fn with_labelled_photos_and_mobilenet() -> (tempfile::TempDir, BlockingDatabase)
     let db = BlockingDatabase::open(dir.path().join("p.db")).unwrap();
     db.sql("CREATE IMAGE TABLE photos FROM 'tests/data/photos/imagenet-labeled'")
         .unwrap();
-    db.sql(MOBILENET).unwrap();
+    db.sql(&create_mobilenet()).unwrap();
     (dir, db)
 }
 

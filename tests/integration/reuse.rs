@@ -6,15 +6,13 @@
 
 use std::sync::Arc;
 
-use super::common::strings;
+use super::common::{create_imagenet_model, create_mobilenet, strings};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float32Type, Int64Type};
 use spectradb::{BlockingDatabase, Database};
 
 const TINY: &str = "CREATE MODEL tiny FROM 'tests/data/models/tiny_rgb.onnx' \
      WITH (labels = 'tests/data/models/tiny_rgb_labels.txt')";
-const MOBILENET_OPTIONS: &str = "input = 'pixels', size = 224, \
-     mean = '0.485,0.456,0.406', std = '0.229,0.224,0.225'";
 
 fn images_computed(db: &BlockingDatabase, model: &str) -> u64 {
     db.database()
@@ -197,19 +195,12 @@ fn concurrent_queries_compute_each_output_once() {
     assert_eq!(db.model_stats("tiny").unwrap().images, 20);
 }
 
-/// The labelled photos, the backbone and its heads.
-fn photos_with_heads() -> BlockingDatabase {
-    let db = BlockingDatabase::in_memory().unwrap();
-    db.sql("CREATE IMAGE TABLE photos FROM 'tests/data/photos/imagenet-labeled'")
-        .unwrap();
-    db.sql(&format!(
-        "CREATE MODEL mobilenet FROM 'tests/data/models/mobilenet_v2_imagenet.onnx' \
-         WITH ({MOBILENET_OPTIONS}, output = 'class')"
-    ))
-    .unwrap();
-    db.sql(&format!(
-        "CREATE MODEL backbone FROM 'tests/data/models/mobilenet_v2_backbone.onnx' \
-         WITH ({MOBILENET_OPTIONS}, output = 'embedding')"
+/// MobileNetV2's backbone and its ImageNet classifier head.
+fn create_backbone_and_head(db: &BlockingDatabase) {
+    db.sql(&create_imagenet_model(
+        "backbone",
+        "mobilenet_v2_backbone.onnx",
+        "embedding",
     ))
     .unwrap();
     db.sql(
@@ -217,6 +208,15 @@ fn photos_with_heads() -> BlockingDatabase {
          ON FEATURES OF backbone WITH (output = 'class')",
     )
     .unwrap();
+}
+
+/// The labelled photos, the backbone and its heads.
+fn photos_with_heads() -> BlockingDatabase {
+    let db = BlockingDatabase::in_memory().unwrap();
+    db.sql("CREATE IMAGE TABLE photos FROM 'tests/data/photos/imagenet-labeled'")
+        .unwrap();
+    db.sql(&create_mobilenet()).unwrap();
+    create_backbone_and_head(&db);
     db.sql(
         "CREATE MODEL embed FROM 'tests/data/models/mobilenet_v2_embed.onnx' \
          ON FEATURES OF backbone WITH (output = 'embedding')",
@@ -306,16 +306,7 @@ fn a_materialized_backbone_serves_its_heads_and_appended_rows_are_computed() {
         let db = BlockingDatabase::open(&path).unwrap();
         db.sql("CREATE IMAGE TABLE photos FROM 'tests/data/photos/imagenet-labeled/imagenet_0*'")
             .unwrap();
-        db.sql(&format!(
-            "CREATE MODEL backbone FROM 'tests/data/models/mobilenet_v2_backbone.onnx' \
-             WITH ({MOBILENET_OPTIONS}, output = 'embedding')"
-        ))
-        .unwrap();
-        db.sql(
-            "CREATE MODEL imagenet_head FROM 'tests/data/models/mobilenet_v2_head.onnx' \
-             ON FEATURES OF backbone WITH (output = 'class')",
-        )
-        .unwrap();
+        create_backbone_and_head(&db);
         db.sql("CREATE MATERIALIZED VIEW feats AS SELECT id, backbone(image) AS f FROM photos")
             .unwrap();
         assert_eq!(images_computed(&db, "backbone"), 10);
@@ -360,9 +351,10 @@ fn a_materialized_backbone_serves_its_heads_and_appended_rows_are_computed() {
     // Another backbone file makes the view stale, and EXPLAIN says so.
     db.sql("DROP MODEL imagenet_head").unwrap();
     db.sql("DROP MODEL backbone").unwrap();
-    db.sql(&format!(
-        "CREATE MODEL backbone FROM 'tests/data/models/mobilenet_v2_imagenet.onnx' \
-         WITH ({MOBILENET_OPTIONS}, output = 'embedding')"
+    db.sql(&create_imagenet_model(
+        "backbone",
+        "mobilenet_v2_imagenet.onnx",
+        "embedding",
     ))
     .unwrap();
     let plan = explain(&db, "SELECT backbone(image) FROM photos");
