@@ -322,6 +322,8 @@ fn check_command(db: &Path) -> (i32, String, u64) {
             Ok(())
         });
     }
+    // Reaped by wait4 below, which also reports the child's peak RSS.
+    #[allow(clippy::zombie_processes)]
     let child = cmd.spawn().expect("spectradb starts");
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid; wait4 fills it for this child.
