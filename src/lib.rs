@@ -15,7 +15,9 @@
 //!   JPEGs are taken over coefficient for coefficient
 //! - [`storage`]: image table files: one Parquet column per band, a
 //!   Huffman code per column (dense low bands as two streams that decode in
-//!   parallel), a reader that touches only the bands asked for;
+//!   parallel), a reader that touches only the bands asked for (every page header
+//!   checked against the footer first, so damage is an error, not a huge
+//!   allocation);
 //!   the database directory's catalog (atomic publish, one-writer lock) and
 //!   the one commit path every write takes (superseded files kept for
 //!   older snapshots until `VACUUM` or the retention period)
