@@ -63,8 +63,8 @@ impl Database {
     /// longer marks those found whole.
     pub async fn check(&self, scope: CheckScope) -> Result<Vec<FileCheck>> {
         let dir = self.dir.clone();
-        let catalog = self.catalog()?;
-        let checks = off_worker(move || check_files(&dir, &catalog, &scope)).await?;
+        // Reading the catalog is file I/O too: on the blocking pool.
+        let checks = off_worker(move || check_files(&dir, &dir.read_catalog()?, &scope)).await?;
         for c in checks.iter().filter(|c| c.kind == "image table") {
             self.stats.clear_damage(&c.name);
         }
