@@ -18,11 +18,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
-use spectradb::format::model_spec::ModelSpec;
 use spectradb::model::runner::Model;
+use spectradb::read_format::model_spec::ModelSpec;
 use spectradb::source::{load_file, SourceOptions};
 use spectradb::Database;
+
+mod common;
+use common::{child_stdout, collect, this_benchmark, IMAGENET_224};
 
 const REPEATS: usize = 3;
 const BATCH: usize = 32;
@@ -147,10 +149,6 @@ fn python_pipeline(script: &str, model: &Path, corpus: &Path, size: u32) -> Dura
     Duration::from_secs_f64(secs)
 }
 
-fn collect(rt: &tokio::runtime::Runtime, db: &Database, sql: &str) -> Vec<RecordBatch> {
-    rt.block_on(async { db.sql(sql).await.unwrap().collect().await.unwrap() })
-}
-
 /// In a fresh process (the bench runs itself with `SPECTRADB_FIRST_QUERY`
 /// set to the database folder): where the first model query's time goes.
 fn first_query(db_dir: &Path) {
@@ -235,7 +233,6 @@ fn main() {
         ),
     );
     let models = root.join("tests/data/models");
-    let norm = "mean = '0.485,0.456,0.406', std = '0.229,0.224,0.225'";
     for (name, file) in [
         ("mobilenet", "mobilenet_v2_imagenet.onnx"),
         ("tiny", "tiny_rgb_224.onnx"),
@@ -244,7 +241,7 @@ fn main() {
             &rt,
             &db,
             &format!(
-                "CREATE MODEL {name} FROM '{}' WITH (size = 224, {norm}, output = 'class')",
+                "CREATE MODEL {name} FROM '{}' WITH ({IMAGENET_224}, output = 'class')",
                 models.join(file).display()
             ),
         );
@@ -339,11 +336,10 @@ fn main() {
     }
     drop(db);
     // First-query latency: a fresh process, so ONNX Runtime is not loaded yet.
-    let out = Command::new(std::env::current_exe().unwrap())
-        .env("SPECTRADB_FIRST_QUERY", &db_dir)
-        .output()
-        .expect("the bench runs itself");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = child_stdout(
+        this_benchmark().env("SPECTRADB_FIRST_QUERY", &db_dir),
+        "the first-query child",
+    );
     println!("first model query in a fresh process (ms):");
     for line in text.lines().filter(|l| l.starts_with("FIRST")) {
         println!("  {line}");

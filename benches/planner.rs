@@ -19,8 +19,11 @@ use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use arrow::util::display::array_value_to_string;
-use spectradb::format::profile::Profile;
+use spectradb::read_format::profile::Profile;
 use spectradb::BlockingDatabase;
+
+mod common;
+use common::IMAGENET_224;
 
 const TARGETS: [f64; 4] = [0.99, 0.95, 0.90, 0.80];
 const LEVEL: f64 = 0.95;
@@ -30,7 +33,8 @@ struct Case {
     corpus: &'static str,
     /// `WITH (...)` of the CREATE IMAGE TABLE statements.
     table_options: &'static str,
-    /// The statements that register the model (a head needs its backbone first).
+    /// The statements that register the model (a head needs its backbone
+    /// first); `{IMAGENET_224}` stands for [`IMAGENET_224`].
     create_model: &'static [&'static str],
 }
 
@@ -40,7 +44,7 @@ const MOBILENET: Case = Case {
     table_options: "quality = 90",
     create_model: &[
         "CREATE MODEL mobilenet FROM 'tests/data/models/mobilenet_v2_imagenet.onnx' \
-        WITH (size = 224, mean = '0.485,0.456,0.406', std = '0.229,0.224,0.225', output = 'class')",
+        WITH ({IMAGENET_224}, output = 'class')",
     ],
 };
 
@@ -52,7 +56,7 @@ const COARSE: Case = Case {
     table_options: "quality = 90",
     create_model: &[
         "CREATE MODEL backbone FROM 'tests/data/models/mobilenet_v2_backbone.onnx' \
-        WITH (size = 224, mean = '0.485,0.456,0.406', std = '0.229,0.224,0.225', output = 'embedding')",
+        WITH ({IMAGENET_224}, output = 'embedding')",
         "CREATE MODEL coarse FROM 'tests/data/models/mobilenet_v2_coarse.onnx' \
         ON FEATURES OF backbone WITH (labels = 'tests/data/models/coarse_classes.txt')",
     ],
@@ -164,7 +168,8 @@ fn bench(case: &Case) {
         .unwrap();
     }
     for statement in case.create_model {
-        db.sql(statement).unwrap();
+        db.sql(&statement.replace("{IMAGENET_224}", IMAGENET_224))
+            .unwrap();
     }
     // Every run below measures computing, not the output cache.
     db.sql("SET spectradb.cache_size = 0").unwrap();

@@ -16,17 +16,15 @@
 //!    outputs (a child process per run, so peaks do not mix).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
 use spectradb::Database;
 
-const NORM: &str = "size = 224, mean = '0.485,0.456,0.406', std = '0.229,0.224,0.225'";
-
-fn collect(rt: &tokio::runtime::Runtime, db: &Database, sql: &str) -> Vec<RecordBatch> {
-    rt.block_on(async { db.sql(sql).await.unwrap().collect().await.unwrap() })
-}
+mod common;
+use common::{
+    child_stdout, collect, current_thread_runtime, numbers, peak_rss_mib, this_benchmark,
+    IMAGENET_224,
+};
 
 fn timed(rt: &tokio::runtime::Runtime, db: &Database, sql: &str) -> Duration {
     let t = Instant::now();
@@ -34,26 +32,8 @@ fn timed(rt: &tokio::runtime::Runtime, db: &Database, sql: &str) -> Duration {
     t.elapsed()
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Peak resident set of this process (Linux), in MiB.
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 fn open(path: &Path) -> (tokio::runtime::Runtime, Database) {
-    let rt = runtime();
+    let rt = current_thread_runtime();
     let db = Database::open(path).unwrap();
     collect(&rt, &db, "SET datafusion.execution.target_partitions = 1");
     (rt, db)
@@ -82,20 +62,13 @@ fn child(db_path: &Path, cache: &str, sql: &str) {
 }
 
 fn run_child(db_path: &Path, cache: &str, sql: &str) -> Vec<f64> {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--child", db_path.to_str().unwrap(), cache, sql])
-        .env("SPECTRADB_MODEL_THREADS", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = child_stdout(
+        this_benchmark()
+            .args(["--child", db_path.to_str().unwrap(), cache, sql])
+            .env("SPECTRADB_MODEL_THREADS", "1"),
+        "the child query",
     );
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(|v| v.parse().unwrap())
-        .collect()
+    numbers(&out)
 }
 
 fn main() {
@@ -138,7 +111,7 @@ fn main() {
             &rt,
             &db,
             &format!(
-                "CREATE MODEL mobilenet FROM '{}' WITH ({NORM}, output = 'class')",
+                "CREATE MODEL mobilenet FROM '{}' WITH ({IMAGENET_224}, output = 'class')",
                 model("mobilenet_v2_imagenet.onnx")
             ),
         );
@@ -146,7 +119,7 @@ fn main() {
             &rt,
             &db,
             &format!(
-                "CREATE MODEL backbone FROM '{}' WITH ({NORM}, output = 'embedding')",
+                "CREATE MODEL backbone FROM '{}' WITH ({IMAGENET_224}, output = 'embedding')",
                 model("mobilenet_v2_backbone.onnx")
             ),
         );
@@ -260,7 +233,7 @@ fn main() {
             &rt,
             &db,
             &format!(
-                "CREATE MODEL mobilenet2 FROM '{}' WITH ({NORM}, output = 'class')",
+                "CREATE MODEL mobilenet2 FROM '{}' WITH ({IMAGENET_224}, output = 'class')",
                 model("mobilenet_v2_imagenet.onnx")
             ),
         );

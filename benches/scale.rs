@@ -33,14 +33,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
-use arrow::array::{Array, Int64Array, RecordBatch};
+use arrow::array::{Array, Int64Array};
 use spectradb::ingest::IngestOptions;
 use spectradb::source::{load_file, SourceOptions};
 use spectradb::storage::{write_tokenized_file, TokenizedImage, TokenizedRow, WriteOptions};
 use spectradb::{Database, IngestMode};
+
+mod common;
+use common::{child_stdout, collect, this_benchmark, IMAGENET_224};
 
 const MODEL: &str = "tests/data/models/tiny_rgb_224.onnx";
 
@@ -99,10 +101,6 @@ fn others_cores(since: (f64, f64), own_cpu: f64, secs: f64) -> f64 {
     (machine - own_cpu / secs.max(1e-9)).max(0.0)
 }
 
-fn collect(rt: &tokio::runtime::Runtime, db: &Database, sql: &str) -> Vec<RecordBatch> {
-    rt.block_on(async { db.sql(sql).await.unwrap().collect().await.unwrap() })
-}
-
 /// One step, in this (child) process; prints its `RESULT` line.
 fn step(kind: &str, dir: &Path, db_dir: &Path, threads: usize) {
     let rss_before = status_kib("VmRSS:");
@@ -140,8 +138,7 @@ fn step(kind: &str, dir: &Path, db_dir: &Path, threads: usize) {
                 &rt,
                 &db,
                 &format!(
-                    "CREATE MODEL tiny FROM '{MODEL}' WITH (size = 224, \
-                     mean = '0.485,0.456,0.406', std = '0.229,0.224,0.225', output = 'class')"
+                    "CREATE MODEL tiny FROM '{MODEL}' WITH ({IMAGENET_224}, output = 'class')"
                 ),
             );
             // Opening, the model's session and its probe are not the scan.
@@ -199,19 +196,14 @@ struct Measure {
 }
 
 fn run_child(kind: &str, dir: &Path, db_dir: &Path, threads: usize, rows: usize) -> Measure {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .env("SCALE_STEP", kind)
-        .env("SCALE_DIR", dir)
-        .env("SCALE_DB", db_dir)
-        .env("SCALE_THREADS", threads.to_string())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the bench runs itself");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "step {kind} failed: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = child_stdout(
+        this_benchmark()
+            .env("SCALE_STEP", kind)
+            .env("SCALE_DIR", dir)
+            .env("SCALE_DB", db_dir)
+            .env("SCALE_THREADS", threads.to_string())
+            .current_dir(env!("CARGO_MANIFEST_DIR")),
+        &format!("step {kind}"),
     );
     let line = text
         .lines()

@@ -22,8 +22,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use arrow::array::RecordBatch;
 use spectradb::Database;
+
+mod common;
+use common::{child_stdout, collect, multi_thread_runtime, numbers, IMAGENET_224};
 
 const PHOTOS: usize = 200;
 const REPEATS: usize = 5;
@@ -33,21 +35,9 @@ const QUERIES: [(&str, &str); 3] = [
     ("mobilenet", "SELECT count(mobilenet(image)) FROM one"),
 ];
 
-fn collect(rt: &tokio::runtime::Runtime, db: &Database, sql: &str) -> Vec<RecordBatch> {
-    rt.block_on(async { db.sql(sql).await.unwrap().collect().await.unwrap() })
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// In a child: each query once to warm up, then timed; prints `ms` per query.
 fn child(db_dir: &Path, partitions: usize) {
-    let rt = runtime();
+    let rt = multi_thread_runtime(2);
     let db = Database::open(db_dir).unwrap();
     collect(&rt, &db, "SET spectradb.cache_size = 0");
     collect(
@@ -66,22 +56,15 @@ fn child(db_dir: &Path, partitions: usize) {
 
 /// Runs a child on `cpus` (a taskset list) with `partitions`; ms per query.
 fn run_child(db_dir: &Path, cpus: &str, partitions: usize) -> Vec<f64> {
-    let out = Command::new("taskset")
-        .args(["-c", cpus])
-        .arg(std::env::current_exe().unwrap())
-        .env("SPECTRADB_SCAN_CHILD", partitions.to_string())
-        .env("SPECTRADB_SCAN_DB", db_dir)
-        .output()
-        .expect("taskset (util-linux) runs the pinned child");
-    assert!(
-        out.status.success(),
-        "child failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = child_stdout(
+        Command::new("taskset")
+            .args(["-c", cpus])
+            .arg(std::env::current_exe().unwrap())
+            .env("SPECTRADB_SCAN_CHILD", partitions.to_string())
+            .env("SPECTRADB_SCAN_DB", db_dir),
+        "the pinned child (taskset, from util-linux)",
     );
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(|v| v.parse().unwrap())
-        .collect()
+    numbers(&out)
 }
 
 fn main() {
@@ -124,7 +107,7 @@ fn main() {
     }
     let db_dir = work.join("db");
     {
-        let rt = runtime();
+        let rt = multi_thread_runtime(2);
         let db = Database::open(&db_dir).unwrap();
         collect(
             &rt,
@@ -134,7 +117,6 @@ fn main() {
         let files = db.catalog().unwrap().tables["one"].files.len();
         assert_eq!(files, 1, "the table should be one data file");
         let models = root.join("tests/data/models");
-        let norm = "size = 224, mean = '0.485,0.456,0.406', std = '0.229,0.224,0.225'";
         for (name, file) in [
             ("tiny", "tiny_rgb_224.onnx"),
             ("mobilenet", "mobilenet_v2_imagenet.onnx"),
@@ -143,7 +125,7 @@ fn main() {
                 &rt,
                 &db,
                 &format!(
-                    "CREATE MODEL {name} FROM '{}' WITH ({norm}, output = 'class')",
+                    "CREATE MODEL {name} FROM '{}' WITH ({IMAGENET_224}, output = 'class')",
                     models.join(file).display()
                 ),
             );

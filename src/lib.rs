@@ -21,23 +21,27 @@
 //!   the database directory's catalog (atomic publish, one-writer lock) and
 //!   the one commit path every write takes (superseded files kept for
 //!   older snapshots until `VACUUM` or the retention period)
-//! - [`format`](mod@crate::format): the vocabulary models, planner and
-//!   catalog share: model specs, read formats, CALIBRATE profiles (a leaf:
-//!   no cycles through it)
+//! - [`read_format`]: the vocabulary models, planner and catalog share:
+//!   model specs, read formats and their design space, CALIBRATE profiles
+//!   (a leaf: no cycles through it)
+//! - [`image_value`]: the `image` column's value, one self-contained blob
+//!   per row (the bands a scan read, or the model outputs that stand in
+//!   for them)
 //! - [`ingest`]: files -> data files of a table -> one commit, decoding on
 //!   all cores, all or nothing
+//! - [`reuse`]: what lets a query take a model's output instead of
+//!   computing it: the output cache (moka, bounded in bytes, keyed by model
+//!   file, read format, table identity, image id), the keys outputs travel
+//!   under, the slots a scan fills from the cache and materialized views
 //! - [`sql`]: the SQL layer: the image table provider (band projection),
-//!   the `image` column's value, image functions, spectradb's statements
+//!   image functions, spectradb's statements
 //! - [`model`]: ONNX models as SQL functions (ort, runtime loaded at run
 //!   time); heads take a backbone's output (`ON FEATURES OF`)
-//! - [`cache`]: model outputs kept in memory between queries (moka, bounded
-//!   in bytes, keyed by model file, read format, table identity, image id)
 //! - [`cancel`]: a statement's cancellation token, carried in its session
 //!   so that model functions stop between chunks of images
 //! - [`planner`]: the format planner: read formats, CALIBRATE profiles, the
 //!   optimizer rule that picks each model's format and pushes its bands
-//!   into the scan, with what it may reuse instead (cache, materialized
-//!   views)
+//!   into the scan, with what [`reuse`] offers instead
 //! - [`db`]: [`Database`]: catalog -> registered tables, statement
 //!   dispatch, writes (each one transaction, blocking work off the async
 //!   workers), ordinary tables and materialized views kept in the catalog,
@@ -65,7 +69,7 @@
 //!           ──model functions (cache ─miss─▶ format's scale, channels, size; a head:
 //!           its backbone's output first) / sql::functions──▶ results
 //!
-//!  CALIBRATE: sample rows ──each format of format::read_format's design space: read its
+//!  CALIBRATE: sample rows ──each format of read_format::space's design space: read its
 //!           bands, tensor, model──▶ accuracy/agreement + cost ──▶ profile in the catalog
 //!
 //!  read:    part.parquet ──storage::reader (BandSelection = s x s corner)──▶ CoefficientImage
@@ -100,15 +104,16 @@
 //! # }
 //! ```
 
-pub mod cache;
 pub mod cancel;
 pub mod codec;
 pub mod db;
 pub mod error;
-pub mod format;
+pub mod image_value;
 pub mod ingest;
 pub mod model;
 pub mod planner;
+pub mod read_format;
+pub mod reuse;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod source;

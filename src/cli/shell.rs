@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
 use rustyline::error::ReadlineError;
-use spectradb::sql::image_value::{binary_values, png_at_scale, read_image_header};
+use spectradb::image_value::{binary_values, read_image_header};
+use spectradb::sql::functions::png_at_scale;
 use spectradb::sql::statements::split_statements;
 use spectradb::Database;
 

@@ -15,7 +15,7 @@ use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use super::access::DataRoot;
 use super::options::reset_planner_option;
 use super::plain::{self, Effect};
-use super::{formats, Database};
+use super::{calibrate, Database};
 use crate::cancel::QueryCancel;
 use crate::error::{Error, Result};
 use crate::planner::PlannerOptions;
@@ -118,16 +118,22 @@ impl Connection {
                 // `CREATE TABLE .. AS` may make an image table, in memory too.
                 let in_memory = db.is_in_memory() && super::ctas::parse(sql).is_none();
                 let reads_only = in_memory || plain::classify(sql) == Effect::None;
-                if !reads_only || formats::is_explain_analyze(sql) {
+                if !reads_only || calibrate::is_explain_analyze(sql) {
                     // Writes take the database's path (one transaction each).
                     return db.dispatch(sql, &catalog).await;
                 }
                 let ctx = self.context();
+                let before = cache_size_of(ctx.state().config());
                 let df = ctx.sql(sql).await?;
-                // Keeps what a SET changed; the cache size is the database's.
+                // Keeps what a SET changed. The cache is the database's: only
+                // a statement that changed this connection's size resizes it
+                // (a resize empties it), not every query of a connection
+                // whose size differs from another's.
                 let config = ctx.state().config().clone();
                 if let Some(opts) = config.options().extensions.get::<PlannerOptions>() {
-                    db.apply_cache_size_of(opts)?;
+                    if Some(&opts.cache_size) != before.as_ref() {
+                        db.apply_cache_size_of(opts)?;
+                    }
                 }
                 *self.config.lock().expect("config lock") = config;
                 Ok(df)
@@ -147,6 +153,15 @@ impl Connection {
         drop(config);
         self.db.apply_cache_size_of(&opts)
     }
+}
+
+/// A session's `spectradb.cache_size` as set (unparsed).
+fn cache_size_of(config: &SessionConfig) -> Option<String> {
+    config
+        .options()
+        .extensions
+        .get::<PlannerOptions>()
+        .map(|o| o.cache_size.clone())
 }
 
 #[cfg(test)]
@@ -192,11 +207,17 @@ mod tests {
         assert_eq!(db.cache().capacity(), 1 << 20);
         assert!(a.sql("SET spectradb.cache_size = 'lots'").await.is_err());
         assert_eq!(db.cache().capacity(), 1 << 20);
-        // A statement on the database itself leaves that size alone.
+        // A statement on the database itself, or another connection's
+        // query, leaves that size (and what the cache holds) alone.
         db.sql("SELECT 1").await.unwrap();
         assert_eq!(db.cache().capacity(), 1 << 20);
+        b.sql("SELECT 1").await.unwrap();
+        assert_eq!(db.cache().capacity(), 1 << 20);
         a.sql("RESET spectradb.cache_size").await.unwrap();
-        assert_eq!(db.cache().capacity(), crate::cache::DEFAULT_CACHE_BYTES);
+        assert_eq!(
+            db.cache().capacity(),
+            crate::reuse::cache::DEFAULT_CACHE_BYTES
+        );
     }
 
     #[tokio::test]

@@ -25,11 +25,11 @@ use super::write::{check_table_name, remove_tables};
 use super::{off_worker, Database};
 use crate::codec::Chroma;
 use crate::error::{Error, Result};
-use crate::planner::rule::image_table;
-use crate::sql::image_scan::IMAGE_COLUMN;
-use crate::sql::image_value::{
+use crate::image_value::{
     binary_values, decode_image_value, inline_outputs, read_image_header, ImageHeader,
 };
+use crate::planner::rule::image_table;
+use crate::sql::image_scan::IMAGE_COLUMN;
 use crate::sql::statements::{normalize_ident, TableName};
 use crate::storage::catalog::{Catalog, DataFile, TableEntry};
 use crate::storage::commit::Transaction;
@@ -628,7 +628,7 @@ mod tests {
 
     use super::*;
     use crate::codec::encode::{encode_rgb, EncodeOptions};
-    use crate::sql::image_value::encode_image_value;
+    use crate::image_value::encode_image_value;
     use crate::storage::catalog::DatabaseDir;
 
     fn batch(ids: &[u64]) -> RecordBatch {

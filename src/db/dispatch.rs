@@ -8,7 +8,7 @@ use datafusion::prelude::DataFrame;
 use super::ctas;
 use super::options::ingest_options;
 use super::plain::{self, Effect};
-use super::{formats, CheckScope, Database, IngestMode};
+use super::{calibrate, CheckScope, Database, IngestMode};
 use crate::error::{Error, Result};
 use crate::sql::statements::{parse_command, Command, TableName};
 use crate::storage::catalog::Catalog;
@@ -166,7 +166,7 @@ impl Database {
             plain::classify(sql)
         };
         match effect {
-            Effect::None if formats::is_explain_analyze(sql) => self.explain_analyze(sql).await,
+            Effect::None if calibrate::is_explain_analyze(sql) => self.explain_analyze(sql).await,
             Effect::None => Ok(self.ctx.sql(sql).await?),
             Effect::Refused(why) => Err(Error::InvalidArgument(why)),
             effect => self.run_kept(sql, effect).await,

@@ -9,7 +9,7 @@
 //! - `views`: materialized views: lineage, status, incremental refresh
 //! - `access`: [`DataRoot`], where a connection's statements may touch files
 //! - `ctas`: `CREATE TABLE .. AS` of image values makes an image table
-//! - `formats`: CALIBRATE, SHOW FORMATS, EXPLAIN ANALYZE with model timings
+//! - `calibrate`: CALIBRATE, SHOW FORMATS, EXPLAIN ANALYZE with model timings
 //! - `check`: CHECK TABLE / CHECK DATABASE: every file read and verified
 //! - `system_tables`: the tables SHOW statements and system tables return
 //! - `options`: `WITH (...)` and `RESET` option parsing
@@ -30,26 +30,26 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 
-use crate::cache::ModelCache;
 use crate::cancel::QueryCancel;
 use crate::error::{Error, Result};
-use crate::format::profile::Profile;
 use crate::model::vector::vector_functions;
 use crate::planner::calibrate::CalibrationProgress;
-use crate::planner::reuse::Reuse;
 use crate::planner::rule::FormatPlanner;
 use crate::planner::PlannerOptions;
+use crate::read_format::profile::Profile;
+use crate::reuse::cache::ModelCache;
+use crate::reuse::Reuse;
 use crate::sql::functions::image_functions;
 use crate::sql::image_scan::ScanStats;
 use crate::storage::catalog::{Catalog, DatabaseDir};
 
 mod access;
 mod blocking;
+mod calibrate;
 mod check;
 mod connection;
 mod ctas;
 mod dispatch;
-mod formats;
 mod options;
 mod plain;
 mod session;

@@ -16,9 +16,9 @@ use datafusion::prelude::DataFrame;
 
 use super::views::view_status;
 use super::{Database, CACHE_TABLE, INGEST_ERRORS_TABLE};
-use crate::cache::ModelCache;
 use crate::error::Result;
 use crate::model::short_checksum;
+use crate::reuse::cache::ModelCache;
 use crate::storage::catalog::{Catalog, ModelEntry};
 use crate::storage::commit::Purged;
 
@@ -47,7 +47,7 @@ impl CacheTable {
 
     fn batch(&self) -> Result<RecordBatch> {
         let s = self.cache.stats();
-        let col = |f: fn(&crate::cache::CacheStats) -> u64| {
+        let col = |f: fn(&crate::reuse::cache::CacheStats) -> u64| {
             Arc::new(UInt64Array::from_iter_values(s.iter().map(f))) as ArrayRef
         };
         Ok(RecordBatch::try_new(

@@ -21,8 +21,8 @@ use datafusion::prelude::DataFrame;
 use super::plain::{read_file, write_table};
 use super::{off_worker, Database};
 use crate::error::{Error, Result};
-use crate::planner::reuse::ViewSource;
 use crate::planner::rule::{image_table, model_call};
+use crate::reuse::views::ViewSource;
 use crate::sql::image_scan::IMAGE_COLUMN;
 use crate::storage::catalog::{
     Catalog, DatabaseDir, Lineage, MaterializedView, ModelRead, TableRead, ViewOutput,

@@ -21,9 +21,10 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::cache::ModelCache;
 use crate::error::{Error, Result};
-use crate::format::model_spec::ModelSpec;
+use crate::read_format::model_spec::ModelSpec;
+use crate::reuse::cache::ModelCache;
+use crate::reuse::{ModelCall, ModelRef};
 use crate::storage::catalog::{DatabaseDir, ModelEntry, MODELS_DIR};
 use crate::storage::commit::Transaction;
 use runner::Model;
@@ -103,6 +104,27 @@ impl ModelStats {
 }
 
 impl ModelHandle {
+    /// This model as the reuse module knows it.
+    pub fn reuse_ref(&self) -> ModelRef<'_> {
+        ModelRef {
+            name: &self.name,
+            checksum: &self.entry.checksum,
+            output: self.spec.output,
+        }
+    }
+
+    /// A call of `function` (one of this model's functions) as the reuse
+    /// module knows it.
+    pub fn call<'a>(&'a self, function: &'a str) -> ModelCall<'a> {
+        ModelCall {
+            function,
+            model: self.reuse_ref(),
+            backbone: self.backbone.as_deref().map(ModelHandle::reuse_ref),
+        }
+    }
+}
+
+impl ModelHandle {
     /// The handle of a catalog entry (reads the labels file, not the
     /// model). A head (`entry.backbone`) needs its backbone's handle.
     pub fn new(
@@ -161,7 +183,7 @@ impl ModelHandle {
     pub fn run_images(
         &self,
         images: Vec<crate::codec::CoefficientImage>,
-        format: &crate::format::ReadFormat,
+        format: &crate::read_format::ReadFormat,
     ) -> Result<Vec<f32>> {
         let n = images.len();
         let loaded = self.model()?;

@@ -12,8 +12,8 @@ use super::runtime::environment;
 use crate::codec::tensor::{choose_scale, to_tensor_at, Layout, TensorScratch};
 use crate::codec::CoefficientImage;
 use crate::error::{Error, Result};
-use crate::format::model_spec::ModelSpec;
-use crate::format::read_format::{ReadFormat, Representation};
+use crate::read_format::model_spec::ModelSpec;
+use crate::read_format::space::{ReadFormat, Representation};
 
 /// Largest input side in pixels, as `size` accepts: a model or a stored
 /// read format that declares more is refused rather than sized into a buffer.

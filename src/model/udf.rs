@@ -18,16 +18,16 @@ use datafusion::logical_expr::{
 };
 
 use super::ModelHandle;
-use crate::cache::{Output, OutputKey};
 use crate::cancel::QueryCancel;
 use crate::error::Error;
-use crate::format::model_spec::OutputKind;
-use crate::format::read_format::ReadFormat;
-use crate::sql::image_value::{
+use crate::image_value::{
     binary_values, decode_image_value_bands, inline_outputs, read_image_header, InlineOutput,
     OutputValue, ValueSource,
 };
-use crate::sql::output_slots::{raw_output_key, result_key};
+use crate::read_format::model_spec::OutputKind;
+use crate::read_format::space::ReadFormat;
+use crate::reuse::cache::{Output, OutputKey};
+use crate::reuse::keys::{raw_output_key, result_key};
 
 /// Images per model call.
 const INFERENCE_BATCH: usize = 32;

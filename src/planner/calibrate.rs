@@ -17,12 +17,12 @@ use arrow::util::display::array_value_to_string;
 
 use super::rule::space_params;
 use crate::error::{Error, Result};
-use crate::format::model_spec::OutputKind;
-use crate::format::profile::{FormatStats, Metric, Profile};
-use crate::format::read_format::ReadFormat;
 use crate::model::udf::argmax;
 use crate::model::vector::cosine;
 use crate::model::ModelHandle;
+use crate::read_format::model_spec::OutputKind;
+use crate::read_format::profile::{FormatStats, Metric, Profile};
+use crate::read_format::space::ReadFormat;
 use crate::sql::image_table::ImageTable;
 use crate::storage::layout::{parse_band_column, COL_ID};
 use crate::storage::ImageFileReader;

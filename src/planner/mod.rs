@@ -1,7 +1,7 @@
 //! The format planner: per query, which bands each model's input is built
 //! from.
 //!
-//! Read formats, the design space and profiles live in [`crate::format`]
+//! Read formats, the design space and profiles live in [`crate::read_format`]
 //! (the model functions and the catalog use them too).
 //!
 //! - [`calibrate`]: runs a model under every format on a sample;
@@ -14,7 +14,6 @@
 
 pub mod calibrate;
 pub(crate) mod chart;
-pub mod reuse;
 pub(crate) mod rule;
 
 use datafusion::common::config::ConfigExtension;
@@ -65,11 +64,11 @@ impl PlannerOptions {
 
     /// The cache bound in bytes.
     pub fn cache_bytes(&self) -> crate::Result<u64> {
-        crate::cache::parse_size(&self.cache_size)
+        crate::reuse::cache::parse_size(&self.cache_size)
     }
 
     /// The forced format, if one is set.
-    pub fn forced_format(&self) -> crate::Result<Option<crate::format::ReadFormat>> {
+    pub fn forced_format(&self) -> crate::Result<Option<crate::read_format::ReadFormat>> {
         let v = self.read_format.trim();
         if v.is_empty() || v.eq_ignore_ascii_case("auto") {
             Ok(None)

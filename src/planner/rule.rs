@@ -16,18 +16,19 @@ use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{Expr, LogicalPlan, ScalarUDFImpl, TableSource};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
-use super::reuse::{format_acceptable, Reuse, ViewMatch};
 use super::PlannerOptions;
 use crate::codec::Chroma;
 use crate::error::{Error, Result};
-use crate::format::profile::Profile;
-use crate::format::read_format::{ReadFormat, Representation, SpaceParams};
 use crate::model::udf::{as_model_fn, ModelFn};
 use crate::model::ModelHandle;
+use crate::read_format::profile::Profile;
+use crate::read_format::space::{ReadFormat, Representation, SpaceParams};
+use crate::reuse::slots::OutputSlot;
+use crate::reuse::views::{format_acceptable, ViewMatch};
+use crate::reuse::Reuse;
 use crate::sql::image_scan::ReadPlan;
 use crate::sql::image_scan::IMAGE_COLUMN;
 use crate::sql::image_table::ImageTable;
-use crate::sql::output_slots::OutputSlot;
 use crate::storage::BandSelection;
 
 /// Functions of `image` that read only its header, whatever bands it holds.
@@ -314,7 +315,8 @@ impl Rewrite {
             if seen {
                 continue;
             }
-            let (matches, passed) = reuse.view_matches(function.name(), &model, &table);
+            let (matches, passed) =
+                reuse.view_matches(&model.call(function.name()), table.reuse_ref());
             for p in passed {
                 self.note(&table, format!("{}: {p}", function.name()));
             }
@@ -362,14 +364,7 @@ impl Rewrite {
                 ),
             };
         }
-        let appended = m
-            .view
-            .view
-            .lineage
-            .tables
-            .iter()
-            .find(|t| t.name == table.name())
-            .is_some_and(|t| t.version != table.version());
+        let appended = m.view.behind(table.name(), table.version());
         let backbone = if m.via_backbone {
             ", the backbone's output"
         } else {
@@ -410,12 +405,8 @@ impl Rewrite {
                 .iter()
                 .find(|b| b.model == c.function.handle().name && b.table == c.table.name())
                 .map(|b| b.choice.format);
-            let slot = reuse.slot(
-                c.function.name(),
-                c.function.handle(),
-                format,
-                c.view.as_ref(),
-            )?;
+            let call = c.function.handle().call(c.function.name());
+            let slot = reuse.slot(&call, format, c.view.as_ref())?;
             self.slots.push((c.table.name().to_string(), slot));
         }
         Ok(())

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
 
-use super::image_value::{binary_values, read_image_header};
 use crate::error::Result;
+use crate::image_value::{binary_values, read_image_header};
 
 /// Binary values up to this length are shown in full (as hex).
 const SHORT_BINARY: usize = 16;
@@ -92,7 +92,7 @@ mod tests {
         )
         .unwrap();
         let mut v = Vec::new();
-        super::super::image_value::encode_image_value(&img, &mut v);
+        crate::image_value::encode_image_value(&img, &mut v);
         assert_eq!(describe_binary(&v), "<image 16x8 420, 192 bands>");
         assert_eq!(describe_binary(&[1, 0xab]), "01ab");
         assert_eq!(describe_binary(&[0; 3000]), "<2.9 KiB>");

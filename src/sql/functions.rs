@@ -1,7 +1,7 @@
 //! Scalar functions over the `image` column: `width`, `height`,
 //! `to_png(image [, scale])` and `thumbnail(image, max_side)`.
 //!
-//! Each takes an image value (see [`super::image_value`]) and works from the
+//! Each takes an image value (see [`crate::image_value`]) and works from the
 //! bands it carries; a null image gives a null result.
 
 use std::sync::Arc;
@@ -14,12 +14,10 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
-use super::image_value::{
-    binary_values, decode_image_value, encode_png, png_at_scale, read_image_header,
-};
 use crate::codec::decode::decode_rgb;
 use crate::codec::tensor::choose_scale;
-use crate::error::Error;
+use crate::error::{Error, Result};
+use crate::image_value::{binary_values, decode_image_value, read_image_header};
 
 /// All image functions, ready to register with a `SessionContext`.
 pub fn image_functions() -> Vec<ScalarUDF> {
@@ -29,6 +27,22 @@ pub fn image_functions() -> Vec<ScalarUDF> {
         ScalarUDF::from(ImageFn::new(ImageFnKind::ToPng)),
         ScalarUDF::from(ImageFn::new(ImageFnKind::Thumbnail)),
     ]
+}
+
+/// PNG bytes of an image value decoded at scale `s/8`.
+pub fn png_at_scale(bytes: &[u8], s: usize) -> Result<Vec<u8>> {
+    let rgb = decode_rgb(&decode_image_value(bytes)?, s)?;
+    let img = image::RgbImage::from_raw(rgb.width, rgb.height, rgb.data)
+        .ok_or_else(|| Error::Internal("decoded buffer has the wrong size".into()))?;
+    encode_png(&img)
+}
+
+/// Encodes RGB pixels as PNG.
+fn encode_png(img: &image::RgbImage) -> Result<Vec<u8>> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .map_err(|e| Error::Internal(format!("PNG encoding failed: {e}")))?;
+    Ok(out.into_inner())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -148,7 +162,7 @@ impl ScalarUDFImpl for ImageFn {
 }
 
 impl ImageFn {
-    fn png(&self, bytes: &[u8], arg: Option<i64>) -> Result<Vec<u8>, Error> {
+    fn png(&self, bytes: &[u8], arg: Option<i64>) -> Result<Vec<u8>> {
         let header = read_image_header(bytes)?;
         let available = header.max_scale();
         if available == 0 {

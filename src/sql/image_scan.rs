@@ -29,10 +29,10 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
 
-use super::image_value::{encode_image_value_with, encode_outputs_only, InlineOutput, ValueSource};
-use super::output_slots::{covered, OutputSlot};
 use crate::codec::Chroma;
 use crate::error::{Error, Result};
+use crate::image_value::{encode_image_value_with, encode_outputs_only, InlineOutput, ValueSource};
+use crate::reuse::slots::{covered, OutputSlot};
 use crate::storage::layout::{COL_HEIGHT, COL_ID, COL_WIDTH};
 use crate::storage::{BandSelection, ImageBatch, ImageFileReader, ImageScan};
 
@@ -424,10 +424,12 @@ struct OpenFile {
     scan: Option<ImageScan>,
     /// With slots: each row's outputs when all slots had one (its bands are
     /// not read), and the bands of the other rows, in row order.
-    reuse: Option<Reuse>,
+    reuse: Option<CoveredRows>,
 }
 
-struct Reuse {
+/// A file's rows when slots cover some of them: the outputs that stand in
+/// for the covered rows' bands, and a band scan of the others.
+struct CoveredRows {
     /// Per row the plain scan yields, in order.
     covered: Vec<Option<Vec<InlineOutput>>>,
     bands: Option<ImageScan>,
@@ -437,7 +439,7 @@ struct Reuse {
     next_row: usize,
 }
 
-impl Reuse {
+impl CoveredRows {
     /// The next row with bands (rows come in file order).
     fn next_image(&mut self) -> Result<(&ImageBatch, usize)> {
         let exhausted = self
@@ -544,7 +546,7 @@ impl PartitionScan {
                     self.batch_size,
                     Some(&rows),
                 )?;
-                let reuse = Reuse {
+                let reuse = CoveredRows {
                     covered: covered_rows,
                     bands,
                     pending: None,

@@ -4,7 +4,7 @@
 //! SQL sees the plain columns (`id`, `uri`, `width`, `height`, user columns
 //! such as `label`) and one `image` column. Only a scan that projects
 //! `image` reads band columns; it decodes them and hands each row on as an
-//! image value ([`super::image_value`]).
+//! image value ([`crate::image_value`]).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -138,6 +138,14 @@ impl ImageTable {
     /// The table's identity (see `TableEntry::uid`).
     pub fn uid(&self) -> u64 {
         self.uid
+    }
+
+    /// This table as the reuse module knows it.
+    pub fn reuse_ref(&self) -> crate::reuse::TableRef<'_> {
+        crate::reuse::TableRef {
+            name: self.name(),
+            uid: self.uid(),
+        }
     }
 
     pub fn chroma(&self) -> Chroma {

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::format::profile::Profile;
+use crate::read_format::profile::Profile;
 
 /// Version of the catalog layout written by this build.
 pub const CATALOG_FORMAT: u32 = 1;
@@ -254,7 +254,7 @@ pub struct ViewOutput {
     pub function: String,
     pub model: String,
     pub checksum: String,
-    pub format: Option<crate::format::read_format::ReadFormat>,
+    pub format: Option<crate::read_format::space::ReadFormat>,
     pub table: String,
 }
 

@@ -547,10 +547,13 @@ impl ImageFileReader {
     }
 }
 
-/// A Parquet reader error as a reason (Arrow's wrapper names Parquet twice).
+/// A Parquet reader error as a reason (Arrow's wrapper names Parquet twice,
+/// and the page guard's refusals come back marked "External").
 fn parquet_reason(e: &arrow_schema::ArrowError) -> String {
     match e {
-        arrow_schema::ArrowError::ParquetError(m) => m.clone(),
+        arrow_schema::ArrowError::ParquetError(m) => {
+            m.strip_prefix("External: ").unwrap_or(m).to_string()
+        }
         other => other.to_string(),
     }
 }
@@ -981,6 +984,42 @@ mod tests {
         let err = reader.verify().expect_err("damaged pages are an error");
         assert!(matches!(err, Error::CorruptFile { .. }), "{err:?}");
         assert!(err.to_string().contains("damaged.parquet"), "{err}");
+    }
+
+    #[test]
+    fn a_refused_page_header_names_file_column_and_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        write_rows(&path, 10, 4, 2);
+        let reader = ImageFileReader::open(&path).unwrap();
+        let chunk = reader
+            .metadata
+            .metadata()
+            .row_group(0)
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == "id")
+            .unwrap();
+        let at = chunk
+            .dictionary_page_offset()
+            .unwrap_or(chunk.data_page_offset()) as usize;
+        // The header's first field is the page type (a zigzag varint after
+        // its field byte): 63 is no page type.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[at + 1] = 0x7e;
+        std::fs::write(&path, bytes).unwrap();
+        let reader = ImageFileReader::open(&path).unwrap();
+        let err = match reader.scan(&["id"], &BandSelection::none(), 8) {
+            Ok(batches) => batches.filter_map(|b| b.err()).next().expect("an error"),
+            Err(e) => e,
+        };
+        let text = err.to_string();
+        assert!(matches!(err, Error::CorruptFile { .. }), "{err:?}");
+        assert!(
+            text.contains("t.parquet") && text.contains(&format!("column id: page at byte {at}")),
+            "{text}"
+        );
+        assert!(!text.contains("External"), "{text}");
     }
 
     #[test]

@@ -11,9 +11,7 @@ use arrow::array::{AsArray, LargeBinaryArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Float32Type, Schema, UInt64Type};
 use spectradb::codec::encode::{encode_rgb, EncodeOptions};
 use spectradb::codec::Chroma;
-use spectradb::sql::image_value::{
-    encode_image_value, encode_outputs_only, InlineOutput, OutputValue,
-};
+use spectradb::image_value::{encode_image_value, encode_outputs_only, InlineOutput, OutputValue};
 use spectradb::BlockingDatabase;
 
 const TINY: &str = "CREATE MODEL tiny FROM 'tests/data/models/tiny_rgb_224.onnx' \

@@ -235,8 +235,8 @@ fn a_model_first_used_without_onnx_runtime_fails_with_a_runtime_error() {
 /// full, shorter or longer: the tensors match a model that never reused one.
 #[test]
 fn a_recycled_batch_buffer_is_reused_and_refilled() {
-    use spectradb::format::model_spec::ModelSpec;
     use spectradb::model::runner::Model;
+    use spectradb::read_format::model_spec::ModelSpec;
     use spectradb::source::{load_file, SourceOptions};
 
     let path = data_dir().join("models/tiny_rgb_224.onnx");

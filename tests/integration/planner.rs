@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type, UInt64Type};
-use spectradb::format::profile::{FormatStats, Metric, Profile};
+use spectradb::read_format::profile::{FormatStats, Metric, Profile};
 use spectradb::storage::catalog::DatabaseDir;
 use spectradb::{BlockingDatabase, Database};
 

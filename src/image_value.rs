@@ -364,22 +364,6 @@ pub fn binary_values(a: &dyn arrow::array::Array) -> Option<Vec<Option<&[u8]>>> 
     }
 }
 
-/// PNG bytes of an image value decoded at scale `s/8`.
-pub fn png_at_scale(bytes: &[u8], s: usize) -> Result<Vec<u8>> {
-    let rgb = crate::codec::decode::decode_rgb(&decode_image_value(bytes)?, s)?;
-    let img = image::RgbImage::from_raw(rgb.width, rgb.height, rgb.data)
-        .ok_or_else(|| Error::Internal("decoded buffer has the wrong size".into()))?;
-    encode_png(&img)
-}
-
-/// Encodes RGB pixels as PNG.
-pub fn encode_png(img: &image::RgbImage) -> Result<Vec<u8>> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .map_err(|e| Error::Internal(format!("PNG encoding failed: {e}")))?;
-    Ok(out.into_inner())
-}
-
 /// Rebuilds the coefficient image held by an image value.
 pub fn decode_image_value(bytes: &[u8]) -> Result<CoefficientImage> {
     decode_image_value_bands(bytes, [u64::MAX; 3])

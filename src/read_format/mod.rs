@@ -4,15 +4,15 @@
 //!
 //! - [`model_spec`]: what a model expects and returns (`CREATE MODEL`
 //!   options)
-//! - [`read_format`]: read formats (which bands, scale, channels and size a
+//! - [`space`]: read formats (which bands, scale, channels and size a
 //!   model's input is built from) and the design space of a model on a table
 //! - [`profile`]: what `CALIBRATE` measured per format, the Pareto frontier
 //!   and the choice by a confidence lower bound
 
 pub mod model_spec;
 pub mod profile;
-pub mod read_format;
+pub mod space;
 
 pub use model_spec::{ModelSpec, OutputKind};
 pub use profile::{FormatStats, Metric, Profile};
-pub use read_format::{Channels, ReadFormat, Representation};
+pub use space::{Channels, ReadFormat, Representation};

@@ -13,11 +13,11 @@ use datafusion::prelude::DataFrame;
 
 use super::{off_worker, Database};
 use crate::error::{Error, Result};
-use crate::format::profile::{Metric, Profile};
 use crate::model::udf::as_model_fn;
 use crate::model::ModelHandle;
 use crate::planner::calibrate::{calibrate, CalibrateRequest, CalibrationProgress, DEFAULT_SAMPLE};
 use crate::planner::chart::{render_svg, ChartPoint};
+use crate::read_format::profile::{Metric, Profile};
 use crate::sql::image_table::{DamagedTable, ImageTable};
 use crate::storage::catalog::Catalog;
 

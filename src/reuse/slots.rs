@@ -11,33 +11,10 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use crate::cache::{ModelCache, OutputKey};
-use crate::format::read_format::ReadFormat;
-use crate::sql::image_value::{InlineOutput, OutputValue};
-
-/// 64-bit FNV-1a: a stable key for names of outputs.
-fn fnv(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-fn format_name(format: Option<&ReadFormat>) -> String {
-    format.map_or_else(|| "default".to_string(), |f| f.to_string())
-}
-
-/// The key of a model's raw output under `format` in a value.
-pub fn raw_output_key(checksum: &str, format: Option<&ReadFormat>) -> u64 {
-    fnv(&format!("raw|{checksum}|{}", format_name(format)))
-}
-
-/// The key of a function's final result (a label or class) in a value.
-pub fn result_key(function: &str, checksum: &str, format: Option<&ReadFormat>) -> u64 {
-    fnv(&format!(
-        "result|{function}|{checksum}|{}",
-        format_name(format)
-    ))
-}
+use super::cache::{ModelCache, OutputKey};
+use super::keys::raw_output_key;
+use crate::image_value::{InlineOutput, OutputValue};
+use crate::read_format::space::ReadFormat;
 
 /// One materialized view column's values by image id.
 #[derive(Debug, Default)]
@@ -125,6 +102,7 @@ pub fn covered(slots: &[OutputSlot], table: u64, id: u64) -> Option<Vec<InlineOu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reuse::keys::result_key;
 
     #[test]
     fn a_row_is_covered_only_when_every_slot_has_its_output() {

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::read_format::ReadFormat;
+use super::space::ReadFormat;
 
 /// What a profile's accuracy is measured against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,7 +21,7 @@ use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
 use crate::error::{Error, Result};
-use crate::format::read_format::ReadFormat;
+use crate::read_format::space::ReadFormat;
 
 /// The default bound, `SET spectradb.cache_size` changes it.
 pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
