@@ -122,9 +122,7 @@ impl ModelHandle {
             backbone: self.backbone.as_deref().map(ModelHandle::reuse_ref),
         }
     }
-}
 
-impl ModelHandle {
     /// The handle of a catalog entry (reads the labels file, not the
     /// model). A head (`entry.backbone`) needs its backbone's handle.
     pub fn new(

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::image_value::OutputValue;
 use crate::read_format::profile::Profile;
 use crate::read_format::space::ReadFormat;
-use crate::storage::catalog::{MaterializedView, ViewOutput};
+use crate::storage::catalog::{MaterializedView, TableRead, ViewOutput};
 
 /// A materialized view's stored rows, as the planner reads them.
 pub struct ViewSource {
@@ -87,12 +87,7 @@ impl ViewSource {
 
     /// Why this view cannot stand for outputs over `table` (`None`: it can).
     pub(super) fn stale_for(&self, table: TableRef<'_>) -> Option<String> {
-        let read = self
-            .view
-            .lineage
-            .tables
-            .iter()
-            .find(|t| t.name == table.name)?;
+        let read = self.read_of(table.name)?;
         (read.uid != table.uid).then(|| {
             format!(
                 "stale: table {} was replaced since it was computed (REFRESH MATERIALIZED VIEW {})",
@@ -104,12 +99,12 @@ impl ViewSource {
     /// Whether `table` gained rows since this view was computed from it
     /// (`version`: the table's version now).
     pub fn behind(&self, table: &str, version: u64) -> bool {
-        self.view
-            .lineage
-            .tables
-            .iter()
-            .find(|t| t.name == table)
-            .is_some_and(|t| t.version != version)
+        self.read_of(table).is_some_and(|t| t.version != version)
+    }
+
+    /// What the view's lineage recorded of `table` when it was computed.
+    fn read_of(&self, table: &str) -> Option<&TableRead> {
+        self.view.lineage.tables.iter().find(|t| t.name == table)
     }
 }
 
