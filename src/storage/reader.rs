@@ -528,7 +528,8 @@ impl ImageFileReader {
             let Ok(reader) = self.parquet_reader(&[c], 1024, selection.clone()) else {
                 continue;
             };
-            for batch in reader {
+            let mut reader = reader;
+            while let Some(batch) = next_batch(&mut reader) {
                 if let Err(e) = batch {
                     let (column, reason) = (schema.field(c).name(), parquet_reason(&e));
                     // The page guard's messages name the column already.
@@ -545,6 +546,27 @@ impl ImageFileReader {
         }
         Error::corrupt(&self.path, parquet_reason(error))
     }
+}
+
+/// The reader's next batch. The Parquet decoder asserts on some damaged
+/// values (a dictionary page's bit width, for one) instead of returning an
+/// error; such a panic becomes the error of the batch, so a damaged page
+/// fails its statement with the file's name like any other damage.
+fn next_batch(
+    reader: &mut ParquetRecordBatchReader,
+) -> Option<std::result::Result<RecordBatch, arrow_schema::ArrowError>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.next())).unwrap_or_else(
+        |panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Some(Err(arrow_schema::ArrowError::ParquetError(format!(
+                "the decoder failed on damaged data ({what})"
+            ))))
+        },
+    )
 }
 
 /// A Parquet reader error as a reason (Arrow's wrapper names Parquet twice,
@@ -635,7 +657,7 @@ impl Iterator for ImageScan {
         if self.failed {
             return None;
         }
-        let result = match self.reader.next()? {
+        let result = match next_batch(&mut self.reader)? {
             Ok(batch) => ImageBatch::new(
                 batch,
                 self.file.path.clone(),

@@ -200,6 +200,37 @@ async fn catalogs_without_file_statistics_read_footers_and_contain_damage() {
     assert_eq!(bad[0].name, "bad");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_the_parquet_decoder_panics_on_is_an_error_naming_the_file() {
+    // This damage to the bundled photos' table makes the Parquet decoder
+    // assert on a bit width instead of returning an error (the message is
+    // checked below, so the test notices if the damage stops doing so).
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path().join("db")).unwrap();
+    // A relative glob (tests run in the crate's root): the file's bytes,
+    // uris included, and so where the damage falls, are the same everywhere.
+    rows(
+        &db,
+        "CREATE IMAGE TABLE p FROM 'tests/data/photos/dev/*.jpg'",
+    )
+    .await;
+    drop(db);
+    let files: Vec<_> = super::common::files_under(&dir.path().join("db/tables/p"))
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    damage_pages(&files[0]);
+    let db = Database::open(dir.path().join("db")).unwrap();
+    let err = error(&db, "SELECT count(to_png(image)) FROM p").await;
+    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(err.contains(&name) && err.contains("corrupt"), "{err}");
+    assert!(!err.contains("Join Error"), "{err}");
+    assert!(err.contains("decoder failed on damaged data"), "{err}");
+    // The database goes on working.
+    assert_eq!(rows(&db, "SELECT 1").await[0].num_rows(), 1);
+}
+
 /// Same size, the footer's length and magic overwritten.
 fn damage_footer(file: &Path) {
     let mut bytes = std::fs::read(file).unwrap();
