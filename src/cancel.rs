@@ -82,8 +82,9 @@ impl QueryCancel {
     }
 
     /// `df` with a fresh token of its own, so that cancelling it stops this
-    /// statement only. A frame without a token is returned as it is.
-    pub(crate) fn renew(df: DataFrame) -> DataFrame {
+    /// statement only (and running a frame again after a cancel works). A
+    /// frame without a token is returned as it is.
+    pub fn renew(df: DataFrame) -> DataFrame {
         let (mut state, plan) = df.into_parts();
         let options = state.config().options();
         if let Some(token) = Self::of_options(options).map(Self::fresh) {

@@ -60,6 +60,15 @@ impl Database {
             .map(|h| h.stats.snapshot())
     }
 
+    /// How model `name` wants its input (size, layout, normalisation), for
+    /// callers that make its tensors themselves (the Python training loader).
+    pub fn model_spec(&self, name: &str) -> Option<crate::read_format::model_spec::ModelSpec> {
+        self.model_handles()
+            .into_iter()
+            .find(|h| h.name == name)
+            .map(|h| h.spec.clone())
+    }
+
     /// Every registered model's handle.
     pub(super) fn model_handles(&self) -> Vec<Arc<ModelHandle>> {
         let state = self.ctx.state();

@@ -499,7 +499,9 @@ pub fn coefficient_tensor(
     Ok(())
 }
 
-fn swap_red_blue(t: &mut [f32], layout: Layout) {
+/// Swaps the red and blue planes of one RGB tensor (for BGR models; the
+/// Python training loader makes the same tensors).
+pub fn swap_red_blue(t: &mut [f32], layout: Layout) {
     match layout {
         Layout::Chw => {
             let plane = t.len() / 3;

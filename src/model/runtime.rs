@@ -2,8 +2,10 @@
 //!
 //! spectradb links ONNX Runtime dynamically so that it builds without
 //! downloads. The library is looked for, in order: `SPECTRADB_ONNXRUNTIME`,
-//! `ORT_DYLIB_PATH`, the `capi/` folder of the PyPI `onnxruntime` package
-//! of the `python3` on PATH, then the usual system library folders. A
+//! `ORT_DYLIB_PATH`, the library the embedding program named
+//! ([`use_library`]: the Python package passes its interpreter's wheel),
+//! the `capi/` folder of the PyPI `onnxruntime` package of the `python3`
+//! on PATH, then the usual system library folders. A
 //! missing or too old library is an error that says how to install one;
 //! nothing panics.
 
@@ -81,6 +83,16 @@ fn newest_library(paths: impl Iterator<Item = PathBuf>) -> Option<PathBuf> {
         .map(|(_, p)| p)
 }
 
+/// The library named by the program that embeds spectradb.
+static CHOSEN: OnceLock<PathBuf> = OnceLock::new();
+
+/// Uses the library at `path` unless an environment variable names one.
+/// Takes effect only before the first model runs (the runtime loads once
+/// per process); returns whether it was taken.
+pub fn use_library(path: impl Into<PathBuf>) -> bool {
+    ENVIRONMENT.get().is_none() && CHOSEN.set(path.into()).is_ok()
+}
+
 /// Where the library is, or why none was found.
 pub fn find_library() -> Result<PathBuf> {
     for var in ["SPECTRADB_ONNXRUNTIME", "ORT_DYLIB_PATH"] {
@@ -95,6 +107,16 @@ pub fn find_library() -> Result<PathBuf> {
                 install_hint()
             )));
         }
+    }
+    if let Some(p) = CHOSEN.get() {
+        if p.is_file() {
+            return Ok(p.clone());
+        }
+        return Err(Error::Runtime(format!(
+            "the ONNX Runtime library {} is not a file; {}",
+            p.display(),
+            install_hint()
+        )));
     }
     let mut dirs: Vec<PathBuf> = python_capi_dir().into_iter().collect();
     for d in [
