@@ -90,9 +90,9 @@ class TurboImages(PillowImages):
         data = self.files[i].read_bytes()
         width, height, _, _ = turbo.decode_header(data)
         scale = (1, 1)
-        for num in (1, 2, 4):  # 1/8, 2/8, 4/8
-            if width * num // 8 >= SIZE and height * num // 8 >= SIZE:
-                scale = (num, 8)
+        for den in (8, 4, 2):  # 1/8, 1/4, 1/2 (libjpeg-turbo wants reduced fractions)
+            if width // den >= SIZE and height // den >= SIZE:
+                scale = (1, den)
                 break
         rgb = turbo.decode(data, scaling_factor=scale, pixel_format=0)  # TJPF_RGB
         rgb = np.asarray(Image.fromarray(rgb).resize((SIZE, SIZE), Image.BILINEAR))
