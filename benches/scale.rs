@@ -5,8 +5,8 @@
 //!
 //! ```text
 //! bash scripts/make_corpus.sh --out bench-data/corpus10k --count 10000 --mirror --no-source
-//! cargo bench --profile dev --bench scale
-//! SCALE_N=200,2000 SCALE_REPEATS=1 cargo bench --profile dev --bench scale   # a quick run
+//! cargo bench --profile measure --bench scale
+//! SCALE_N=200,2000 SCALE_REPEATS=1 cargo bench --profile measure --bench scale   # a quick run
 //! ```
 //! Each size N takes N photos spread evenly over the corpus (every
 //! 10th of the 10,000 for N = 1,000), so every size has the same mix of
