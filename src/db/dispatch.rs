@@ -133,9 +133,10 @@ impl Database {
             Command::CreateMaterializedView {
                 name,
                 if_not_exists,
+                compression,
                 query,
             } => {
-                self.create_materialized_view(&name, if_not_exists, &query)
+                self.create_materialized_view(&name, if_not_exists, compression, &query)
                     .await
             }
             Command::RefreshMaterializedView { name } => {

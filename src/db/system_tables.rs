@@ -19,7 +19,7 @@ use super::{Database, CACHE_TABLE, INGEST_ERRORS_TABLE};
 use crate::error::Result;
 use crate::model::short_checksum;
 use crate::reuse::cache::ModelCache;
-use crate::storage::catalog::{Catalog, ModelEntry};
+use crate::storage::catalog::{Catalog, Compression, ModelEntry};
 use crate::storage::commit::Purged;
 
 /// `spectradb_cache`: the cache's counters when the query runs.
@@ -165,11 +165,20 @@ impl Database {
             ));
         }
         for (name, v) in &catalog.materialized_views {
-            let n = v.files.iter().map(|f| f.rows).sum();
-            let status = match damaged.get(name) {
+            let n: u64 = v.files.iter().map(|f| f.rows).sum();
+            let mut status = match damaged.get(name) {
                 Some(why) => format!("damaged: {why}"),
                 None => view_status(catalog, v),
             };
+            if v.compression != Compression::None {
+                // What compression buys is the point of choosing it.
+                let bytes: u64 = v.files.iter().map(|f| f.bytes).sum();
+                status.push_str(&format!(
+                    "; {} vectors, {} bytes per row",
+                    v.compression.name(),
+                    bytes / n.max(1)
+                ));
+            }
             rows.push((
                 name.clone(),
                 "materialized view",

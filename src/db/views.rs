@@ -22,15 +22,17 @@ use super::plain::{read_file, write_table};
 use super::{off_worker, Database};
 use crate::error::{Error, Result};
 use crate::planner::rule::{image_table, model_call};
+use crate::reuse::compress;
 use crate::reuse::views::ViewSource;
 use crate::sql::image_scan::IMAGE_COLUMN;
 use crate::storage::catalog::{
-    Catalog, DatabaseDir, Lineage, MaterializedView, ModelRead, TableRead, ViewOutput,
+    Catalog, Compression, DatabaseDir, Lineage, MaterializedView, ModelRead, TableRead, ViewOutput,
 };
 use crate::storage::commit::Transaction;
 use crate::storage::layout::COL_ID;
 
-/// Reads a view's files: its schema and rows.
+/// Reads a view's files: its schema and rows, float vectors decoded back
+/// to float32 when the view stores them compressed.
 pub(super) fn load_view(
     dir: &DatabaseDir,
     view: &MaterializedView,
@@ -44,7 +46,10 @@ pub(super) fn load_view(
     }
     let schema =
         schema.ok_or_else(|| Error::Internal("a materialized view with no file".into()))?;
-    Ok((schema, batches))
+    if view.compressed_columns.is_empty() {
+        return Ok((schema, batches));
+    }
+    compress::decode(&schema, &batches, &view.compressed_columns)
 }
 
 /// The table provider and the planner's view of one view.
@@ -190,11 +195,13 @@ impl Database {
         Ok(tx)
     }
 
-    /// `CREATE MATERIALIZED VIEW [IF NOT EXISTS] name AS query`.
+    /// `CREATE MATERIALIZED VIEW [IF NOT EXISTS] name [WITH (compression
+    /// = ..)] AS query`.
     pub(super) async fn create_materialized_view(
         &self,
         name: &crate::sql::statements::TableName,
         if_not_exists: bool,
+        compression: Compression,
         query: &str,
     ) -> Result<DataFrame> {
         let name = self.view_name(name)?;
@@ -209,7 +216,7 @@ impl Database {
                 "a table or view named '{name}' already exists"
             )));
         }
-        let (mut tx, view, rows) = self.compute_view(tx, query).await?;
+        let (mut tx, view, rows) = self.compute_view(tx, query, compression).await?;
         tx.catalog_mut()
             .materialized_views
             .insert(name.clone(), view);
@@ -217,22 +224,31 @@ impl Database {
         self.view_result(&name, "created", rows, rows)
     }
 
-    /// Runs a view's query under `tx`: writes its rows to a new file of the
-    /// transaction (on the blocking pool) and returns the transaction, the
-    /// view entry and the row count.
+    /// Runs a view's query under `tx`: writes its rows (float vectors
+    /// stored as `compression` says) to a new file of the transaction (on
+    /// the blocking pool) and returns the transaction, the view entry and
+    /// the row count.
     async fn compute_view(
         &self,
         tx: Transaction,
         query: &str,
+        compression: Compression,
     ) -> Result<(Transaction, MaterializedView, u64)> {
         let df = self.ctx.sql(query).await?;
         let plan = df.clone().into_optimized_plan()?;
         let lineage = lineage(&plan, tx.catalog())?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         check_columns(&schema)?;
+        let compressed_columns = compress::compressible_columns(&schema, compression)?;
         let batches = df.collect().await?;
+        let columns = compressed_columns.clone();
         let (tx, file) = off_worker(move || {
             let mut tx = tx;
+            let (schema, batches) = if columns.is_empty() {
+                (schema, batches)
+            } else {
+                compress::encode(&schema, &batches, &columns, compression)?
+            };
             let file = write_table(&mut tx, schema, &batches)?;
             Ok((tx, file))
         })
@@ -242,6 +258,8 @@ impl Database {
             query: query.to_string(),
             files: vec![file],
             lineage,
+            compression,
+            compressed_columns,
         };
         Ok((tx, view, rows))
     }
@@ -279,7 +297,7 @@ impl Database {
                 view.query,
                 id.replace('"', "\"\"")
             );
-            let (tx, delta, rows) = self.compute_view(tx, &query).await?;
+            let (tx, delta, rows) = self.compute_view(tx, &query, view.compression).await?;
             let mut updated = view.clone();
             updated.files.extend(delta.files);
             updated.lineage.tables = delta.lineage.tables;
@@ -290,7 +308,8 @@ impl Database {
             }
             (tx, updated, rows, "appended rows")
         } else {
-            let (mut tx, fresh, rows) = self.compute_view(tx, &view.query).await?;
+            let (mut tx, fresh, rows) =
+                self.compute_view(tx, &view.query, view.compression).await?;
             for f in &view.files {
                 tx.retire(&f.path);
             }

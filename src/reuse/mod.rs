@@ -14,6 +14,7 @@
 //! - [`keys`]: the keys outputs are handed over under inside a value
 //! - [`slots`]: one call's alternatives (cache, view column) and the rows
 //!   they cover
+//! - [`compress`]: how a view stores its float vectors (f16, int8)
 //! - [`views`]: materialized views as output sources: fresh or stale,
 //!   formats that may stand for the planner's choice
 //!
@@ -22,6 +23,7 @@
 //! [`TableRef`].
 
 pub mod cache;
+pub mod compress;
 pub mod keys;
 pub mod slots;
 pub mod views;
@@ -120,6 +122,17 @@ impl Reuse {
                 }
                 if let Some(why) = v.stale_for(table) {
                     passed.push(format!("view {} not used: {why}", v.name));
+                    continue;
+                }
+                if v.view.compressed_columns.contains(&o.column) {
+                    // Compressed values are near the model's, not equal;
+                    // nothing has measured yet whether they meet a target.
+                    passed.push(format!(
+                        "view {} not used: column {} is stored as {} (read the view itself for it)",
+                        v.name,
+                        o.column,
+                        v.view.compression.name()
+                    ));
                     continue;
                 }
                 found.push(ViewMatch {

@@ -14,7 +14,7 @@
 //! CALIBRATE m ON t [USING label_column] [SAMPLE n]
 //! SHOW FORMATS FOR m ON t
 //! RESET spectradb.<option>
-//! CREATE MATERIALIZED VIEW [IF NOT EXISTS] v AS <query>
+//! CREATE MATERIALIZED VIEW [IF NOT EXISTS] v [WITH (compression = 'f16' | 'int8')] AS <query>
 //! REFRESH MATERIALIZED VIEW v
 //! DROP MATERIALIZED VIEW [IF EXISTS] v
 //! ```
@@ -27,6 +27,7 @@ use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::error::{Error, Result};
+use crate::storage::catalog::Compression;
 
 /// A statement DataFusion does not know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +89,8 @@ pub enum Command {
     CreateMaterializedView {
         name: TableName,
         if_not_exists: bool,
+        /// `WITH (compression = 'f16' | 'int8' | 'none')`.
+        compression: Compression,
         /// The query's text as written.
         query: String,
     },
@@ -355,6 +358,29 @@ fn parse_materialized_view(p: &mut Parser, sql: &str) -> Result<Command, ParserE
     }
     let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = parse_table_name(p)?;
+    let mut compression = Compression::None;
+    if p.parse_keyword(Keyword::WITH) {
+        p.expect_token(&Token::LParen)?;
+        loop {
+            let option = p.parse_identifier()?.value.to_ascii_lowercase();
+            p.expect_token(&Token::Eq)?;
+            let value = p.parse_literal_string()?;
+            match option.as_str() {
+                "compression" => {
+                    compression = Compression::parse(&value).map_err(ParserError::ParserError)?
+                }
+                other => {
+                    return Err(ParserError::ParserError(format!(
+                        "unknown materialized view option '{other}' (known: compression)"
+                    )))
+                }
+            }
+            if !p.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        p.expect_token(&Token::RParen)?;
+    }
     p.expect_keyword_is(Keyword::AS)?;
     let start = p.peek_token().span.start;
     let begin = byte_offset(sql, start.line, start.column);
@@ -371,6 +397,7 @@ fn parse_materialized_view(p: &mut Parser, sql: &str) -> Result<Command, ParserE
     Ok(Command::CreateMaterializedView {
         name,
         if_not_exists,
+        compression,
         query,
     })
 }
@@ -537,9 +564,33 @@ mod tests {
             Some(Command::CreateMaterializedView {
                 name: vec!["feats".into()],
                 if_not_exists: true,
+                compression: Compression::None,
                 query: "SELECT id, m(image) AS f FROM photos WHERE id > 2".into(),
             })
         );
+        assert_eq!(
+            parse_command("CREATE MATERIALIZED VIEW f WITH (Compression = 'INT8') AS SELECT 1")
+                .unwrap(),
+            Some(Command::CreateMaterializedView {
+                name: vec!["f".into()],
+                if_not_exists: false,
+                compression: Compression::Int8,
+                query: "SELECT 1".into(),
+            })
+        );
+        for (sql, why) in [
+            (
+                "CREATE MATERIALIZED VIEW f WITH (compression = 'zip') AS SELECT 1",
+                "unknown compression 'zip'",
+            ),
+            (
+                "CREATE MATERIALIZED VIEW f WITH (level = '3') AS SELECT 1",
+                "unknown materialized view option 'level'",
+            ),
+        ] {
+            let e = parse_command(sql).unwrap_err().to_string();
+            assert!(e.contains(why), "{sql}: {e}");
+        }
         assert_eq!(
             parse_command("REFRESH MATERIALIZED VIEW feats").unwrap(),
             Some(Command::RefreshMaterializedView {

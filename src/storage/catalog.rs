@@ -215,6 +215,56 @@ pub struct MaterializedView {
     /// The rows, in order; a refresh that computes appended rows adds a file.
     pub files: Vec<DataFile>,
     pub lineage: Lineage,
+    /// How its float vector columns are stored (`WITH (compression = ..)`).
+    #[serde(default, skip_serializing_if = "Compression::is_none")]
+    pub compression: Compression,
+    /// The columns stored compressed (decoded back to float32 when read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compressed_columns: Vec<String>,
+}
+
+/// How a materialized view stores float vectors (embeddings, scores):
+/// feature maps are most of a view's bytes, and heads tolerate less
+/// precision than float32 carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// float32 as computed.
+    #[default]
+    None,
+    /// IEEE half floats: 2 bytes a value, relative error <= 2^-11.
+    F16,
+    /// int8 per vector, with one float32 scale (max |x| / 127) beside each
+    /// vector: about 1 byte a value, absolute error <= scale / 2.
+    Int8,
+}
+
+impl Compression {
+    /// Whether vectors are stored as computed (catalogs then omit the field).
+    pub fn is_none(&self) -> bool {
+        *self == Compression::None
+    }
+
+    /// The name `WITH (compression = ..)` takes and SHOW TABLES prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::F16 => "f16",
+            Compression::Int8 => "int8",
+        }
+    }
+
+    /// Parses a `compression` option's value.
+    pub fn parse(value: &str) -> std::result::Result<Self, String> {
+        match value.to_ascii_lowercase().as_str() {
+            "none" => Ok(Compression::None),
+            "f16" => Ok(Compression::F16),
+            "int8" => Ok(Compression::Int8),
+            other => Err(format!(
+                "unknown compression '{other}' (expected 'none', 'f16' or 'int8')"
+            )),
+        }
+    }
 }
 
 /// What a materialized view was computed from.

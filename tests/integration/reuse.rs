@@ -364,6 +364,93 @@ fn a_materialized_backbone_serves_its_heads_and_appended_rows_are_computed() {
     );
 }
 
+/// A float vector column's rows.
+fn vectors(batches: &[RecordBatch], col: usize) -> Vec<Vec<f32>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let c = b.column(col).as_fixed_size_list().clone();
+            (0..c.len()).map(move |i| c.value(i).as_primitive::<Float32Type>().values().to_vec())
+        })
+        .collect()
+}
+
+#[test]
+fn compressed_feature_views_are_smaller_within_their_bounds_and_not_used_for_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("photos.db");
+    let exact = {
+        let db = BlockingDatabase::open(&path).unwrap();
+        db.sql("CREATE IMAGE TABLE photos FROM 'tests/data/photos/imagenet-labeled/imagenet_0*'")
+            .unwrap();
+        create_backbone_and_head(&db);
+        for c in ["f16", "int8"] {
+            db.sql(&format!(
+                "CREATE MATERIALIZED VIEW feats_{c} WITH (compression = '{c}') \
+                 AS SELECT id, backbone(image) AS f FROM photos"
+            ))
+            .unwrap();
+        }
+        // The views ran the model once; this is its exact output (cached).
+        vectors(
+            &db.sql("SELECT id, backbone(image) FROM photos ORDER BY id")
+                .unwrap(),
+            1,
+        )
+    };
+    assert_eq!((exact.len(), exact[0].len()), (10, 1280));
+    // A new process reads the views from disk and decodes them.
+    let db = BlockingDatabase::open(&path).unwrap();
+    let shown = db.sql("SHOW TABLES").unwrap();
+    let status: Vec<String> = strings(&shown, 5);
+    let per_row = |c: &str| -> u64 {
+        let s = status
+            .iter()
+            .find(|s| s.contains(&format!("{c} vectors")))
+            .unwrap_or_else(|| panic!("{c} in {status:?}"));
+        s.rsplit(", ")
+            .next()
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let float32 = 1280 * 4;
+    assert!(
+        per_row("f16") * 100 < float32 * 55,
+        "f16: {} bytes a row",
+        per_row("f16")
+    );
+    assert!(
+        per_row("int8") * 100 < float32 * 30,
+        "int8: {} bytes a row",
+        per_row("int8")
+    );
+    for (c, bound) in [("f16", 0.0), ("int8", 1.0)] {
+        let got = vectors(
+            &db.sql(&format!("SELECT id, f FROM feats_{c} ORDER BY id"))
+                .unwrap(),
+            1,
+        );
+        for (x, y) in exact.iter().zip(&got) {
+            let step = x.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            for (a, b) in x.iter().zip(y) {
+                // f16: relative 2^-11; int8: half a step of the vector's scale.
+                let allowed = a.abs() * 2f32.powi(-11) + 1e-7 + bound * (step * 0.5 * (1.0 + 1e-4));
+                assert!((a - b).abs() <= allowed, "{c}: {a} -> {b}");
+            }
+        }
+    }
+    // A head is not fed compressed features: they are near the model's, not equal.
+    let plan = explain(&db, "SELECT imagenet_head(image) FROM photos");
+    assert!(
+        plan.contains("view feats_int8 not used: column f is stored as int8"),
+        "{plan}"
+    );
+}
+
 #[test]
 fn a_view_of_labels_answers_the_same_call_without_the_model() {
     let db = colors_with_tiny();
