@@ -118,7 +118,8 @@ def epoch_rate(make_iter) -> float:
     start = time.perf_counter()
     n = 0
     for batch in make_iter():
-        n += len(batch[0]) if isinstance(batch, tuple) else len(batch)
+        # A DataLoader hands tuples on as lists.
+        n += len(batch[0]) if isinstance(batch, (tuple, list)) else len(batch)
     return n / (time.perf_counter() - start)
 
 
@@ -154,6 +155,15 @@ def main() -> None:
                     loader.num_rows / (query_s + loader.num_rows / first)
                 )
                 results.setdefault(("spectradb, later epochs", w), []).append(epoch_rate(lambda: iter(loader)))
+                try:
+                    import torch
+
+                    # The same loader through its IterableDataset adapter.
+                    results.setdefault(("spectradb via loader.torch()", w), []).append(
+                        epoch_rate(lambda: iter(torch.utils.data.DataLoader(loader.torch(), batch_size=None)))
+                    )
+                except ImportError:
+                    pass
                 for name, ds in (("torch DataLoader + Pillow", PillowImages), ("torch DataLoader + PyTurboJPEG", TurboImages)):
                     try:
                         import torch  # noqa: F401
