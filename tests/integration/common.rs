@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Float32Type};
 use spectradb::ingest::{ingest, IngestOptions, IngestReport};
 use spectradb::storage::catalog::DatabaseDir;
 
@@ -55,6 +55,17 @@ pub fn strings(batches: &[RecordBatch], col: usize) -> Vec<String> {
 }
 
 /// Every file under `dir`, at any depth.
+/// A float vector column's rows (model scores or embeddings).
+pub fn vectors(batches: &[RecordBatch], col: usize) -> Vec<Vec<f32>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let c = b.column(col).as_fixed_size_list().clone();
+            (0..c.len()).map(move |i| c.value(i).as_primitive::<Float32Type>().values().to_vec())
+        })
+        .collect()
+}
+
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut v = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {

@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use super::common::strings;
+use super::common::{strings, vectors};
 use arrow::array::{AsArray, LargeBinaryArray, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Float32Type, Schema, UInt64Type};
+use arrow::datatypes::{DataType, Field, Schema, UInt64Type};
 use spectradb::codec::encode::{encode_rgb, EncodeOptions};
 use spectradb::codec::Chroma;
 use spectradb::image_value::{encode_image_value, encode_outputs_only, InlineOutput, OutputValue};
@@ -24,17 +24,11 @@ fn image_table_bytes(db: &BlockingDatabase, name: &str) -> u64 {
 
 /// (id, scores) rows of a query returning them.
 fn scores(db: &BlockingDatabase, sql: &str) -> Vec<(u64, Vec<f32>)> {
-    let mut out = Vec::new();
-    for b in db.sql(sql).unwrap() {
-        let ids = b.column(0).as_primitive::<UInt64Type>();
-        let lists = b.column(1).as_fixed_size_list();
-        for i in 0..b.num_rows() {
-            let v = lists.value(i);
-            let v = v.as_primitive::<Float32Type>().values().to_vec();
-            out.push((ids.value(i), v));
-        }
-    }
-    out
+    let batches = db.sql(sql).unwrap();
+    let ids = batches
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<UInt64Type>().values().to_vec());
+    ids.zip(vectors(&batches, 1)).collect()
 }
 
 #[test]

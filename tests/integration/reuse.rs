@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use super::common::{create_imagenet_model, create_mobilenet, strings};
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Float32Type, Int64Type};
+use super::common::{create_imagenet_model, create_mobilenet, strings, vectors};
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
 use spectradb::{BlockingDatabase, Database};
 
 const TINY: &str = "CREATE MODEL tiny FROM 'tests/data/models/tiny_rgb.onnx' \
@@ -259,14 +259,9 @@ fn heads_on_a_backbone_equal_the_whole_model_and_share_its_work() {
     assert_eq!(images_computed(&db, "coarse"), 20);
     let groups = strings(&coarse, 0);
     assert!(groups.iter().any(|g| g == "dog"), "{groups:?}");
-    for b in &coarse {
-        let list = b.column(1).as_fixed_size_list();
-        for r in 0..list.len() {
-            let v = list.value(r);
-            let v = v.as_primitive::<Float32Type>();
-            let norm: f32 = v.values().iter().map(|x| x * x).sum::<f32>().sqrt();
-            assert!((norm - 1.0).abs() < 1e-4, "embedding norm {norm}");
-        }
+    for v in vectors(&coarse, 1) {
+        let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "embedding norm {norm}");
     }
 
     let models = db.sql("SHOW MODELS").unwrap();
@@ -362,17 +357,6 @@ fn a_materialized_backbone_serves_its_heads_and_appended_rows_are_computed() {
         plan.contains("view feats not used: stale (model backbone changed"),
         "{plan}"
     );
-}
-
-/// A float vector column's rows.
-fn vectors(batches: &[RecordBatch], col: usize) -> Vec<Vec<f32>> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            let c = b.column(col).as_fixed_size_list().clone();
-            (0..c.len()).map(move |i| c.value(i).as_primitive::<Float32Type>().values().to_vec())
-        })
-        .collect()
 }
 
 #[test]
