@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::common::{create_imagenet_model, create_mobilenet, strings, vectors};
+use super::common::{create_imagenet_model, create_mobilenet, files_under, strings, vectors};
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use spectradb::{BlockingDatabase, Database};
@@ -375,6 +375,23 @@ fn compressed_feature_views_are_smaller_within_their_bounds_and_not_used_for_cal
             ))
             .unwrap();
         }
+        // Float32 as computed: about its raw bytes (no dictionary pages).
+        let plain_bytes = || -> u64 {
+            files_under(&path.join("tables/.plain"))
+                .iter()
+                .map(|f| std::fs::metadata(f).unwrap().len())
+                .sum()
+        };
+        let before = plain_bytes();
+        db.sql("CREATE MATERIALIZED VIEW feats AS SELECT id, backbone(image) AS f FROM photos")
+            .unwrap();
+        let float32_bytes = plain_bytes() - before;
+        assert!(
+            float32_bytes < 10 * 1280 * 4 * 110 / 100,
+            "{float32_bytes} bytes"
+        );
+        // Only compressed views are left, for EXPLAIN below.
+        db.sql("DROP MATERIALIZED VIEW feats").unwrap();
         // The views ran the model once; this is its exact output (cached).
         vectors(
             &db.sql("SELECT id, backbone(image) FROM photos ORDER BY id")
