@@ -76,16 +76,27 @@ impl DataRoot {
                 source, options, ..
             } => {
                 self.check_path(Path::new(source), "model file")?;
-                for (key, value) in options {
-                    if key == "labels" {
-                        self.check_path(Path::new(value), "labels file")?;
-                    }
+                self.check_labels(options)
+            }
+            Command::CreateModelFamily {
+                members, options, ..
+            } => {
+                for m in members {
+                    self.check_path(Path::new(&m.source), "model file")?;
+                    self.check_labels(&m.options)?;
                 }
-                Ok(())
+                self.check_labels(options)
             }
             Command::CreateMaterializedView { query, .. } => self.check_statement(query),
             _ => Ok(()),
         }
+    }
+
+    fn check_labels(&self, options: &[(String, String)]) -> Result<()> {
+        options
+            .iter()
+            .filter(|(key, _)| key == "labels")
+            .try_for_each(|(_, value)| self.check_path(Path::new(value), "labels file").map(|_| ()))
     }
 
     fn check_df(&self, statement: &DfStatement) -> Result<()> {

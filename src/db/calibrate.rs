@@ -134,10 +134,19 @@ impl Database {
             .expect("progress lock")
             .clone();
         let interrupt = self.interrupt.clone();
+        // Compressed view columns that may feed the model are measured too.
+        let (matches, _) = self
+            .reuse
+            .view_matches(&handle.call(&handle.name), image_table.reuse_ref());
+        let views: Vec<_> = matches
+            .into_iter()
+            .filter(|m| m.compression.is_some())
+            .collect();
         let profile = off_worker(move || {
             calibrate(
                 &handle,
                 &image_table,
+                &views,
                 &request,
                 progress.as_deref(),
                 &interrupt,
@@ -227,32 +236,62 @@ impl Database {
             Field::new("frontier", DataType::Boolean, false),
         ]));
         let round = |v: f64, d: i32| (v * 10f64.powi(d)).round() / 10f64.powi(d);
+        // One row per format, then one per compressed view measured (no
+        // bands: it is read instead of them).
+        struct Row {
+            name: String,
+            bands: u32,
+            bytes: f64,
+            decode_us: f64,
+            model_us: f64,
+            accuracy: f64,
+            bound: f64,
+            frontier: bool,
+        }
+        let mut rows: Vec<Row> = order
+            .iter()
+            .map(|&i| Row {
+                name: f(i).format.to_string(),
+                bands: f(i).bands,
+                bytes: f(i).bytes_per_image,
+                decode_us: f(i).decode_us,
+                model_us: f(i).model_us,
+                accuracy: f(i).accuracy(),
+                bound: f(i).lower_bound(level),
+                frontier: frontier.contains(&i),
+            })
+            .collect();
+        rows.extend(profile.views.iter().map(|v| Row {
+            name: format!("view {}.{} ({})", v.view, v.column, v.compression),
+            bands: 0,
+            bytes: v.bytes_per_image,
+            decode_us: 0.0,
+            model_us: 0.0,
+            accuracy: v.accuracy(),
+            bound: v.lower_bound(level),
+            frontier: false,
+        }));
+        let floats = |g: fn(&Row) -> f64, d: i32| {
+            Arc::new(Float64Array::from_iter_values(
+                rows.iter().map(|r| round(g(r), d)),
+            ))
+        };
         let batch = RecordBatch::try_new(
             schema,
             vec![
                 Arc::new(StringArray::from_iter_values(
-                    order.iter().map(|&i| f(i).format.to_string()),
+                    rows.iter().map(|r| r.name.clone()),
                 )),
-                Arc::new(UInt32Array::from_iter_values(
-                    order.iter().map(|&i| f(i).bands),
-                )),
+                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.bands))),
                 Arc::new(UInt64Array::from_iter_values(
-                    order.iter().map(|&i| f(i).bytes_per_image.round() as u64),
+                    rows.iter().map(|r| r.bytes.round() as u64),
                 )),
-                Arc::new(Float64Array::from_iter_values(
-                    order.iter().map(|&i| round(f(i).decode_us, 0)),
-                )),
-                Arc::new(Float64Array::from_iter_values(
-                    order.iter().map(|&i| round(f(i).model_us, 0)),
-                )),
-                Arc::new(Float64Array::from_iter_values(
-                    order.iter().map(|&i| round(f(i).accuracy(), 4)),
-                )),
-                Arc::new(Float64Array::from_iter_values(
-                    order.iter().map(|&i| round(f(i).lower_bound(level), 4)),
-                )),
+                floats(|r| r.decode_us, 0),
+                floats(|r| r.model_us, 0),
+                floats(|r| r.accuracy, 4),
+                floats(|r| r.bound, 4),
                 Arc::new(BooleanArray::from_iter(
-                    order.iter().map(|i| Some(frontier.contains(i))),
+                    rows.iter().map(|r| Some(r.frontier)),
                 )),
             ],
         )?;

@@ -19,7 +19,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use super::{off_worker, Database};
 use crate::error::{Error, Result};
 use crate::model::sha256_file;
-use crate::storage::catalog::{Catalog, DataFile, DatabaseDir};
+use crate::storage::catalog::{Catalog, DataFile, DatabaseDir, ModelEntry};
 use crate::storage::checksum::file_checksum;
 use crate::storage::ImageFileReader;
 
@@ -155,7 +155,17 @@ fn check_files(dir: &DatabaseDir, catalog: &Catalog, scope: &CheckScope) -> Resu
         }
     }
     if *scope == CheckScope::Database {
-        for (name, model) in &catalog.models {
+        // A family's own checksum covers its members: each member's file
+        // is checked against its own.
+        let models = catalog.models.iter().flat_map(|(name, model)| {
+            let members: Vec<&ModelEntry> = model.members.iter().map(|m| &m.model).collect();
+            if members.is_empty() {
+                vec![(name, model)]
+            } else {
+                members.into_iter().map(|m| (name, m)).collect()
+            }
+        });
+        for (name, model) in models {
             let path = dir.root().join(&model.file);
             let status = match sha256_file(&path) {
                 Ok((sum, _)) if sum == model.checksum => CHECK_OK.to_string(),

@@ -115,6 +115,15 @@ impl Database {
                     .await?;
                 Ok(self.ctx.read_empty()?)
             }
+            Command::CreateModelFamily {
+                name,
+                members,
+                options,
+            } => {
+                self.create_model_family_async(catalog, name, members, options)
+                    .await?;
+                Ok(self.ctx.read_empty()?)
+            }
             Command::DropModel { name, if_exists } => {
                 self.drop_model_async(name, if_exists).await?;
                 Ok(self.ctx.read_empty()?)

@@ -278,8 +278,13 @@ impl Database {
                     m.iter().map(|(n, _)| n.as_str()),
                 )),
                 Arc::new(StringArray::from_iter_values(m.iter().map(|(_, e)| {
+                    let members: Vec<String> =
+                        e.members.iter().map(|m| m.format.to_string()).collect();
                     match &e.backbone {
                         Some(b) => format!("features of {b}"),
+                        None if !members.is_empty() => {
+                            format!("family: {}", members.join(", "))
+                        }
                         None => e
                             .options
                             .get("input")

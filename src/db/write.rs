@@ -14,7 +14,8 @@ use datafusion::logical_expr::TableType;
 use super::{off_worker, Database, CACHE_TABLE, INGEST_ERRORS_TABLE};
 use crate::error::{Error, Result};
 use crate::ingest::{expand_sources, ingest, IngestOptions, IngestReport};
-use crate::model::{prepare_model, ModelHandle, PreparedModel};
+use crate::model::{prepare_family, prepare_model, ModelHandle, PreparedModel};
+use crate::read_format::model_spec::MemberSource;
 use crate::storage::catalog::Catalog;
 use crate::storage::commit::{Purged, Transaction};
 
@@ -221,6 +222,40 @@ impl Database {
         Ok(())
     }
 
+    /// Registers a model family as one SQL function (`name(image)`,
+    /// `name_scores(image)`) whose members each take their own read format;
+    /// the planner picks the member per query once `CALIBRATE` measured them.
+    pub fn create_model_family(
+        &self,
+        name: &str,
+        members: &[MemberSource],
+        options: &[(String, String)],
+    ) -> Result<()> {
+        self.check_model_name(&self.dir.read_catalog()?, name)?;
+        let options: BTreeMap<String, String> = options.iter().cloned().collect();
+        let prepared = self.write_blocking(|tx| add_family(tx, name, members, &options))?;
+        self.keep_loaded(name, prepared);
+        Ok(())
+    }
+
+    /// `CREATE MODEL name FAMILY (FORMAT '..' FROM '..', ...) [WITH (...)]`.
+    pub(super) async fn create_model_family_async(
+        &self,
+        catalog: &Catalog,
+        name: String,
+        members: Vec<MemberSource>,
+        options: Vec<(String, String)>,
+    ) -> Result<()> {
+        self.check_model_name(catalog, &name)?;
+        let options: BTreeMap<String, String> = options.into_iter().collect();
+        let registered = name.clone();
+        let (prepared, _) = self
+            .write(move |tx| add_family(tx, &name, &members, &options))
+            .await?;
+        self.keep_loaded(&registered, prepared);
+        Ok(())
+    }
+
     /// Hands the model CREATE MODEL checked to the handle the session
     /// registered for it: its first query runs those sessions instead of
     /// loading the file again.
@@ -336,12 +371,14 @@ fn add_model(
     options: &BTreeMap<String, String>,
     backbone: Option<&ModelHandle>,
 ) -> Result<PreparedModel> {
-    if tx.catalog().models.contains_key(name) {
-        return Err(Error::InvalidArgument(format!(
-            "model '{name}' already exists (DROP MODEL {name} first)"
-        )));
-    }
+    check_new_model(tx, name)?;
     if let Some(b) = backbone {
+        if !b.entry.members.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "model '{}' is a model family: a head (ON FEATURES OF) needs one backbone model",
+                b.name
+            )));
+        }
         // The session's handle must still be the published backbone.
         let current = tx.catalog().models.get(&b.name).map(|e| &e.checksum);
         if current != Some(&b.entry.checksum) {
@@ -352,6 +389,29 @@ fn add_model(
         }
     }
     let prepared = prepare_model(tx, name, source, options, backbone)?;
+    tx.catalog_mut()
+        .models
+        .insert(name.to_string(), prepared.entry.clone());
+    Ok(prepared)
+}
+
+fn check_new_model(tx: &Transaction, name: &str) -> Result<()> {
+    if tx.catalog().models.contains_key(name) {
+        return Err(Error::InvalidArgument(format!(
+            "model '{name}' already exists (DROP MODEL {name} first)"
+        )));
+    }
+    Ok(())
+}
+
+fn add_family(
+    tx: &mut Transaction,
+    name: &str,
+    members: &[MemberSource],
+    options: &BTreeMap<String, String>,
+) -> Result<PreparedModel> {
+    check_new_model(tx, name)?;
+    let prepared = prepare_family(tx, name, members, options)?;
     tx.catalog_mut()
         .models
         .insert(name.to_string(), prepared.entry.clone());
@@ -384,9 +444,8 @@ fn remove_model(tx: &mut Transaction, name: &str, if_exists: bool) -> Result<()>
         };
     };
     tx.catalog_mut().profiles.retain(|p| p.model != name);
-    tx.retire(&entry.file);
-    if let Some(labels) = &entry.labels_file {
-        tx.retire(labels);
+    for file in entry.files() {
+        tx.retire(file);
     }
     Ok(())
 }

@@ -22,10 +22,11 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::read_format::model_spec::ModelSpec;
+use crate::read_format::model_spec::{MemberSource, ModelSpec};
+use crate::read_format::space::{ReadFormat, Representation};
 use crate::reuse::cache::ModelCache;
 use crate::reuse::{ModelCall, ModelRef};
-use crate::storage::catalog::{DatabaseDir, ModelEntry, MODELS_DIR};
+use crate::storage::catalog::{DatabaseDir, FamilyMember, ModelEntry, MODELS_DIR};
 use crate::storage::commit::Transaction;
 use runner::Model;
 
@@ -42,10 +43,19 @@ pub struct ModelHandle {
     pub cache: Option<Arc<ModelCache>>,
     /// For a head: the model whose output it takes.
     pub backbone: Option<Arc<ModelHandle>>,
+    /// For a model family: its members, each run on its own read format
+    /// (the family's counters, cache keys and lineage stay the family's).
+    pub members: Vec<Member>,
     path: PathBuf,
     loaded: OnceLock<Arc<Model>>,
     /// Held while loading, so that concurrent first uses load once.
     loading: Mutex<()>,
+}
+
+/// A member of a model family: a model of its own, fed one read format.
+pub struct Member {
+    pub format: ReadFormat,
+    pub handle: Arc<ModelHandle>,
 }
 
 /// Running totals of a model's function calls.
@@ -136,7 +146,23 @@ impl ModelHandle {
             Some(f) => Some(Arc::new(read_labels(&dir.root().join(f))?)),
             None => None,
         };
+        let members = entry
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let handle = ModelHandle::new(dir, &member_name(name, i), &m.model, None, None)?;
+                Ok(Member {
+                    format: m.format,
+                    handle: Arc::new(handle),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let reference = entry
+            .reference_member()
+            .and_then(|r| members.iter().find(|m| m.format == r.format));
         let spec = match (&entry.backbone, &backbone) {
+            _ if reference.is_some() => reference.expect("checked").handle.spec.clone(),
             (Some(_), Some(b)) => head_spec(&b.spec, &entry.options, labels.is_some())?,
             (Some(b), None) => {
                 return Err(Error::Model(format!(
@@ -161,10 +187,42 @@ impl ModelHandle {
             } else {
                 None
             },
+            members,
             path: dir.root().join(&entry.file),
             loaded: OnceLock::new(),
             loading: Mutex::new(()),
         })
+    }
+
+    /// Whether this is a model family.
+    pub fn is_family(&self) -> bool {
+        !self.members.is_empty()
+    }
+
+    /// The family member fed `format`, if this is a family with one.
+    pub fn member(&self, format: &ReadFormat) -> Option<(usize, &Member)> {
+        self.members
+            .iter()
+            .enumerate()
+            .find(|(_, m)| m.format == *format)
+    }
+
+    /// A family's largest member: what an unbound call runs and what
+    /// calibration compares the others with.
+    pub fn reference_member(&self) -> Option<&Member> {
+        let r = self.entry.reference_member()?;
+        self.member(&r.format).map(|(_, m)| m)
+    }
+
+    /// The model that runs images read under `format`: a family's member
+    /// for that format (its largest member when none is bound), else this
+    /// model.
+    pub fn runner(&self, format: Option<&ReadFormat>) -> &ModelHandle {
+        format
+            .and_then(|f| self.member(f))
+            .map(|(_, m)| m)
+            .or_else(|| self.reference_member())
+            .map_or(self, |m| &m.handle)
     }
 
     /// Whether the model takes inputs of any height and width (a head:
@@ -184,7 +242,7 @@ impl ModelHandle {
         format: &crate::read_format::ReadFormat,
     ) -> Result<Vec<f32>> {
         let n = images.len();
-        let loaded = self.model()?;
+        let loaded = self.runner(Some(format)).model()?;
         match &self.backbone {
             Some(b) => {
                 let features = b.run_images(images, format)?;
@@ -208,6 +266,9 @@ impl ModelHandle {
     /// (no ONNX Runtime stays [`Error::Runtime`]) and the next use tries
     /// again.
     pub fn model(&self) -> Result<Arc<Model>> {
+        if let Some(r) = self.reference_member() {
+            return r.handle.model();
+        }
         if let Some(m) = self.loaded.get() {
             return Ok(m.clone());
         }
@@ -222,6 +283,9 @@ impl ModelHandle {
 
     /// The loaded model, without loading it.
     pub fn loaded(&self) -> Option<Arc<Model>> {
+        if let Some(r) = self.reference_member() {
+            return r.handle.loaded();
+        }
         self.loaded.get().cloned()
     }
 
@@ -229,7 +293,12 @@ impl ModelHandle {
     /// loaded model, so that the first query does not load the file again.
     /// Ignored when `entry` is not this handle's or a model is loaded.
     pub(crate) fn adopt(&self, entry: &ModelEntry, model: Arc<Model>) {
-        if self.entry == *entry {
+        if let Some(r) = self.reference_member().filter(|_| self.entry == *entry) {
+            let member = entry.reference_member().map(|m| &m.model);
+            if let Some(member) = member {
+                r.handle.adopt(member, model);
+            }
+        } else if self.entry == *entry {
             let _ = self.loaded.set(model);
         }
     }
@@ -431,6 +500,126 @@ pub fn prepare_model(
         size: model.size,
         outputs: model.outputs as u64,
         backbone: backbone.map(|b| b.name.clone()),
+        members: Vec::new(),
     };
     Ok(PreparedModel { entry, model })
+}
+
+/// How a family member's handle is named (in errors and loads).
+fn member_name(family: &str, index: usize) -> String {
+    format!("{family} member {}", index + 1)
+}
+
+/// Checks and copies every member of a model family as part of `tx` (see
+/// [`prepare_model`]): each member must take its format's input, and all
+/// must return the same kind and number of outputs, since they are one
+/// SQL function.
+pub fn prepare_family(
+    tx: &mut Transaction,
+    name: &str,
+    members: &[MemberSource],
+    options: &BTreeMap<String, String>,
+) -> Result<PreparedModel> {
+    if members.len() < 2 {
+        return Err(Error::InvalidArgument(format!(
+            "model family {name} needs at least two members (a single model is CREATE MODEL {name} FROM '<file>')"
+        )));
+    }
+    let mut prepared: Vec<(ReadFormat, PreparedModel)> = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        let context = |e: Error| {
+            let why = match e {
+                Error::InvalidArgument(why) => why,
+                other => other.to_string(),
+            };
+            Error::InvalidArgument(format!(
+                "model family {name}, member {} (FORMAT '{}' FROM '{}'): {why}",
+                i + 1,
+                m.format,
+                m.source
+            ))
+        };
+        let format: ReadFormat = m.format.parse().map_err(context)?;
+        if let Some(earlier) = prepared.iter().position(|(f, _)| *f == format) {
+            return Err(context(Error::InvalidArgument(format!(
+                "member {} already reads format '{format}'; each member needs its own",
+                earlier + 1
+            ))));
+        }
+        let mut merged = options.clone();
+        merged.extend(m.options.iter().cloned());
+        match format.repr {
+            Representation::Pixels { size, .. } => {
+                merged.entry("size".into()).or_insert(size.to_string());
+            }
+            Representation::Coefficients { bands } => {
+                merged
+                    .entry("input".into())
+                    .or_insert("coefficients".into());
+                merged.entry("bands".into()).or_insert(bands.to_string());
+            }
+        }
+        let source = Path::new(&m.source);
+        let p = prepare_model(tx, &format!("{name}_{}", i + 1), source, &merged, None)
+            .map_err(context)?;
+        let dynamic = runner::spatial_dims_dynamic(&p.model.input_shape, p.model.spec.layout);
+        format
+            .check_fits(name, &p.model.spec, p.model.size, dynamic)
+            .map_err(context)?;
+        if let Some((_, first)) = prepared.first() {
+            let (a, b) = (&first.model, &p.model);
+            if a.outputs != b.outputs || a.spec.output != b.spec.output {
+                return Err(context(Error::InvalidArgument(format!(
+                    "it returns {} values as output '{}', member 1 returns {} as '{}': the members of a family are one function and must agree",
+                    b.outputs,
+                    b.spec.output.name(),
+                    a.outputs,
+                    a.spec.output.name()
+                ))));
+            }
+        }
+        prepared.push((format, p));
+    }
+    let mut hasher = Sha256::new();
+    for (format, p) in &prepared {
+        hasher.update(format!("{format}\t{}\n", p.entry.checksum));
+    }
+    let checksum = format!("{:x}", hasher.finalize());
+    let bytes = prepared.iter().map(|(_, p)| p.entry.bytes).sum();
+    let mut family_members = Vec::new();
+    let mut models = Vec::new();
+    for (format, p) in prepared {
+        family_members.push(FamilyMember {
+            format,
+            model: p.entry,
+        });
+        models.push(p.model);
+    }
+    let mut entry = ModelEntry {
+        file: String::new(),
+        labels_file: None,
+        checksum,
+        bytes,
+        options: options.clone(),
+        input_shape: Vec::new(),
+        size: 0,
+        outputs: 0,
+        backbone: None,
+        members: family_members,
+    };
+    let reference = entry.reference_member().expect("two members").clone();
+    let index = entry
+        .members
+        .iter()
+        .position(|m| m.format == reference.format)
+        .expect("a member");
+    entry.file = reference.model.file.clone();
+    entry.labels_file = reference.model.labels_file.clone();
+    entry.input_shape = reference.model.input_shape.clone();
+    entry.size = reference.model.size;
+    entry.outputs = reference.model.outputs;
+    Ok(PreparedModel {
+        entry,
+        model: models.swap_remove(index),
+    })
 }

@@ -49,6 +49,9 @@ pub struct ModelFn {
     raw_scores: bool,
     model: Arc<ModelHandle>,
     format: Option<ReadFormat>,
+    /// Set when the planner feeds it from a compressed view: its results
+    /// are near the exact ones, not equal, so they stay out of the cache.
+    approximate: bool,
     signature: Signature,
 }
 
@@ -69,6 +72,7 @@ impl PartialEq for ModelFn {
         self.name == other.name
             && self.model.entry.checksum == other.model.entry.checksum
             && self.format == other.format
+            && self.approximate == other.approximate
     }
 }
 impl Eq for ModelFn {}
@@ -77,6 +81,7 @@ impl Hash for ModelFn {
         self.name.hash(state);
         self.model.entry.checksum.hash(state);
         self.format.hash(state);
+        self.approximate.hash(state);
     }
 }
 
@@ -92,6 +97,7 @@ impl ModelFn {
             raw_scores,
             model,
             format: None,
+            approximate: false,
             signature: Signature::one_of(
                 vec![
                     TypeSignature::Exact(vec![DataType::LargeBinary]),
@@ -112,10 +118,17 @@ impl ModelFn {
         self.format
     }
 
-    /// This function bound to `format` (same name and result type).
-    pub fn with_format(&self, format: ReadFormat) -> ScalarUDF {
+    /// Whether the planner feeds it from a compressed view.
+    pub fn approximate(&self) -> bool {
+        self.approximate
+    }
+
+    /// This function bound to `format` (same name and result type);
+    /// `approximate` when a compressed view feeds it.
+    pub fn with_format(&self, format: ReadFormat, approximate: bool) -> ScalarUDF {
         ScalarUDF::from(ModelFn {
             format: Some(format),
+            approximate,
             ..self.clone()
         })
     }
@@ -155,7 +168,8 @@ impl ModelFn {
             rows.push(i);
         }
         let refs: Vec<&RowInput> = inputs.iter().collect();
-        let raw = raw_outputs(&self.model, self.format, &refs, cancel)?;
+        let cached = !self.approximate;
+        let raw = raw_outputs(&self.model, self.format, &refs, cached, cancel)?;
         for (i, r) in rows.into_iter().zip(raw) {
             out[i] = Some(Result_::Raw(r));
         }
@@ -199,11 +213,14 @@ impl<'a> RowInput<'a> {
 
 /// `model`'s raw outputs under `format` for `rows`: handed over with the
 /// value, cached, or computed (a head from its backbone's outputs, which
-/// are found the same way); computed ones go into the cache.
+/// are found the same way); computed ones go into the cache. `cached`
+/// false keeps the cache out of it (a head fed from a compressed view
+/// would otherwise leave near results under the exact ones' keys).
 fn raw_outputs(
     model: &ModelHandle,
     format: Option<ReadFormat>,
     rows: &[&RowInput],
+    cached: bool,
     cancel: Option<&QueryCancel>,
 ) -> crate::Result<Vec<Output>> {
     let key = raw_output_key(&model.entry.checksum, format.as_ref());
@@ -214,7 +231,7 @@ fn raw_outputs(
     if todo.is_empty() {
         return Ok(out.into_iter().map(|o| o.expect("all found")).collect());
     }
-    let cache = model.cache.as_ref().filter(|c| c.enabled());
+    let cache = model.cache.as_ref().filter(|c| cached && c.enabled());
     let checksum: Arc<str> = model.entry.checksum.as_str().into();
     let keys: Option<Vec<OutputKey>> = todo
         .iter()
@@ -257,7 +274,8 @@ fn compute_outputs(
     rows: &[&RowInput],
     cancel: Option<&QueryCancel>,
 ) -> crate::Result<Vec<Output>> {
-    let loaded = model.model()?;
+    // A family runs the member trained for `format`; counters stay the family's.
+    let loaded = model.runner(format.as_ref()).model()?;
     let stats = &model.stats;
     let mut out = Vec::with_capacity(rows.len());
     let check = |done: usize| match cancel {
@@ -271,7 +289,8 @@ fn compute_outputs(
         None => Ok(()),
     };
     if let Some(backbone) = &model.backbone {
-        let features = raw_outputs(backbone, format, rows, cancel)?;
+        // Backbone outputs not handed over are computed from the bands: exact.
+        let features = raw_outputs(backbone, format, rows, true, cancel)?;
         for chunk in features.chunks(INFERENCE_BATCH) {
             check(out.len())?;
             let started = Instant::now();

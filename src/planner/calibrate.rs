@@ -5,6 +5,10 @@
 //!
 //! Each format reads its own bands from the files (only the sample's rows),
 //! so decode time includes reading and entropy decoding, as a query pays.
+//! Compressed materialized views that may feed the model (a head's
+//! backbone output stored as f16 or int8) are measured on the same sample:
+//! the model's results from their decoded vectors against exact ones.
+//!
 //! Nothing is stored here: the caller publishes the finished profile in one
 //! catalog commit, so an interrupted calibration leaves no half profile.
 
@@ -17,12 +21,14 @@ use arrow::util::display::array_value_to_string;
 
 use super::rule::space_params;
 use crate::error::{Error, Result};
+use crate::image_value::OutputValue;
 use crate::model::udf::argmax;
 use crate::model::vector::cosine;
 use crate::model::ModelHandle;
 use crate::read_format::model_spec::OutputKind;
-use crate::read_format::profile::{FormatStats, Metric, Profile};
+use crate::read_format::profile::{FormatStats, Metric, Profile, ViewStats};
 use crate::read_format::space::ReadFormat;
+use crate::reuse::views::ViewMatch;
 use crate::sql::image_table::ImageTable;
 use crate::storage::layout::{parse_band_column, COL_ID};
 use crate::storage::ImageFileReader;
@@ -112,7 +118,7 @@ fn run_format(
     format: &ReadFormat,
     label_column: Option<&str>,
 ) -> Result<Run> {
-    let loaded = model.model()?;
+    let loaded = model.runner(Some(format)).model()?;
     let bands = format.bands();
     let columns: Vec<&str> = label_column.into_iter().collect();
     let (mut decode, mut infer) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
@@ -185,8 +191,15 @@ fn run_format(
     })
 }
 
-/// Counts the images of `run` that agree with `reference` (or with the labels).
-fn score(model: &ModelHandle, run: &Run, reference: &Run, metric: &Metric) -> u64 {
+/// Counts the images whose `outputs` agree with `reference`'s (or with
+/// their `labels`).
+fn score(
+    model: &ModelHandle,
+    outputs: &[Vec<f32>],
+    labels: &[Option<String>],
+    reference: &[Vec<f32>],
+    metric: &Metric,
+) -> u64 {
     let name = |i: usize| -> String {
         match &model.labels {
             Some(l) => l[i].clone(),
@@ -194,25 +207,127 @@ fn score(model: &ModelHandle, run: &Run, reference: &Run, metric: &Metric) -> u6
         }
     };
     let mut correct = 0;
-    for (i, out) in run.outputs.iter().enumerate() {
+    for (i, out) in outputs.iter().enumerate() {
         let ok = match metric {
-            Metric::Labels { .. } => run.labels[i]
+            Metric::Labels { .. } => labels[i]
                 .as_deref()
                 .is_some_and(|l| l.trim().eq_ignore_ascii_case(name(argmax(out)).trim())),
             Metric::Agreement if model.spec.output == OutputKind::Embedding => {
-                cosine(out, &reference.outputs[i]).is_some_and(|c| c >= EMBEDDING_AGREEMENT)
+                cosine(out, &reference[i]).is_some_and(|c| c >= EMBEDDING_AGREEMENT)
             }
-            Metric::Agreement => argmax(out) == argmax(&reference.outputs[i]),
+            Metric::Agreement => argmax(out) == argmax(&reference[i]),
         };
         correct += ok as u64;
     }
     correct
 }
 
-/// Calibrates `model` on `table`. `cancel` stops it between formats.
+/// Measures compressed view column `m` as a source for `model`: on the
+/// sample's rows the view holds, the model's results from the column's
+/// decoded vectors (for a head: the head run on them) against its results
+/// from exact vectors, computed from the bands under the format the view
+/// was made with (or against the labels).
+fn measure_view(
+    model: &ModelHandle,
+    files: &[ImageFileReader],
+    sample: &[(usize, Vec<usize>)],
+    m: &ViewMatch,
+    metric: &Metric,
+    label_column: Option<&str>,
+) -> Result<ViewStats> {
+    let compression = m.compression.map_or("none", |c| c.name());
+    let format = m.format.ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "view {} column {}: no read format recorded, so CALIBRATE cannot compute its exact values",
+            m.view.name, m.output.column
+        ))
+    })?;
+    let values = m.values()?;
+    let loaded = model.runner(Some(&format)).model()?;
+    let mut columns = vec![COL_ID];
+    columns.extend(label_column);
+    let (mut exact, mut approx, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+    for (f, rows) in sample {
+        let reader = &files[*f];
+        let scan = reader.scan_rows(&columns, &format.bands(), BATCH, Some(rows))?;
+        for batch in scan {
+            let batch = batch?;
+            let ids = batch
+                .batch
+                .column_by_name(COL_ID)
+                .and_then(|c| c.as_any().downcast_ref::<UInt64Array>().cloned())
+                .ok_or_else(|| Error::corrupt(reader.path(), "id column missing"))?;
+            // Only the rows the view holds are compared.
+            let mut held = Vec::new();
+            let mut stored = Vec::new();
+            for r in 0..batch.num_rows() {
+                if let Some(OutputValue::Vector(v)) = values.values.get(&ids.value(r)) {
+                    held.push(r);
+                    stored.extend_from_slice(v);
+                }
+            }
+            if held.is_empty() {
+                continue;
+            }
+            let images = held
+                .iter()
+                .map(|&r| batch.image(r))
+                .collect::<Result<Vec<_>>>()?;
+            let n = held.len();
+            let (from_bands, from_view) = match &model.backbone {
+                Some(b) if m.via_backbone => (
+                    model.run_images(images, &format)?,
+                    loaded.run_features(&stored, n)?,
+                ),
+                Some(_) | None => (model.run_images(images, &format)?, stored),
+            };
+            let width = from_bands.len() / n;
+            if from_view.len() != from_bands.len() {
+                return Err(Error::InvalidArgument(format!(
+                    "view {} column {}: its vectors have {} values, {} computes {width}",
+                    m.view.name,
+                    m.output.column,
+                    from_view.len() / n,
+                    model.name
+                )));
+            }
+            exact.extend(from_bands.chunks_exact(width).map(<[f32]>::to_vec));
+            approx.extend(from_view.chunks_exact(width).map(<[f32]>::to_vec));
+            if let Some(col) = label_column {
+                let c = batch.batch.column_by_name(col).ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "no column '{col}' in {}",
+                        reader.path().display()
+                    ))
+                })?;
+                for &r in &held {
+                    labels.push(
+                        (!c.is_null(r))
+                            .then(|| array_value_to_string(c, r))
+                            .transpose()?,
+                    );
+                }
+            }
+        }
+    }
+    Ok(ViewStats {
+        view: m.view.name.clone(),
+        column: m.output.column.clone(),
+        compression: compression.to_string(),
+        files: m.files(),
+        bytes_per_image: m.bytes_per_row(),
+        correct: score(model, &approx, &labels, &exact, metric),
+        n: approx.len() as u64,
+    })
+}
+
+/// Calibrates `model` on `table`, and measures `views` (compressed view
+/// columns that may stand for its input or output there). `cancel` stops
+/// it between formats.
 pub fn calibrate(
     model: &ModelHandle,
     table: &ImageTable,
+    views: &[ViewMatch],
     request: &CalibrateRequest,
     progress: Option<&dyn CalibrationProgress>,
     cancel: &AtomicBool,
@@ -247,23 +362,40 @@ pub fn calibrate(
             table.name()
         )));
     }
-    let params = space_params(model, table)?;
-    let space = params.design_space();
+    // A family is measured on its members' formats, the largest first; a
+    // model on every format of its design space.
+    let space = match model.reference_member() {
+        Some(r) => std::iter::once(r.format)
+            .chain(
+                model
+                    .members
+                    .iter()
+                    .map(|m| m.format)
+                    .filter(|f| *f != r.format),
+            )
+            .collect(),
+        None => space_params(model, table)?.design_space(),
+    };
     if let Some(p) = progress {
-        p.start(space.len() as u64, images as u64);
+        p.start((space.len() + views.len()) as u64, images as u64);
     }
+    let interrupted = || {
+        Error::Cancelled(format!(
+            "CALIBRATE {} ON {} interrupted; no profile stored",
+            model.name,
+            table.name()
+        ))
+    };
     let result = (|| {
         let label_column = request.label_column.as_deref();
         let mut runs: Vec<Run> = Vec::with_capacity(space.len());
         // Load the model (and warm its session) before anything is timed.
-        model.model()?;
+        for format in &space {
+            model.runner(Some(format)).model()?;
+        }
         for format in &space {
             if cancel.load(Ordering::Relaxed) {
-                return Err(Error::Cancelled(format!(
-                    "CALIBRATE {} ON {} interrupted; no profile stored",
-                    model.name,
-                    table.name()
-                )));
+                return Err(interrupted());
             }
             runs.push(run_format(model, &files, &sample, format, label_column)?);
             if let Some(p) = progress {
@@ -272,8 +404,9 @@ pub fn calibrate(
         }
         // Inference cost depends on the input size only: every format of a
         // size gets the fastest time measured at that size, so noise does
-        // not rank formats that feed the model the same tensor shape.
-        for i in 0..runs.len() {
+        // not rank formats that feed the model the same tensor shape. (A
+        // family's members are different models: each keeps its own.)
+        for i in (0..runs.len()).filter(|_| !model.is_family()) {
             let size = runs[i].stats.format.input_size();
             let best = runs
                 .iter()
@@ -282,11 +415,29 @@ pub fn calibrate(
                 .fold(f64::INFINITY, f64::min);
             runs[i].stats.model_us = best;
         }
+        let mut measured = Vec::with_capacity(views.len());
+        for m in views {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(interrupted());
+            }
+            measured.push(measure_view(
+                model,
+                &files,
+                &sample,
+                m,
+                &metric,
+                label_column,
+            )?);
+            if let Some(p) = progress {
+                p.format_done(&format!("view {}", m.view.name));
+            }
+        }
+        let views = measured;
         let reference = &runs[0];
         let formats = runs
             .iter()
             .map(|r| FormatStats {
-                correct: score(model, r, reference, &metric),
+                correct: score(model, &r.outputs, &r.labels, &reference.outputs, &metric),
                 ..r.stats.clone()
             })
             .collect();
@@ -299,6 +450,7 @@ pub fn calibrate(
             sample: images as u64,
             reference: space[0],
             formats,
+            views,
         })
     })();
     if let Some(p) = progress {

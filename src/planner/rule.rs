@@ -55,8 +55,34 @@ pub struct Choice {
 }
 
 /// Picks `model`'s format on `table`: forced, else the cheapest profiled
-/// format whose lower bound meets the target, else the default.
+/// format whose lower bound meets the target, else the default. For a
+/// model family the formats are its members' and the choice names the
+/// member.
 pub fn choose_format(
+    model: &ModelHandle,
+    table: &ImageTable,
+    profiles: &[Profile],
+    opts: &PlannerOptions,
+) -> Result<Choice> {
+    let mut choice = choose_format_or_member(model, table, profiles, opts)?;
+    if model.is_family() {
+        let (i, _) = model.member(&choice.format).ok_or_else(|| {
+            Error::Internal(format!(
+                "{}: format {} is no member's (the profile does not match the family)",
+                model.name, choice.format
+            ))
+        })?;
+        choice.reason = format!(
+            "member {} of {}; {}",
+            i + 1,
+            model.members.len(),
+            choice.reason
+        );
+    }
+    Ok(choice)
+}
+
+fn choose_format_or_member(
     model: &ModelHandle,
     table: &ImageTable,
     profiles: &[Profile],
@@ -64,24 +90,39 @@ pub fn choose_format(
 ) -> Result<Choice> {
     opts.validate()?;
     if let Some(format) = opts.forced_format()? {
-        format.check_fits(
-            &model.name,
-            &model.spec,
-            model.entry.size,
-            model.dynamic_size(),
-        )?;
+        if model.is_family() && model.member(&format).is_none() {
+            let formats: Vec<String> = model.members.iter().map(|m| m.format.to_string()).collect();
+            return Err(Error::InvalidArgument(format!(
+                "read format '{format}' is not one of model family {}'s members: {}",
+                model.name,
+                formats.join(", ")
+            )));
+        }
+        if !model.is_family() {
+            format.check_fits(
+                &model.name,
+                &model.spec,
+                model.entry.size,
+                model.dynamic_size(),
+            )?;
+        }
         return Ok(Choice {
             format,
             reason: "forced by spectradb.read_format".into(),
         });
     }
-    let params = space_params(model, table)?;
-    let default = params.default_format();
-    let native = match default.repr {
-        Representation::Pixels { scale, size, .. } => {
-            format!("smallest scale (s{scale}) that yields the model's {size}x{size} input")
+    let (default, native) = match model.reference_member() {
+        Some(r) => (r.format, "the family's largest member".to_string()),
+        None => {
+            let default = space_params(model, table)?.default_format();
+            let native = match default.repr {
+                Representation::Pixels { scale, size, .. } => {
+                    format!("smallest scale (s{scale}) that yields the model's {size}x{size} input")
+                }
+                Representation::Coefficients { .. } => "the model's whole coefficient input".into(),
+            };
+            (default, native)
         }
-        Representation::Coefficients { .. } => "the model's whole coefficient input".into(),
     };
     let fallback = |why: String| Choice {
         format: default,
@@ -131,6 +172,60 @@ pub fn choose_format(
             }
         }
     })
+}
+
+/// Whether view match `m` may stand for a call of `model` on `table`:
+/// `Ok(None)` for an exact column; for a compressed one, `Ok` with what
+/// CALIBRATE measured when that meets the accuracy target, else `Err` with
+/// why not.
+fn compressed_verdict(
+    m: &ViewMatch,
+    model: &ModelHandle,
+    table: &ImageTable,
+    profile: Option<&Profile>,
+    opts: &PlannerOptions,
+) -> std::result::Result<Option<String>, String> {
+    let Some(compression) = m.compression else {
+        return Ok(None);
+    };
+    let stored = format!(
+        "column {} is stored as {}",
+        m.output.column,
+        compression.name()
+    );
+    let calibrate = format!("CALIBRATE {} ON {} measures it", model.name, table.name());
+    let Some(profile) = profile else {
+        return Err(format!("{stored} and nothing measured it ({calibrate})"));
+    };
+    if let Some(stale) = profile.staleness(&model.entry.checksum, table.version()) {
+        return Err(format!("{stored} and {stale} ({calibrate} again)"));
+    }
+    let Some(stats) = profile.view_stats(&m.view.name, &m.output.column, &m.files()) else {
+        return Err(format!(
+            "{stored} and the profile did not measure the view as it is now ({calibrate})"
+        ));
+    };
+    let Some(target) = opts.accuracy_target else {
+        return Err(format!(
+            "{stored} and there is no accuracy target (SET spectradb.accuracy_target = 0.95)"
+        ));
+    };
+    let level = opts.confidence;
+    let bound = stats.lower_bound(level);
+    let measured = format!(
+        "{} lower bound {bound:.3} on {} sample rows",
+        profile.metric.name(),
+        stats.n
+    );
+    if bound >= target {
+        Ok(Some(format!(
+            "stored as {}: {measured} >= {target} ({:.0}% confidence)",
+            compression.name(),
+            level * 100.0
+        )))
+    } else {
+        Err(format!("{stored}: {measured} < {target}"))
+    }
 }
 
 /// The rule. Holds the catalog's profiles and what may be reused (the
@@ -324,17 +419,32 @@ impl Rewrite {
                 .iter()
                 .find(|p| p.model == model.name && p.table == table.name());
             let chosen = self.bindings[index].choice.format;
-            let usable = matches.into_iter().find(|m| {
-                format_acceptable(
+            // Exact columns first: a compressed one stands in only when no
+            // exact one does.
+            let mut matches = matches;
+            matches.sort_by_key(|m| m.compression.is_some());
+            let mut usable = None;
+            for m in matches {
+                if !format_acceptable(
                     m.format,
                     chosen,
                     profile,
                     opts.accuracy_target,
                     opts.confidence,
-                )
-            });
-            if let Some(m) = &usable {
-                self.bind_to_view(index, m, &function, &table);
+                ) {
+                    continue;
+                }
+                match compressed_verdict(&m, &model, &table, profile, opts) {
+                    Ok(why) => {
+                        self.bind_to_view(index, &m, &function, &table, why);
+                        usable = Some(m);
+                        break;
+                    }
+                    Err(why) => self.note(
+                        &table,
+                        format!("{}: view {} not used: {why}", function.name(), m.view.name),
+                    ),
+                }
             }
             self.reuse_calls.push(Call {
                 function,
@@ -345,13 +455,15 @@ impl Rewrite {
         Ok(())
     }
 
-    /// Binds call `index` to view `m`'s format and says so in EXPLAIN.
+    /// Binds call `index` to view `m`'s format and says so in EXPLAIN
+    /// (`compressed`: why a compressed column may stand in).
     fn bind_to_view(
         &mut self,
         index: usize,
         m: &ViewMatch,
         function: &ModelFn,
         table: &ImageTable,
+        compressed: Option<String>,
     ) {
         let made = m.format.expect("acceptable formats are set");
         let b = &mut self.bindings[index];
@@ -375,10 +487,11 @@ impl Rewrite {
         } else {
             ""
         };
+        let compressed = compressed.map(|c| format!(", {c}")).unwrap_or_default();
         self.note(
             table,
             format!(
-                "{}: from materialized view {} (column {}{backbone}){computed}",
+                "{}: from materialized view {} (column {}{backbone}{compressed}){computed}",
                 function.name(),
                 m.view.name,
                 m.output.column,
@@ -500,13 +613,18 @@ impl Rewrite {
         else {
             return Ok(Transformed::no(x));
         };
-        if m.format() == Some(b.choice.format) {
+        let approximate = self.reuse_calls.iter().any(|c| {
+            c.function.name() == m.name()
+                && Some(c.table.name()) == table
+                && c.view.as_ref().is_some_and(|v| v.compression.is_some())
+        });
+        if m.format() == Some(b.choice.format) && m.approximate() == approximate {
             return Ok(Transformed::no(x));
         }
         let Expr::ScalarFunction(ScalarFunction { args, .. }) = x else {
             unreachable!("model_call matched a scalar function")
         };
-        let func = Arc::new(m.with_format(b.choice.format));
+        let func = Arc::new(m.with_format(b.choice.format, approximate));
         Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction {
             func,
             args,

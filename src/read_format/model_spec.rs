@@ -29,6 +29,18 @@ impl OutputKind {
     }
 }
 
+/// One member of `CREATE MODEL m FAMILY (FORMAT '..' FROM '..' [WITH (..)], ...)`
+/// as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSource {
+    /// The read format it was trained for, e.g. `'y s4 14'`.
+    pub format: String,
+    /// The `.onnx` file.
+    pub source: String,
+    /// The member's own `WITH (...)`, over the family's.
+    pub options: Vec<(String, String)>,
+}
+
 /// How images are turned into the model's input tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSpec {

@@ -80,6 +80,46 @@ pub struct Profile {
     pub reference: ReadFormat,
     /// Every calibrated format, the reference first.
     pub formats: Vec<FormatStats>,
+    /// Compressed materialized views measured as sources of the model's
+    /// input (a head's backbone output) or output.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub views: Vec<ViewStats>,
+}
+
+/// A compressed view column measured by CALIBRATE: the model's results
+/// from the column's decoded vectors against its results from the exact
+/// vectors (or against the labels), on the sample's rows the view holds.
+/// Compressed values are near the model's, not equal, so the planner uses
+/// one only where this says it meets the accuracy target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewStats {
+    pub view: String,
+    pub column: String,
+    /// How the column is stored (`f16`, `int8`).
+    pub compression: String,
+    /// The view's data files when measured: a refresh writes new ones, and
+    /// the measurement no longer describes the view.
+    pub files: Vec<String>,
+    /// Stored bytes per row of the view (all its columns).
+    pub bytes_per_image: f64,
+    /// Sample rows whose result matched (the metric), out of `n`.
+    pub correct: u64,
+    pub n: u64,
+}
+
+impl ViewStats {
+    pub fn accuracy(&self) -> f64 {
+        if self.n == 0 {
+            0.0
+        } else {
+            self.correct as f64 / self.n as f64
+        }
+    }
+
+    /// Wilson lower bound at confidence `level`.
+    pub fn lower_bound(&self, level: f64) -> f64 {
+        wilson_lower_bound(self.correct, self.n, level)
+    }
 }
 
 impl Profile {
@@ -121,6 +161,14 @@ impl Profile {
             }
         }
         out
+    }
+
+    /// The measurement of `column` of view `view` whose data files are
+    /// `files`, if CALIBRATE took one of the view as it is.
+    pub fn view_stats(&self, view: &str, column: &str, files: &[String]) -> Option<&ViewStats> {
+        self.views
+            .iter()
+            .find(|v| v.view == view && v.column == column && v.files == files)
     }
 
     /// The cheapest format whose lower bound meets `target`, or `None`.
@@ -230,7 +278,36 @@ pub(crate) mod tests {
                 // Dominated: dearer than s2 and worse.
                 stats("y s2 k3 112", 25.0, 200, 300),
             ],
+            views: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_view_measurement_describes_only_the_files_it_was_taken_on() {
+        let mut p = synthetic_profile();
+        // A catalog written before views were measured has no `views`.
+        let mut json = serde_json::to_value(&p).unwrap();
+        assert!(json.get("views").is_none(), "empty lists are not written");
+        json.as_object_mut().unwrap().remove("views");
+        assert_eq!(serde_json::from_value::<Profile>(json).unwrap(), p);
+        let files = vec!["views/v/1.parquet".to_string()];
+        p.views.push(ViewStats {
+            view: "v".into(),
+            column: "f".into(),
+            compression: "int8".into(),
+            files: files.clone(),
+            bytes_per_image: 1228.0,
+            correct: 299,
+            n: 300,
+        });
+        let found = p.view_stats("v", "f", &files).expect("measured");
+        assert!((found.accuracy() - 299.0 / 300.0).abs() < 1e-12);
+        assert!(found.lower_bound(0.95) < found.accuracy());
+        let refreshed = vec!["views/v/2.parquet".to_string()];
+        assert!(p.view_stats("v", "f", &refreshed).is_none());
+        assert!(p.view_stats("v", "g", &files).is_none());
+        let back: Profile = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
     }
 
     #[test]

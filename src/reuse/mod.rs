@@ -88,8 +88,8 @@ impl std::fmt::Debug for Reuse {
 
 impl Reuse {
     /// The fresh view columns that hold `call`'s result (or, for a head,
-    /// its backbone's output) for `table`'s rows, with the reasons others
-    /// were passed over.
+    /// its backbone's output) for `table`'s rows, compressed ones included
+    /// (marked), with the reasons others were passed over.
     pub fn view_matches(
         &self,
         call: &ModelCall<'_>,
@@ -124,22 +124,17 @@ impl Reuse {
                     passed.push(format!("view {} not used: {why}", v.name));
                     continue;
                 }
-                if v.view.compressed_columns.contains(&o.column) {
-                    // Compressed values are near the model's, not equal;
-                    // nothing has measured yet whether they meet a target.
-                    passed.push(format!(
-                        "view {} not used: column {} is stored as {} (read the view itself for it)",
-                        v.name,
-                        o.column,
-                        v.view.compression.name()
-                    ));
-                    continue;
-                }
+                let compression = v
+                    .view
+                    .compressed_columns
+                    .contains(&o.column)
+                    .then_some(v.view.compression);
                 found.push(ViewMatch {
                     view: v.clone(),
                     output: o.clone(),
                     format: o.format,
                     via_backbone: !direct,
+                    compression,
                 });
             }
         }

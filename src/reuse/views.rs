@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::image_value::OutputValue;
 use crate::read_format::profile::Profile;
 use crate::read_format::space::ReadFormat;
-use crate::storage::catalog::{MaterializedView, TableRead, ViewOutput};
+use crate::storage::catalog::{Compression, MaterializedView, TableRead, ViewOutput};
 
 /// A materialized view's stored rows, as the planner reads them.
 pub struct ViewSource {
@@ -115,6 +115,37 @@ pub struct ViewMatch {
     pub format: Option<ReadFormat>,
     /// Set when it holds the backbone's output for a head.
     pub via_backbone: bool,
+    /// Set when the column is stored compressed: its values are near the
+    /// model's, not equal, and stand in only where CALIBRATE measured them.
+    pub compression: Option<Compression>,
+}
+
+impl ViewMatch {
+    /// The view's data files, which identify what CALIBRATE measured.
+    pub fn files(&self) -> Vec<String> {
+        self.view
+            .view
+            .files
+            .iter()
+            .map(|f| f.path.clone())
+            .collect()
+    }
+
+    /// Stored bytes per row of the view.
+    pub fn bytes_per_row(&self) -> f64 {
+        let (bytes, rows) = self
+            .view
+            .view
+            .files
+            .iter()
+            .fold((0, 0), |(b, r), f| (b + f.bytes, r + f.rows));
+        bytes as f64 / rows.max(1) as f64
+    }
+
+    /// `column`'s decoded values by image id.
+    pub fn values(&self) -> Result<Arc<ViewColumn>> {
+        self.view.column(&self.output.column)
+    }
 }
 
 /// Whether a view made under `made` may stand for a call whose planner

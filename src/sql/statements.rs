@@ -9,6 +9,7 @@
 //! CHECK TABLE t [, ...] | CHECK DATABASE
 //! VACUUM [RETAIN n SECONDS|MINUTES|HOURS|DAYS]
 //! CREATE MODEL m FROM '<file.onnx>' [ON FEATURES OF backbone] [WITH (k = v, ...)]
+//! CREATE MODEL m FAMILY (FORMAT '<read format>' FROM '<file.onnx>' [WITH (...)], ...) [WITH (...)]
 //! DROP MODEL [IF EXISTS] m
 //! SHOW MODELS
 //! CALIBRATE m ON t [USING label_column] [SAMPLE n]
@@ -27,6 +28,7 @@ use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::error::{Error, Result};
+use crate::read_format::model_spec::MemberSource;
 use crate::storage::catalog::Compression;
 
 /// A statement DataFusion does not know.
@@ -65,6 +67,12 @@ pub enum Command {
         source: String,
         /// A head: its input is this model's output.
         backbone: Option<String>,
+        options: Vec<(String, String)>,
+    },
+    /// A model family: one function, a member per read format.
+    CreateModelFamily {
+        name: String,
+        members: Vec<MemberSource>,
         options: Vec<(String, String)>,
     },
     DropModel {
@@ -199,6 +207,16 @@ fn parse_model_statement(p: &mut Parser) -> Result<Command, ParserError> {
     if p.parse_keyword(Keyword::CREATE) {
         p.next_token();
         let name = normalize_ident(&p.parse_identifier()?);
+        if is_word(&p.peek_token().token, "family") {
+            p.next_token();
+            let members = parse_family_members(p)?;
+            let options = parse_with_options(p)?;
+            return Ok(Command::CreateModelFamily {
+                name,
+                members,
+                options,
+            });
+        }
         p.expect_keyword_is(Keyword::FROM)?;
         let source = parse_quoted(p)?;
         let backbone = if p.parse_keyword(Keyword::ON) {
@@ -228,6 +246,29 @@ fn parse_model_statement(p: &mut Parser) -> Result<Command, ParserError> {
         p.next_token();
         Ok(Command::ShowModels)
     }
+}
+
+/// `(FORMAT '<format>' FROM '<file>' [WITH (...)], ...)` of a family.
+fn parse_family_members(p: &mut Parser) -> Result<Vec<MemberSource>, ParserError> {
+    p.expect_token(&Token::LParen)?;
+    let members = p.parse_comma_separated(|p| {
+        p.expect_keyword_is(Keyword::FORMAT)?;
+        let tok = p.next_token();
+        let format = match tok.token {
+            Token::SingleQuotedString(s) => s,
+            _ => return p.expected("a quoted read format such as 'y s4 14'", tok),
+        };
+        p.expect_keyword_is(Keyword::FROM)?;
+        let source = parse_quoted(p)?;
+        let options = parse_with_options(p)?;
+        Ok(MemberSource {
+            format,
+            source,
+            options,
+        })
+    })?;
+    p.expect_token(&Token::RParen)?;
+    Ok(members)
 }
 
 /// `RESET spectradb.<name>` from its first tokens.
@@ -612,6 +653,50 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("AS"), "{err}");
+        assert_eq!(
+            parse_command(
+                "CREATE MODEL f FAMILY (FORMAT 'y s8 28' FROM 'a.onnx', \
+                 FORMAT 'y k6 coef' FROM 'b.onnx' WITH (bands = 6)) WITH (labels = 'l.txt')"
+            )
+            .unwrap(),
+            Some(Command::CreateModelFamily {
+                name: "f".into(),
+                members: vec![
+                    MemberSource {
+                        format: "y s8 28".into(),
+                        source: "a.onnx".into(),
+                        options: vec![],
+                    },
+                    MemberSource {
+                        format: "y k6 coef".into(),
+                        source: "b.onnx".into(),
+                        options: vec![("bands".into(), "6".into())],
+                    },
+                ],
+                options: vec![("labels".into(), "l.txt".into())],
+            })
+        );
+        for (sql, why) in [
+            (
+                "CREATE MODEL f FAMILY FORMAT 'y s8 28' FROM 'a.onnx'",
+                "Expected: (",
+            ),
+            (
+                "CREATE MODEL f FAMILY (FORMAT y FROM 'a.onnx')",
+                "quoted read format",
+            ),
+            (
+                "CREATE MODEL f FAMILY (FORMAT 'y s8 28' 'a.onnx')",
+                "Expected: FROM",
+            ),
+            (
+                "CREATE MODEL f FAMILY (FORMAT 'y s8 28' FROM 'a.onnx'",
+                "Expected: )",
+            ),
+        ] {
+            let e = parse_command(sql).unwrap_err().to_string();
+            assert!(e.contains(why), "{sql}: {e}");
+        }
         assert_eq!(
             parse_command("CREATE MODEL h FROM 'h.onnx' ON FEATURES OF b WITH (output = 'class')")
                 .unwrap(),

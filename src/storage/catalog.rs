@@ -105,6 +105,46 @@ pub struct ModelEntry {
     /// output is its input.
     #[serde(default)]
     pub backbone: Option<String>,
+    /// For a model family (`CREATE MODEL .. FAMILY (...)`): its members,
+    /// each trained for its own read format. The family's own file, size
+    /// and outputs are those of its largest member; its checksum covers
+    /// every member's file and format, so a changed member makes profiles
+    /// and views of the family stale.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<FamilyMember>,
+}
+
+/// One member of a model family.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FamilyMember {
+    /// The read format the member was trained for and is fed with.
+    pub format: crate::read_format::space::ReadFormat,
+    pub model: ModelEntry,
+}
+
+impl ModelEntry {
+    /// The member the family's unbound calls run and calibration compares
+    /// with: the one with the largest input, then the most bands.
+    pub fn reference_member(&self) -> Option<&FamilyMember> {
+        self.members.iter().max_by_key(|m| {
+            (
+                m.format.input_size(),
+                m.format.bands().masks.map(u64::count_ones),
+            )
+        })
+    }
+
+    /// Every file the model holds in the database directory.
+    pub fn files(&self) -> Vec<&str> {
+        let mut files: Vec<&str> = vec![self.file.as_str()];
+        files.extend(self.labels_file.as_deref());
+        for m in &self.members {
+            files.extend(m.model.files());
+        }
+        files.sort_unstable();
+        files.dedup();
+        files
+    }
 }
 
 /// A view or external table, kept as the statement that created it.
@@ -144,11 +184,7 @@ impl Catalog {
                     .values()
                     .flat_map(|v| v.files.iter().map(|f| f.path.as_str())),
             )
-            .chain(
-                self.models
-                    .values()
-                    .flat_map(|m| std::iter::once(m.file.as_str()).chain(m.labels_file.as_deref())),
-            )
+            .chain(self.models.values().flat_map(ModelEntry::files))
             .collect()
     }
 }

@@ -129,6 +129,7 @@ fn plant_profile(db: &BlockingDatabase, table_version: Option<u64>) {
             stats("ycc s2 112", 20.0, 270),
             stats("y s1 56", 5.0, 150),
         ],
+        views: Vec::new(),
     };
     catalog.profiles = vec![profile];
     tx.commit().unwrap();
@@ -429,5 +430,210 @@ fn calibrate_using_labels_on_a_gray_table_matches_sql() {
     assert!(
         notices.iter().any(|n| n.contains("cnn_on_fashion.svg")),
         "{notices:?}"
+    );
+}
+
+/// The Fashion-MNIST family's members, largest first, as the API takes them.
+fn fashion_family(member_14: &str) -> Vec<spectradb::read_format::model_spec::MemberSource> {
+    [
+        ("y s8 28", "tests/data/models/fashion_mnist_cnn.onnx"),
+        ("y s4 14", member_14),
+        ("y s2 7", "tests/data/models/fashion_mnist_cnn_7.onnx"),
+        ("y s1 4", "tests/data/models/fashion_mnist_cnn_4.onnx"),
+    ]
+    .into_iter()
+    .map(
+        |(format, source)| spectradb::read_format::model_spec::MemberSource {
+            format: format.into(),
+            source: source.into(),
+            options: Vec::new(),
+        },
+    )
+    .collect()
+}
+
+const FASHION_LABELS: [(&str, &str); 1] =
+    [("labels", "tests/data/models/fashion_mnist_classes.txt")];
+
+fn labels_option() -> Vec<(String, String)> {
+    FASHION_LABELS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn with_fashion_family(path: &std::path::Path) -> BlockingDatabase {
+    let db = BlockingDatabase::open(path).unwrap();
+    db.sql("CREATE IMAGE TABLE fashion FROM 'tests/data/fashion' WITH (label = 'parent_dir', chroma = 'gray')")
+        .unwrap();
+    db.database()
+        .create_model_family(
+            "fam",
+            &fashion_family("tests/data/models/fashion_mnist_cnn_14.onnx"),
+            &labels_option(),
+        )
+        .unwrap();
+    db
+}
+
+fn explain(db: &BlockingDatabase, sql: &str) -> String {
+    plan_text(&db.sql(&format!("EXPLAIN {sql}")).unwrap())
+}
+
+#[test]
+fn a_model_family_runs_the_cheapest_member_meeting_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.db");
+    let db = with_fashion_family(&path);
+    let query = "SELECT fam(image) FROM fashion";
+    let plan = explain(&db, query);
+    assert!(
+        plan.contains("fam: format=y s8 28 (member 1 of 4; no profile (CALIBRATE fam ON fashion); the family's largest member)"),
+        "{plan}"
+    );
+    db.sql("CALIBRATE fam ON fashion USING label").unwrap();
+    let catalog = db.database().catalog().unwrap();
+    let profile = catalog.profiles[0].clone();
+    assert_eq!(profile.reference.to_string(), "y s8 28");
+    let formats: Vec<String> = profile
+        .formats
+        .iter()
+        .map(|f| f.format.to_string())
+        .collect();
+    assert_eq!(formats, ["y s8 28", "y s4 14", "y s2 7", "y s1 4"]);
+    let members = ["y s8 28", "y s4 14", "y s2 7", "y s1 4"];
+    // The scan opens each file once per split: count band columns in units
+    // of a full read (64 luma bands of a gray image).
+    let (_, all) = scan_cost(&db, "SELECT to_png(image) FROM fashion");
+    let files = all / 64;
+    assert_eq!(all % 64, 0);
+    for target in [0.95, 0.8, 0.7] {
+        db.sql(&format!("SET spectradb.accuracy_target = {target}"))
+            .unwrap();
+        let plan = explain(&db, query);
+        let (bytes, columns) = scan_cost(&db, query);
+        match profile.cheapest_meeting(target, 0.95) {
+            Some(best) => {
+                let member = members
+                    .iter()
+                    .position(|m| *m == best.format.to_string())
+                    .unwrap();
+                let want = format!(
+                    "fam: format={} (member {} of 4; cheapest calibrated format with accuracy (label) lower bound",
+                    best.format,
+                    member + 1
+                );
+                assert!(plan.contains(&want), "{target}: {plan}");
+                assert!(best.lower_bound(0.95) >= target);
+                assert_eq!(columns, best.bands as u64 * files, "{target}");
+                assert!(bytes > 0);
+            }
+            None => {
+                assert_eq!(target, 0.95, "0.8 and 0.7 are met on this sample");
+                assert!(
+                    plan.contains("fam: format=y s8 28 (member 1 of 4; no calibrated format has a lower bound on accuracy (label) >= 0.95"),
+                    "{plan}"
+                );
+                assert_eq!(columns, 64 * files);
+            }
+        }
+    }
+    // The 14-pixel member is the only one whose lower bound reaches 0.8:
+    // what SQL counts under the target is what CALIBRATE counted for it.
+    db.sql("SET spectradb.accuracy_target = 0.8").unwrap();
+    let right = db
+        .sql("SELECT count(*) FROM fashion WHERE fam(image) = label")
+        .unwrap();
+    let counted = right[0].column(0).as_primitive::<Int64Type>().value(0) as u64;
+    assert_eq!(counted, profile.formats[1].correct);
+    assert_eq!(
+        profile
+            .cheapest_meeting(0.8, 0.95)
+            .unwrap()
+            .format
+            .to_string(),
+        "y s4 14"
+    );
+    // Every member's file is kept (a VACUUM that purges all it may), checked
+    // against its own checksum, and the family works after reopening.
+    db.sql("VACUUM RETAIN 0 SECONDS").unwrap();
+    drop(db);
+    let db = BlockingDatabase::open(&path).unwrap();
+    let checked = db.sql("CHECK DATABASE").unwrap();
+    let kinds: Vec<String> = checked
+        .iter()
+        .flat_map(|b| {
+            let kind = b.column(1).as_string::<i32>().clone();
+            let status = b.column(5).as_string::<i32>().clone();
+            (0..b.num_rows()).map(move |i| format!("{} {}", kind.value(i), status.value(i)))
+        })
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "model ok").count(),
+        4,
+        "{kinds:?}"
+    );
+    db.sql("SET spectradb.accuracy_target = 0.8").unwrap();
+    let again = db
+        .sql("SELECT count(*) FROM fashion WHERE fam(image) = label")
+        .unwrap();
+    assert_eq!(
+        again[0].column(0).as_primitive::<Int64Type>().value(0) as u64,
+        counted
+    );
+}
+
+#[test]
+fn a_changed_member_makes_views_of_the_family_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = with_fashion_family(&dir.path().join("f.db"));
+    db.sql("SET spectradb.read_format = 'y s4 14'").unwrap();
+    db.sql("CREATE MATERIALIZED VIEW classes AS SELECT id, fam(image) AS class FROM fashion")
+        .unwrap();
+    let query = "SELECT fam(image) FROM fashion";
+    assert!(
+        explain(&db, query).contains("fam: from materialized view classes (column class)"),
+        "{}",
+        explain(&db, query)
+    );
+    // The same network with one unknown protobuf field appended (ONNX
+    // Runtime skips it): another file, the same answers.
+    let changed = dir.path().join("fashion_mnist_cnn_14_changed.onnx");
+    let mut bytes = std::fs::read("tests/data/models/fashion_mnist_cnn_14.onnx").unwrap();
+    bytes.extend_from_slice(&[0xC0, 0x3E, 0x01]); // field 1000, varint 1
+    std::fs::write(&changed, bytes).unwrap();
+    let before = db.database().catalog().unwrap().models["fam"]
+        .checksum
+        .clone();
+    db.sql("DROP MODEL fam").unwrap();
+    db.database()
+        .create_model_family(
+            "fam",
+            &fashion_family(changed.to_str().unwrap()),
+            &labels_option(),
+        )
+        .unwrap();
+    let after = db.database().catalog().unwrap().models["fam"]
+        .checksum
+        .clone();
+    assert_ne!(before, after, "the family's checksum covers every member");
+    let shown = db.sql("SHOW TABLES").unwrap();
+    let status: Vec<String> = shown
+        .iter()
+        .flat_map(|b| {
+            let name = b.column(0).as_string::<i32>().clone();
+            let status = b.column(5).as_string::<i32>().clone();
+            (0..b.num_rows()).map(move |i| format!("{}: {}", name.value(i), status.value(i)))
+        })
+        .collect();
+    assert!(
+        status.contains(&"classes: stale: model fam changed".to_string()),
+        "{status:?}"
+    );
+    let plan = explain(&db, query);
+    assert!(!plan.contains("from materialized view"), "{plan}");
+    assert!(
+        plan.contains("fam: format=y s4 14 (member 2 of 4; forced"),
+        "{plan}"
     );
 }
