@@ -68,11 +68,7 @@ fn choose_sample(files: &[ImageFileReader], n: usize) -> Result<Vec<(usize, Vec<
         let mut row = 0;
         for batch in scan {
             let batch = batch?;
-            let ids = batch
-                .batch
-                .column_by_name(COL_ID)
-                .and_then(|c| c.as_any().downcast_ref::<UInt64Array>().cloned())
-                .ok_or_else(|| Error::corrupt(reader.path(), "id column missing"))?;
+            let ids = ids_of(&batch.batch, reader)?;
             for i in 0..ids.len() {
                 keyed.push((splitmix(ids.value(i)), f, row));
                 row += 1;
@@ -92,6 +88,14 @@ fn choose_sample(files: &[ImageFileReader], n: usize) -> Result<Vec<(usize, Vec<
             (f, rows)
         })
         .collect())
+}
+
+/// The id column of a batch read from `reader`.
+fn ids_of(batch: &arrow::array::RecordBatch, reader: &ImageFileReader) -> Result<UInt64Array> {
+    batch
+        .column_by_name(COL_ID)
+        .and_then(|c| c.as_any().downcast_ref::<UInt64Array>().cloned())
+        .ok_or_else(|| Error::corrupt(reader.path(), "id column missing"))
 }
 
 /// A fixed 64-bit mix (SplitMix64's finaliser): a reproducible shuffle key.
@@ -252,11 +256,7 @@ fn measure_view(
         let scan = reader.scan_rows(&columns, &format.bands(), BATCH, Some(rows))?;
         for batch in scan {
             let batch = batch?;
-            let ids = batch
-                .batch
-                .column_by_name(COL_ID)
-                .and_then(|c| c.as_any().downcast_ref::<UInt64Array>().cloned())
-                .ok_or_else(|| Error::corrupt(reader.path(), "id column missing"))?;
+            let ids = ids_of(&batch.batch, reader)?;
             // Only the rows the view holds are compared.
             let mut held = Vec::new();
             let mut stored = Vec::new();

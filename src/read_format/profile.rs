@@ -51,11 +51,7 @@ impl FormatStats {
     }
 
     pub fn accuracy(&self) -> f64 {
-        if self.n == 0 {
-            0.0
-        } else {
-            self.correct as f64 / self.n as f64
-        }
+        share(self.correct, self.n)
     }
 
     /// Wilson lower bound at confidence `level`.
@@ -109,11 +105,7 @@ pub struct ViewStats {
 
 impl ViewStats {
     pub fn accuracy(&self) -> f64 {
-        if self.n == 0 {
-            0.0
-        } else {
-            self.correct as f64 / self.n as f64
-        }
+        share(self.correct, self.n)
     }
 
     /// Wilson lower bound at confidence `level`.
@@ -177,6 +169,15 @@ impl Profile {
             .iter()
             .filter(|f| f.lower_bound(level) >= target)
             .min_by(|a, b| a.cost_us().total_cmp(&b.cost_us()))
+    }
+}
+
+/// `k` out of `n` as a fraction (0 when there were none).
+fn share(k: u64, n: u64) -> f64 {
+    if n == 0 {
+        0.0
+    } else {
+        k as f64 / n as f64
     }
 }
 
