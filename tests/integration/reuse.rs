@@ -499,3 +499,100 @@ fn a_refresh_after_an_append_runs_the_model_on_the_new_rows_only() {
     let distinct = rows[0].column(1).as_primitive::<Int64Type>().value(0);
     assert_eq!((n, distinct), (5, 5));
 }
+
+#[test]
+fn a_head_reads_a_compressed_view_only_where_calibration_meets_the_target() {
+    let db = BlockingDatabase::in_memory().unwrap();
+    db.sql("CREATE IMAGE TABLE photos FROM 'tests/data/photos/imagenet-labeled/imagenet_0*'")
+        .unwrap();
+    create_backbone_and_head(&db);
+    db.sql(
+        "CREATE MATERIALIZED VIEW f8 WITH (compression = 'int8') \
+         AS SELECT id, backbone(image) AS f FROM photos",
+    )
+    .unwrap();
+    let q = "SELECT id, imagenet_head(image) FROM photos ORDER BY id";
+    // The head on exact features (the backbone's outputs are cached).
+    db.sql("SET spectradb.cache_size = 0").unwrap();
+    let exact = db.sql(q).unwrap();
+    assert_eq!(images_computed(&db, "backbone"), 20, "view, then the query");
+
+    let plan = explain(&db, q);
+    assert!(
+        plan.contains(
+            "imagenet_head: view f8 not used: column f is stored as int8 and nothing measured it \
+             (CALIBRATE imagenet_head ON photos measures it)"
+        ),
+        "{plan}"
+    );
+    let shown = db.sql("CALIBRATE imagenet_head ON photos").unwrap();
+    assert!(
+        strings(&shown, 0).contains(&"view f8.f (int8)".to_string()),
+        "{:?}",
+        strings(&shown, 0)
+    );
+    let plan = explain(&db, q);
+    assert!(
+        plan.contains(
+            "view f8 not used: column f is stored as int8 and there is no accuracy target"
+        ),
+        "{plan}"
+    );
+    // Ten of ten photos agree: a 95% lower bound of 0.72, short of 0.99
+    // (nor does the view's read format reach it).
+    db.sql("SET spectradb.accuracy_target = 0.99").unwrap();
+    let plan = explain(&db, q);
+    assert!(
+        plan.contains("imagenet_head: format=ycc s8 224")
+            && !plan.contains("from materialized view"),
+        "{plan}"
+    );
+    db.sql("SET spectradb.accuracy_target = 0.7").unwrap();
+    let plan = explain(&db, q);
+    assert!(
+        plan.contains("imagenet_head: from materialized view f8 (column f, the backbone's output, stored as int8: agreement lower bound 0.7"),
+        "{plan}"
+    );
+    let (backbone, bands, head) = (
+        images_computed(&db, "backbone"),
+        band_columns(&db),
+        images_computed(&db, "imagenet_head"),
+    );
+    let near = db.sql(q).unwrap();
+    assert_eq!(
+        ints(&near, 1),
+        ints(&exact, 1),
+        "the same class on every photo"
+    );
+    assert_eq!(
+        images_computed(&db, "backbone"),
+        backbone,
+        "features from the view"
+    );
+    assert_eq!(band_columns(&db), bands, "no band read");
+    assert_eq!(images_computed(&db, "imagenet_head"), head + 10);
+
+    // Results from decoded features are not cached under exact keys: with
+    // the cache on, the exact query after them computes every row.
+    db.sql("RESET spectradb.cache_size").unwrap();
+    db.sql(q).unwrap();
+    db.sql("RESET spectradb.accuracy_target").unwrap();
+    let head = images_computed(&db, "imagenet_head");
+    db.sql(q).unwrap();
+    assert_eq!(
+        images_computed(&db, "imagenet_head"),
+        head + 10,
+        "no cache hit"
+    );
+
+    // An append makes the profile stale; EXPLAIN asks for CALIBRATE again.
+    db.sql("INSERT INTO photos FROM 'tests/data/photos/imagenet-labeled/imagenet_1*'")
+        .unwrap();
+    db.sql("SET spectradb.accuracy_target = 0.7").unwrap();
+    let plan = explain(&db, q);
+    assert!(
+        plan.contains("view f8 not used: column f is stored as int8 and")
+            && plan.contains("(CALIBRATE imagenet_head ON photos measures it again)"),
+        "{plan}"
+    );
+}
