@@ -7,6 +7,7 @@
 //! cargo bench --bench planner                       # MobileNetV2 on bench-data/corpus
 //! cargo bench --bench planner -- fashion            # the Fashion-MNIST CNN on bench-data/fashion
 //! cargo bench --bench planner -- fashion_labels fam # the CNN and its family, against labels
+//! cargo bench --bench planner -- fashion fam_agree   # the same against full quality / the largest member
 //! ```
 //! Corpora: `bash scripts/make_corpus.sh --out bench-data/corpus --count 1000`
 //! and `bash scripts/make_fashion_corpus.sh --out bench-data/fashion --split test --count 2000`.
@@ -96,19 +97,40 @@ const FASHION_LABELS: Case = Case {
     labels: true,
 };
 
-/// The Fashion-MNIST family: the CNN trained at 28, 14, 7 and 4 pixels
-/// (scripts/train_fashion_family.py), one member per read format.
+/// The members of the Fashion-MNIST family: the CNN trained at 28, 14, 7
+/// and 4 pixels (scripts/train_fashion_family.py), one per read format.
+macro_rules! fashion_family {
+    ($name:literal) => {
+        concat!(
+            "CREATE MODEL ",
+            $name,
+            " FAMILY ( \
+            FORMAT 'y s8 28' FROM 'tests/data/models/fashion_mnist_cnn.onnx', \
+            FORMAT 'y s4 14' FROM 'tests/data/models/fashion_mnist_cnn_14.onnx', \
+            FORMAT 'y s2 7' FROM 'tests/data/models/fashion_mnist_cnn_7.onnx', \
+            FORMAT 'y s1 4' FROM 'tests/data/models/fashion_mnist_cnn_4.onnx' \
+            ) WITH (labels = 'tests/data/models/fashion_mnist_classes.txt')"
+        )
+    };
+}
+
+/// The family calibrated against the labels.
 const FAMILY: Case = Case {
     name: "fam",
     corpus: "bench-data/fashion",
     table_options: "chroma = 'gray', label = '{labels}'",
-    create_model: &["CREATE MODEL fam FAMILY ( \
-        FORMAT 'y s8 28' FROM 'tests/data/models/fashion_mnist_cnn.onnx', \
-        FORMAT 'y s4 14' FROM 'tests/data/models/fashion_mnist_cnn_14.onnx', \
-        FORMAT 'y s2 7' FROM 'tests/data/models/fashion_mnist_cnn_7.onnx', \
-        FORMAT 'y s1 4' FROM 'tests/data/models/fashion_mnist_cnn_4.onnx' \
-        ) WITH (labels = 'tests/data/models/fashion_mnist_classes.txt')"],
+    create_model: &[fashion_family!("fam")],
     labels: true,
+};
+
+/// The family calibrated against its largest member: targets are
+/// agreement with it, as for a fixed model against full quality (`fashion`).
+const FAMILY_AGREEMENT: Case = Case {
+    name: "fam_agree",
+    corpus: "bench-data/fashion",
+    table_options: "chroma = 'gray', label = '{labels}'",
+    create_model: &[fashion_family!("fam_agree")],
+    labels: false,
 };
 
 /// All image files (.jpg, .png, .webp) under `dir` (any depth, except the
@@ -356,7 +378,7 @@ fn main() {
     if all || which.iter().any(|w| w == "coarse") {
         bench(&COARSE);
     }
-    for case in [&FASHION, &FASHION_LABELS, &FAMILY] {
+    for case in [&FASHION, &FASHION_LABELS, &FAMILY, &FAMILY_AGREEMENT] {
         if all || which.iter().any(|w| w == case.name) {
             bench(case);
         }
