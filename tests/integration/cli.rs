@@ -455,3 +455,78 @@ fn info_describes_a_data_file() {
     assert!(shown.contains("format version 2"), "{shown}");
     assert!(shown.contains("image.y.*"), "{shown}");
 }
+
+#[test]
+fn a_model_family_over_several_lines_and_a_compressed_view_from_the_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("f.db");
+    let db = db.to_str().unwrap();
+    let script = "CREATE IMAGE TABLE fashion FROM 'tests/data/fashion' \
+                  WITH (label = 'parent_dir', chroma = 'gray');\n\
+        CREATE MODEL fam FAMILY (\n\
+          FORMAT 'y s8 28' FROM 'tests/data/models/fashion_mnist_cnn.onnx',\n\
+          FORMAT 'y s4 14' FROM 'tests/data/models/fashion_mnist_cnn_14.onnx',\n\
+          FORMAT 'y s2 7' FROM 'tests/data/models/fashion_mnist_cnn_7.onnx'\n\
+        ) WITH (labels = 'tests/data/models/fashion_mnist_classes.txt');\n\
+        SET spectradb.read_format = 'y s4 14';\n\
+        SELECT count(*) AS right FROM fashion WHERE fam(image) = label;\n";
+    let out = run(&[db, "--format", "csv"], Some(script));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The 14-pixel member is right on 37 of the 40 images (sql/families.slt).
+    assert!(
+        text(&out.stdout).ends_with("right\n37\n"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // A member's error names the member and keeps what was committed.
+    let out = run(
+        &[
+            db,
+            "-c",
+            "CREATE MODEL bad FAMILY (FORMAT 'y s8 28' FROM 'tests/data/models/fashion_mnist_cnn.onnx', \
+             FORMAT 'y s4 14' FROM 'tests/data/models/missing.onnx')",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(
+            "model family bad, member 2 (FORMAT 'y s4 14' FROM 'tests/data/models/missing.onnx'): \
+             tests/data/models/missing.onnx: no such model file"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run(
+        &[
+            db,
+            "--format",
+            "csv",
+            "-c",
+            "CREATE IMAGE TABLE colors FROM 'tests/data/colors'",
+            "-c",
+            "CREATE MODEL tiny FROM 'tests/data/models/tiny_rgb.onnx' \
+             WITH (labels = 'tests/data/models/tiny_rgb_labels.txt')",
+            "-c",
+            "CREATE MATERIALIZED VIEW s8 WITH (compression = 'int8') \
+             AS SELECT id, tiny_scores(image) AS s FROM colors",
+            "-c",
+            "SHOW MODELS",
+            "-c",
+            "SHOW TABLES",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("fam,\"family: y s8 28, y s4 14, y s2 7"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("s8,materialized view,3,,,\"fresh; int8 vectors,"),
+        "{stdout}"
+    );
+}

@@ -868,3 +868,147 @@ async fn load_32_clients_mixed_queries() {
     );
     server.shutdown().await.unwrap();
 }
+
+/// EXPLAIN's plan text over Flight.
+async fn explain(c: &mut FlightSqlServiceClient<Channel>, sql: &str) -> String {
+    let batches = query(c, &format!("EXPLAIN {sql}")).await;
+    batches
+        .iter()
+        .flat_map(|b| {
+            let plan = b.column(1).as_string::<i32>();
+            (0..b.num_rows())
+                .map(|i| plan.value(i).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_families_and_compressed_views_work_remotely() {
+    let (server, mut c) = served().await;
+    c.execute_update(
+        format!(
+            "CREATE IMAGE TABLE fashion FROM '{}' WITH (label = 'parent_dir', chroma = 'gray')",
+            repo("tests/data/fashion")
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+    let member = |format: &str, file: &str| {
+        format!(
+            "FORMAT '{format}' FROM '{}'",
+            repo(&format!("tests/data/models/{file}"))
+        )
+    };
+    c.execute_update(
+        format!(
+            "CREATE MODEL fam FAMILY (\n  {},\n  {},\n  {},\n  {}\n) WITH (labels = '{}')",
+            member("y s8 28", "fashion_mnist_cnn.onnx"),
+            member("y s4 14", "fashion_mnist_cnn_14.onnx"),
+            member("y s2 7", "fashion_mnist_cnn_7.onnx"),
+            member("y s1 4", "fashion_mnist_cnn_4.onnx"),
+            repo("tests/data/models/fashion_mnist_classes.txt")
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+    let calibrated = query(&mut c, "CALIBRATE fam ON fashion USING label").await;
+    assert_eq!(rows(&calibrated), 4, "one row per member");
+    c.execute_update("SET spectradb.accuracy_target = 0.8".into(), None)
+        .await
+        .unwrap();
+    let plan = explain(&mut c, "SELECT fam(image) FROM fashion").await;
+    assert!(
+        plan.contains("fam: format=y s4 14 (member 2 of 4;"),
+        "{plan}"
+    );
+    // The remote count is what CALIBRATE counted for the chosen member.
+    let right = query(
+        &mut c,
+        "SELECT count(*) FROM fashion WHERE fam(image) = label",
+    )
+    .await;
+    let catalog = server.db.catalog().unwrap();
+    let profile = catalog.profiles.iter().find(|p| p.model == "fam").unwrap();
+    assert_eq!(first_i64(&right) as u64, profile.formats[1].correct);
+    // A member's error names the member and registers nothing.
+    let status = status_of(
+        &mut c,
+        &format!(
+            "CREATE MODEL bad FAMILY ({}, FORMAT 'y s4 14' FROM '{}')",
+            member("y s8 28", "fashion_mnist_cnn.onnx"),
+            repo("tests/data/models/missing.onnx")
+        ),
+    )
+    .await;
+    assert!(
+        status.message().contains("member 2"),
+        "{}",
+        status.message()
+    );
+
+    // A compressed view of tiny's raw scores (`tiny_scores`), made and
+    // read back remotely, within its bound.
+    table_and_tiny(&mut c, "colors", "tests/data/colors").await;
+    c.execute_update(
+        "CREATE MATERIALIZED VIEW s8 WITH (compression = 'int8') \
+         AS SELECT id, tiny_scores(image) AS s FROM colors"
+            .into(),
+        None,
+    )
+    .await
+    .unwrap();
+    let tables = query(&mut c, "SHOW TABLES").await;
+    let status: Vec<String> = tables
+        .iter()
+        .flat_map(|b| {
+            let s = b.column(5).as_string::<i32>();
+            (0..b.num_rows())
+                .map(|i| s.value(i).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        status.iter().any(|s| s.contains("int8 vectors")),
+        "{status:?}"
+    );
+    let vectors = |batches: &[RecordBatch]| -> Vec<Vec<f32>> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                let c = b.column(1).as_fixed_size_list().clone();
+                (0..b.num_rows())
+                    .map(|i| {
+                        c.value(i)
+                            .as_primitive::<arrow::datatypes::Float32Type>()
+                            .values()
+                            .to_vec()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let stored = vectors(&query(&mut c, "SELECT id, s FROM s8 ORDER BY id").await);
+    let exact = vectors(
+        &query(
+            &mut c,
+            "SELECT id, tiny_scores(image) FROM colors ORDER BY id",
+        )
+        .await,
+    );
+    assert_eq!(stored.len(), exact.len());
+    assert!(!stored.is_empty());
+    for (x, y) in exact.iter().zip(&stored) {
+        let half_step = x.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0 * 0.5;
+        for (a, b) in x.iter().zip(y) {
+            assert!(
+                (a - b).abs() <= half_step * (1.0 + 1e-4) + 1e-7,
+                "{a} -> {b}"
+            );
+        }
+    }
+    server.shutdown().await.unwrap();
+}
