@@ -53,3 +53,30 @@ model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 model.ir_version = 8
 onnx.checker.check_model(model)
 onnx.save(model, os.path.join(out_dir, "tiny_dct.onnx"))
+
+# The coefficient-domain twin of tiny_rgb.onnx: input [N, 3 planes x 1
+# band, 4, 4] (the DC of Y, Cb and Cr per block, dequantized: 8 x the
+# block's mean, level-shifted by 128), output tiny_rgb's three logits (the
+# mean of R, G and B in [0, 1]) through the YCbCr -> RGB matrix. The two
+# form a model family whose coefficient member reads 3 of 192 bands.
+dc = helper.make_tensor_value_info("coefficients", TensorProto.FLOAT, ["N", 3, 4, 4])
+rgb = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])
+to_rgb = np.array(
+    [[1.0, 1.0, 1.0], [0.0, -0.344136, 1.772], [1.402, -0.714136, 0.0]], dtype=np.float32
+) / (8.0 * 255.0)
+shift = np.full(3, 128.0 / 255.0, dtype=np.float32)
+graph = helper.make_graph(
+    [
+        helper.make_node("ReduceMean", ["coefficients"], ["dc"], axes=[2, 3], keepdims=0),
+        helper.make_node("MatMul", ["dc", "to_rgb"], ["centred"]),
+        helper.make_node("Add", ["centred", "shift"], ["logits"]),
+    ],
+    "tiny_dct_rgb",
+    [dc],
+    [rgb],
+    [numpy_helper.from_array(to_rgb, "to_rgb"), numpy_helper.from_array(shift, "shift")],
+)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+model.ir_version = 8
+onnx.checker.check_model(model)
+onnx.save(model, os.path.join(out_dir, "tiny_dct_rgb.onnx"))

@@ -637,3 +637,39 @@ fn a_changed_member_makes_views_of_the_family_stale() {
         "{plan}"
     );
 }
+
+#[test]
+fn a_coefficient_domain_member_reads_only_its_bands() {
+    let db = BlockingDatabase::in_memory().unwrap();
+    db.sql("CREATE IMAGE TABLE colors FROM 'tests/data/colors'")
+        .unwrap();
+    db.sql(
+        "CREATE MODEL rgb FAMILY ( \
+           FORMAT 'ycc s8 32' FROM 'tests/data/models/tiny_rgb.onnx', \
+           FORMAT 'ycc k1 coef' FROM 'tests/data/models/tiny_dct_rgb.onnx' \
+             WITH (input = 'coefficients', bands = 1) \
+         ) WITH (labels = 'tests/data/models/tiny_rgb_labels.txt')",
+    )
+    .unwrap();
+    db.sql("SET spectradb.cache_size = 0").unwrap();
+    let query = "SELECT rgb(image) FROM colors";
+    let (_, all) = scan_cost(&db, query);
+    assert_eq!(all % 192, 0, "the pixel member reads every band");
+    let files = all / 192;
+    db.sql("CALIBRATE rgb ON colors").unwrap();
+    db.sql("SET spectradb.accuracy_target = 0.3").unwrap();
+    let plan = explain(&db, query);
+    assert!(
+        plan.contains("rgb: format=ycc k1 coef (member 2 of 2; cheapest calibrated format with agreement lower bound 0.439 >= 0.3"),
+        "{plan}"
+    );
+    let (_, dc) = scan_cost(&db, query);
+    assert_eq!(dc, 3 * files, "the DC band of Y, Cb and Cr");
+    // Three of three agree: 0.44 is the bound, and 0.5 needs the pixels.
+    db.sql("SET spectradb.accuracy_target = 0.5").unwrap();
+    let plan = explain(&db, query);
+    assert!(
+        plan.contains("rgb: format=ycc s8 32 (member 1 of 2;"),
+        "{plan}"
+    );
+}
