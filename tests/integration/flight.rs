@@ -24,6 +24,8 @@ use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::Code;
 
+use super::common::{strings, vectors};
+
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// A server on 127.0.0.1:0 over a database in a temporary folder, with
@@ -871,17 +873,7 @@ async fn load_32_clients_mixed_queries() {
 
 /// EXPLAIN's plan text over Flight.
 async fn explain(c: &mut FlightSqlServiceClient<Channel>, sql: &str) -> String {
-    let batches = query(c, &format!("EXPLAIN {sql}")).await;
-    batches
-        .iter()
-        .flat_map(|b| {
-            let plan = b.column(1).as_string::<i32>();
-            (0..b.num_rows())
-                .map(|i| plan.value(i).to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    strings(&query(c, &format!("EXPLAIN {sql}")).await, 1).join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -961,43 +953,19 @@ async fn model_families_and_compressed_views_work_remotely() {
     )
     .await
     .unwrap();
-    let tables = query(&mut c, "SHOW TABLES").await;
-    let status: Vec<String> = tables
-        .iter()
-        .flat_map(|b| {
-            let s = b.column(5).as_string::<i32>();
-            (0..b.num_rows())
-                .map(|i| s.value(i).to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let status = strings(&query(&mut c, "SHOW TABLES").await, 5);
     assert!(
         status.iter().any(|s| s.contains("int8 vectors")),
         "{status:?}"
     );
-    let vectors = |batches: &[RecordBatch]| -> Vec<Vec<f32>> {
-        batches
-            .iter()
-            .flat_map(|b| {
-                let c = b.column(1).as_fixed_size_list().clone();
-                (0..b.num_rows())
-                    .map(|i| {
-                        c.value(i)
-                            .as_primitive::<arrow::datatypes::Float32Type>()
-                            .values()
-                            .to_vec()
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    };
-    let stored = vectors(&query(&mut c, "SELECT id, s FROM s8 ORDER BY id").await);
+    let stored = vectors(&query(&mut c, "SELECT id, s FROM s8 ORDER BY id").await, 1);
     let exact = vectors(
         &query(
             &mut c,
             "SELECT id, tiny_scores(image) FROM colors ORDER BY id",
         )
         .await,
+        1,
     );
     assert_eq!(stored.len(), exact.len());
     assert!(!stored.is_empty());
