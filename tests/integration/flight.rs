@@ -446,10 +446,13 @@ async fn a_dropped_stream_stops_its_query() {
     server.shutdown().await.unwrap();
 }
 
-/// Each small picture thousands of times, sorted so that one batch holds
-/// thousands of images (set the cache off: it would answer the repeats).
+/// Images in the one batch [`MANY_INFERENCES`] hands the model.
+const BATCH_IMAGES: u64 = 3 * 10_000;
+
+/// Each small picture 10,000 times, sorted (set the cache off: it would
+/// answer the repeats); with a batch size of [`BATCH_IMAGES`], one batch.
 const MANY_INFERENCES: &str = "SELECT tiny(image) FROM \
-    (SELECT c.image FROM colors c CROSS JOIN range(3000) r ORDER BY r.value)";
+    (SELECT c.image FROM colors c CROSS JOIN range(10000) r ORDER BY r.value)";
 
 /// Turns the model output cache off (clients may not: it is the server's)
 /// and returns a new client: each statement of a client sizes the cache
@@ -465,17 +468,19 @@ fn inferred(server: &TestServer) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_stream_stops_model_inference_within_a_chunk() {
+async fn a_dropped_stream_stops_model_inference_within_its_batch() {
     let (server, mut c) = served().await;
     table_and_tiny(&mut c, "colors", "tests/data/colors").await;
     let mut c = cache_off(&server).await;
-    // One partition: one model call at a time.
-    c.execute_update(
-        "SET datafusion.execution.target_partitions = 1".into(),
-        None,
-    )
-    .await
-    .unwrap();
+    // One partition and one batch: one model call, for every image. Only a
+    // cancel that reaches the running call stops it before its end (the
+    // database API's test bounds what runs after a cancel to a chunk).
+    for set in [
+        "SET datafusion.execution.target_partitions = 1".to_string(),
+        format!("SET datafusion.execution.batch_size = {BATCH_IMAGES}"),
+    ] {
+        c.execute_update(set, None).await.unwrap();
+    }
     let info = c.execute(MANY_INFERENCES.into(), None).await.unwrap();
     let ticket = info.endpoint[0].ticket.clone().unwrap();
     let stream = c.do_get(ticket).await.unwrap();
@@ -494,10 +499,13 @@ async fn a_dropped_stream_stops_model_inference_within_a_chunk() {
         }
         last = now;
     }
-    let after = last - at_drop;
+    // The cancel takes a network round and a chunk to arrive: far less
+    // than the rest of the batch, whatever the load.
+    let (after, left) = (last - at_drop, BATCH_IMAGES - at_drop);
+    println!("{at_drop} images before the drop, {after} after");
     assert!(
-        after <= 64,
-        "{after} images run after the stream was dropped (the chunk in flight and one more at most)"
+        after < left / 2,
+        "{after} of the {left} images left in the batch ran after the stream was dropped"
     );
     server.shutdown().await.unwrap();
 }
