@@ -52,6 +52,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A request to an object store failed (the object's URL and why).
+    #[error("{url}: {reason}")]
+    Store { url: String, reason: String },
+
     /// An error from the Parquet library on a named file.
     #[error("{}: parquet: {source}", path.display())]
     Parquet {

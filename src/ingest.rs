@@ -3,6 +3,7 @@
 //! the catalog is published once, after every data file is on disk, so an
 //! ingest is all or nothing.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::source::{load_file, SourceOptions};
 use crate::storage::catalog::{DataFile, IngestError, TableEntry};
 use crate::storage::commit::Transaction;
+use crate::storage::remote;
 use crate::storage::{write_tokenized_file, TokenizedImage, TokenizedRow, WriteOptions};
 
 /// Where the `label` column comes from.
@@ -47,6 +49,12 @@ pub struct IngestOptions {
     pub threads: usize,
     /// Images per data file (and per decoding round, bounding memory).
     pub images_per_file: usize,
+    /// Where a new table's data files go when not in the database
+    /// directory: an empty `s3://` folder.
+    pub location: Option<String>,
+    /// The statement's store options (`aws_*`); those without secrets are
+    /// kept with a new table.
+    pub store_options: BTreeMap<String, String>,
 }
 
 impl Default for IngestOptions {
@@ -57,6 +65,8 @@ impl Default for IngestOptions {
             on_error: OnError::Fail,
             threads: 0,
             images_per_file: 256,
+            location: None,
+            store_options: BTreeMap::new(),
         }
     }
 }
@@ -78,6 +88,9 @@ pub const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
 /// `.DS_Store` or manifest beside the photos is not an image to fail on,
 /// as image-folder loaders do) into a sorted list of files.
 pub fn expand_sources(pattern: &str) -> Result<Vec<PathBuf>> {
+    if remote::is_remote(Path::new(pattern)) {
+        return expand_remote_sources(pattern);
+    }
     let dir = Path::new(pattern).is_dir();
     let glob_pattern = if dir {
         format!(
@@ -89,11 +102,6 @@ pub fn expand_sources(pattern: &str) -> Result<Vec<PathBuf>> {
     };
     let paths = glob::glob(&glob_pattern)
         .map_err(|e| Error::InvalidArgument(format!("bad file pattern '{pattern}': {e}")))?;
-    let is_image = |p: &Path| {
-        p.extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
-    };
     let mut files = Vec::new();
     let mut ignored = 0usize;
     for p in paths {
@@ -101,7 +109,7 @@ pub fn expand_sources(pattern: &str) -> Result<Vec<PathBuf>> {
         if !p.is_file() {
             continue;
         }
-        if dir && !is_image(&p) {
+        if dir && !has_image_extension(&p) {
             ignored += 1;
         } else {
             files.push(p);
@@ -117,6 +125,58 @@ pub fn expand_sources(pattern: &str) -> Result<Vec<PathBuf>> {
         } else {
             format!("no files match '{pattern}'")
         }));
+    }
+    Ok(files)
+}
+
+/// Whether a file name has one of the [`IMAGE_EXTENSIONS`].
+fn has_image_extension(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+}
+
+/// [`expand_sources`] of an `s3://` pattern: a glob over object keys (`*`
+/// stays within a folder, `**` crosses them), a folder (the image objects
+/// below it) or one object.
+fn expand_remote_sources(pattern: &str) -> Result<Vec<PathBuf>> {
+    let glob_at = pattern.find(['*', '?', '[']);
+    let mut files: Vec<PathBuf> = match glob_at {
+        Some(at) => {
+            let folder = &pattern[..pattern[..at].rfind('/').map_or(at, |i| i + 1)];
+            let glob = glob::Pattern::new(pattern).map_err(|e| {
+                Error::InvalidArgument(format!("bad file pattern '{pattern}': {e}"))
+            })?;
+            let options = glob::MatchOptions {
+                require_literal_separator: true,
+                ..Default::default()
+            };
+            remote::list(folder)?
+                .into_iter()
+                .filter(|(url, _)| glob.matches_with(url, options))
+                .map(|(url, _)| PathBuf::from(url))
+                .collect()
+        }
+        None => {
+            let below = remote::list(&format!("{}/", pattern.trim_end_matches('/')))?;
+            if below.is_empty() && !pattern.ends_with('/') {
+                // Not a folder: one object, if it is there.
+                remote::RemoteFile::new(pattern)?.size()?;
+                vec![PathBuf::from(pattern)]
+            } else {
+                below
+                    .into_iter()
+                    .map(|(url, _)| PathBuf::from(url))
+                    .filter(|p| has_image_extension(p))
+                    .collect()
+            }
+        }
+    };
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "no objects match '{pattern}'"
+        )));
     }
     Ok(files)
 }
@@ -149,8 +209,14 @@ pub fn ingest(
             version: 0,
             files: Vec::new(),
             uid: TableEntry::new_uid(table, tx.version()),
+            location: opts.location.as_deref().map(new_location).transpose()?,
+            store_options: remote::public_options(&opts.store_options),
         },
     };
+    if let Some(location) = &entry.location {
+        remote::configure_defaults(location, &entry.store_options)?;
+        remote::configure(location, &opts.store_options)?;
+    }
     // Appends use the table's own layout, whatever the options say.
     let mut source = opts.source;
     source.encode.chroma = Chroma::parse(&entry.chroma)?;
@@ -212,7 +278,10 @@ pub fn ingest(
                     Arc::new(StringArray::from(label_values)) as ArrayRef,
                 )]
             };
-            let (rel, abs) = tx.new_data_file(table)?;
+            let (rel, abs) = match &entry.location {
+                Some(location) => tx.new_remote_data_file(location)?,
+                None => tx.new_data_file(table)?,
+            };
             let write = WriteOptions {
                 chroma: source.encode.chroma,
                 quality: source.encode.quality,
@@ -221,7 +290,14 @@ pub fn ingest(
             let job = move || -> Result<DataFile> {
                 #[cfg(test)]
                 tests::record_writer(&abs);
-                Ok(write_tokenized_file(&abs, &write, &rows, &user)?.data_file(rel))
+                let file = write_tokenized_file(&abs, &write, &rows, &user)?.data_file(rel);
+                if remote::is_remote(Path::new(&file.path)) {
+                    // Written here, then uploaded whole: an object appears
+                    // complete or not at all.
+                    remote::RemoteFile::new(&file.path)?.upload(&abs)?;
+                    remote::remove(&abs)?;
+                }
+                Ok(file)
             };
             if threads == 1 {
                 written.push(job()?);
@@ -250,6 +326,22 @@ pub fn ingest(
         skipped,
         version,
     })
+}
+
+/// The `s3://` folder of a new table, which must hold nothing yet: the
+/// table's writers own every object in it (and remove those no catalog
+/// lists).
+fn new_location(location: &str) -> Result<String> {
+    remote::check_location(location)?;
+    let folder = format!("{}/", location.trim_end_matches('/'));
+    let objects = remote::list(&folder)?;
+    if let Some((first, _)) = objects.first() {
+        return Err(Error::InvalidArgument(format!(
+            "location = '{location}' already holds {} objects ({first}, ...): a table's location must be an empty folder",
+            objects.len()
+        )));
+    }
+    Ok(folder.trim_end_matches('/').to_string())
 }
 
 /// The data file a write thread made; its panic goes on unwinding here.

@@ -20,7 +20,9 @@
 //!   allocation);
 //!   the database directory's catalog (atomic publish, one-writer lock) and
 //!   the one commit path every write takes (superseded files kept for
-//!   older snapshots until `VACUUM` or the retention period)
+//!   older snapshots until `VACUUM` or the retention period); data files
+//!   and ingest sources on S3 (`storage::remote`: ranged GETs through a
+//!   read-ahead window per column chunk, whole-object uploads)
 //! - [`read_format`]: the vocabulary models, planner and catalog share:
 //!   model specs, read formats and their design space, CALIBRATE profiles
 //!   (a leaf: no cycles through it)

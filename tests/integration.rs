@@ -15,6 +15,7 @@ mod integration {
     mod ingest_db;
     mod models;
     mod module_graph;
+    mod object_storage;
     mod planner;
     mod reuse;
     mod scan;

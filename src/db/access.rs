@@ -17,6 +17,7 @@ use datafusion::sql::sqlparser::ast::Statement;
 use crate::error::{Error, Result};
 use crate::ingest::expand_sources;
 use crate::sql::statements::{parse_command, Command};
+use crate::storage::remote;
 
 /// The folder a connection's statements are confined to.
 #[derive(Debug, Clone)]
@@ -64,6 +65,17 @@ impl DataRoot {
             | Command::InsertFrom {
                 source, options, ..
             } => {
+                // Store options would configure a bucket for every client
+                // of the process; the server's stores are its operator's.
+                let remote_option = options
+                    .iter()
+                    .find(|(k, _)| k == "location" || remote::is_store_option(k));
+                if remote::is_remote(Path::new(source)) || remote_option.is_some() {
+                    let what = remote_option.map_or(source.as_str(), |(k, _)| k.as_str());
+                    return Err(Error::PermissionDenied(format!(
+                        "'{what}': the server ingests only local files under the data root (tables and sources on object storage are for the embedded API and the shell)"
+                    )));
+                }
                 self.check_source(source)?;
                 for (key, value) in options {
                     if key == "label" && value.to_ascii_lowercase().ends_with(".csv") {
@@ -271,6 +283,15 @@ mod tests {
             "CREATE EXTERNAL TABLE s STORED AS CSV LOCATION '/etc/passwd'".into(),
             "CREATE EXTERNAL TABLE s STORED AS CSV LOCATION 's3://bucket/x.csv'".into(),
             "CREATE IMAGE TABLE t FROM '/etc/*'".into(),
+            "CREATE IMAGE TABLE t FROM 's3://bucket/photos/'".into(),
+            format!(
+                "CREATE IMAGE TABLE t FROM '{}/photos' WITH (location = 's3://bucket/t')",
+                r.display()
+            ),
+            format!(
+                "INSERT INTO t FROM '{}/photos' WITH (aws_access_key_id = 'k')",
+                r.display()
+            ),
             format!(
                 "CREATE MODEL m FROM '{}/photos/a.jpg' WITH (labels = '/etc/passwd')",
                 r.display()

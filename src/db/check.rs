@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::model::sha256_file;
 use crate::storage::catalog::{Catalog, DataFile, DatabaseDir, ModelEntry};
 use crate::storage::checksum::file_checksum;
-use crate::storage::ImageFileReader;
+use crate::storage::{remote, ImageFileReader};
 
 /// Status of a file that is what the catalog says.
 pub const CHECK_OK: &str = "ok";
@@ -196,15 +196,13 @@ fn check_file(
     file: &DataFile,
     read: fn(&std::path::Path) -> Result<u64>,
 ) -> FileCheck {
-    let path = dir.root().join(&file.path);
+    let path = remote::locate(dir.root(), &file.path);
     let mut rows = None;
     let problem = (|| -> Result<Option<String>> {
-        let len = std::fs::metadata(&path)
-            .map_err(|e| Error::io(&path, e))?
-            .len();
+        let len = remote::file_size(&path)?;
         if len != file.bytes {
             return Ok(Some(format!(
-                "{len} bytes on disk, the catalog says {}",
+                "{len} bytes stored, the catalog says {}",
                 file.bytes
             )));
         }

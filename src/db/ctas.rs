@@ -518,6 +518,8 @@ impl ImageTableWriter {
             version,
             files: std::mem::take(&mut self.files),
             uid: TableEntry::new_uid(&self.name, version),
+            location: None,
+            store_options: Default::default(),
         };
         self.tx
             .catalog_mut()

@@ -57,7 +57,7 @@ impl Database {
                         "image table '{name}' already exists (use INSERT INTO {name} FROM '...' to add images)"
                     )));
                 }
-                let opts = ingest_options(&options, true)?;
+                let opts = ingest_options(&options, true, &source)?;
                 let r = self
                     .ingest_async(catalog, &name, &source, IngestMode::Create, &opts)
                     .await?;
@@ -69,7 +69,7 @@ impl Database {
                 options,
             } => {
                 let name = self.resolve(&name)?;
-                let opts = ingest_options(&options, false)?;
+                let opts = ingest_options(&options, false, &source)?;
                 if !catalog.tables.contains_key(&name) {
                     return Err(Error::InvalidArgument(format!(
                         "no image table named '{name}' (INSERT INTO .. FROM '<files>' adds images to an image table; create one with CREATE IMAGE TABLE)"

@@ -1,19 +1,33 @@
 //! Option parsing: `WITH (...)` of the ingest statements and `RESET` of
 //! spectradb's session settings.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::Database;
 use crate::codec::Chroma;
 use crate::error::{Error, Result};
 use crate::ingest::{IngestOptions, Label, OnError};
 use crate::planner::PlannerOptions;
+use crate::storage::remote;
 
-/// Ingest options from `WITH (...)`; `create` allows the layout options.
-pub(super) fn ingest_options(options: &[(String, String)], create: bool) -> Result<IngestOptions> {
+/// Ingest options from `WITH (...)`; `create` allows the layout options
+/// and `location`. Store options (`aws_*`) configure the store of an
+/// `s3://` `source` (and of the table's location, see [`crate::ingest`]).
+pub(super) fn ingest_options(
+    options: &[(String, String)],
+    create: bool,
+    source: &str,
+) -> Result<IngestOptions> {
     let mut opts = IngestOptions::default();
     for (key, value) in options {
         match key.as_str() {
+            k if remote::is_store_option(k) => {
+                opts.store_options.insert(k.to_string(), value.clone());
+            }
+            "location" if create => {
+                remote::check_location(value)?;
+                opts.location = Some(value.clone());
+            }
             "label" => {
                 opts.label = match value.to_ascii_lowercase().as_str() {
                     "parent_dir" => Label::ParentDir,
@@ -56,15 +70,21 @@ pub(super) fn ingest_options(options: &[(String, String)], create: bool) -> Resu
             "chroma" => opts.source.encode.chroma = Chroma::parse(value)?,
             other => {
                 let valid = if create {
-                    "label, quality, chroma, on_error"
+                    "label, quality, chroma, on_error, location, aws_*"
                 } else {
-                    "label, on_error"
+                    "label, on_error, aws_*"
                 };
                 return Err(Error::InvalidArgument(format!(
                     "unknown option '{other}' (valid options: {valid})"
                 )));
             }
         }
+    }
+    if remote::is_remote(Path::new(source)) {
+        remote::configure(source, &opts.store_options)?;
+    }
+    if let Some(location) = &opts.location {
+        remote::configure(location, &opts.store_options)?;
     }
     Ok(opts)
 }

@@ -30,7 +30,7 @@ fn code(e: &Error) -> Code {
         Error::CorruptFile { .. } | Error::Parquet { .. } | Error::DamagedTable { .. } => {
             Code::DataLoss
         }
-        Error::Locked { .. } => Code::Unavailable,
+        Error::Locked { .. } | Error::Store { .. } => Code::Unavailable,
         Error::Runtime(_) => Code::FailedPrecondition,
         Error::Cancelled(_) => Code::Cancelled,
         Error::Function { source, .. } => code(source),

@@ -48,9 +48,9 @@ pub enum SourcePath {
     Pixels,
 }
 
-/// Reads and converts the file at `path`.
+/// Reads and converts the file at `path` (a local path or an `s3://` URL).
 pub fn load_file(path: &Path, opts: &SourceOptions) -> Result<(CoefficientImage, SourcePath)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::storage::remote::read_all(path)?;
     load_bytes(&path.display().to_string(), &bytes, opts)
 }
 

@@ -83,6 +83,10 @@ pub struct ScanStats {
     pub band_columns_read: AtomicU64,
     /// Rows produced.
     pub rows: AtomicU64,
+    /// Requests to object stores, and the bytes they fetched (read-ahead
+    /// included), for tables on object storage.
+    pub store_requests: AtomicU64,
+    pub store_bytes: AtomicU64,
     /// Table -> the last damaged file a scan or CHECK found in it.
     damage: Mutex<BTreeMap<String, String>>,
 }
@@ -341,6 +345,11 @@ impl ExecutionPlan for ImageScanExec {
                 .counter("rows_from_reuse", partition),
             rows_filtered: MetricBuilder::new(&self.metrics).counter("rows_filtered", partition),
             decode_time: MetricBuilder::new(&self.metrics).subset_time("decode_time", partition),
+            store: StoreMetrics {
+                set: self.metrics.clone(),
+                partition,
+                counts: None,
+            },
         };
         let with_image = self.schema.index_of(IMAGE_COLUMN).is_ok();
         let scan = PartitionScan {
@@ -396,6 +405,29 @@ struct PartitionMetrics {
     rows_filtered: Count,
     /// Reading and entropy-decoding bands and building image values.
     decode_time: Time,
+    store: StoreMetrics,
+}
+
+/// Requests to an object store and the bytes they fetched, registered at
+/// the first remote file (a scan of local files shows none).
+struct StoreMetrics {
+    set: ExecutionPlanMetricsSet,
+    partition: usize,
+    counts: Option<(Count, Count)>,
+}
+
+impl StoreMetrics {
+    fn add(&mut self, requests: u64, bytes: u64) {
+        let (set, partition) = (&self.set, self.partition);
+        let (r, b) = self.counts.get_or_insert_with(|| {
+            (
+                MetricBuilder::new(set).counter("store_requests", partition),
+                MetricBuilder::new(set).counter("store_bytes", partition),
+            )
+        });
+        r.add(requests as usize);
+        b.add(bytes as usize);
+    }
 }
 
 /// Iterates the batches of a partition's row ranges, one file open at a time.
@@ -573,6 +605,13 @@ impl PartitionScan {
             let n = open.reader.bytes_read();
             self.stats.bytes_read.fetch_add(n, Ordering::Relaxed);
             self.metrics.bytes_read.add(n as usize);
+            if let Some((requests, bytes)) = open.reader.store_reads() {
+                self.stats
+                    .store_requests
+                    .fetch_add(requests, Ordering::Relaxed);
+                self.stats.store_bytes.fetch_add(bytes, Ordering::Relaxed);
+                self.metrics.store.add(requests, bytes);
+            }
         }
     }
 

@@ -27,7 +27,7 @@ use crate::codec::Chroma;
 use crate::error::{Error, Result};
 use crate::storage::catalog::TableEntry;
 use crate::storage::layout::{COL_HEIGHT, COL_ID, COL_URI, COL_WIDTH};
-use crate::storage::{BandSelection, ImageFileReader, DEFAULT_PAGE_ROWS};
+use crate::storage::{remote, BandSelection, ImageFileReader, DEFAULT_PAGE_ROWS};
 
 /// Rows rebuilt per batch when the image column is read (image values are
 /// large: a 512x512 photo with every band is ~0.8 MB).
@@ -68,6 +68,9 @@ impl ImageTable {
         stats: Arc<ScanStats>,
     ) -> Result<Self> {
         let chroma = Chroma::parse(&entry.chroma)?;
+        if let Some(location) = &entry.location {
+            remote::configure_defaults(location, &entry.store_options)?;
+        }
         let mut fields = vec![
             Field::new(COL_ID, DataType::UInt64, false),
             Field::new(COL_URI, DataType::Utf8, false),
@@ -78,14 +81,13 @@ impl ImageTable {
         let mut file_rows = Vec::with_capacity(entry.files.len());
         let mut min_dims: Option<(u32, u32)> = None;
         for file in &entry.files {
-            let path = root.join(&file.path);
-            let on_disk = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
-            if on_disk.len() != file.bytes {
+            let path = remote::locate(root, &file.path);
+            let on_disk = remote::file_size(&path)?;
+            if on_disk != file.bytes {
                 return Err(Error::corrupt(
                     &path,
                     format!(
-                        "{} bytes on disk, the catalog says {}: the file was changed or cut",
-                        on_disk.len(),
+                        "{on_disk} bytes stored, the catalog says {}: the file was changed or cut",
                         file.bytes
                     ),
                 ));

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::remote;
 use crate::error::{Error, Result};
 use crate::read_format::profile::Profile;
 
@@ -38,6 +39,9 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 pub const TABLES_DIR: &str = "tables";
 /// Folder of ordinary tables' files, under [`TABLES_DIR`].
 pub const PLAIN_DIR: &str = ".plain";
+/// Folder, under [`TABLES_DIR`], of data files written here on their way
+/// to a table on object storage.
+pub const STAGING_DIR: &str = ".staging";
 /// Folder of registered models' copied files.
 pub const MODELS_DIR: &str = "models";
 
@@ -216,6 +220,14 @@ pub struct TableEntry {
     /// catalogs written before it existed (see [`TableEntry::identity`]).
     #[serde(default)]
     pub uid: u64,
+    /// Where the data files live when not in the database directory: an
+    /// `s3://` folder (the files' paths are then their URLs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The store options of `location` that hold no secret (endpoint,
+    /// region), so that the database opens again without them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub store_options: BTreeMap<String, String>,
 }
 
 impl TableEntry {
@@ -576,6 +588,25 @@ impl DatabaseDir {
                 }
             }
         }
+        // Objects of tables on object storage that no version lists. Best
+        // effort: a store that cannot be reached must not stop writes to
+        // other tables (its leftovers go at a later write).
+        for location in catalog
+            .tables
+            .values()
+            .filter_map(|t| t.location.as_deref())
+        {
+            let Ok(objects) = remote::list(&format!("{location}/")) else {
+                continue;
+            };
+            for (url, _) in objects {
+                let name = url.rsplit('/').next().unwrap_or("");
+                let ours = name.starts_with("part-") && name.ends_with(".parquet");
+                if ours && !known.contains(url.as_str()) {
+                    let _ = remote::remove(Path::new(&url));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -602,6 +633,8 @@ mod tests {
                 .iter()
                 .map(|p| DataFile::new(p.to_string(), 3, 10))
                 .collect(),
+            location: None,
+            store_options: BTreeMap::new(),
         }
     }
 

@@ -45,6 +45,10 @@ impl<W: Write> Write for ChecksumWriter<W> {
 
 /// The checksum of the file at `path`, as [`ChecksumWriter`] computes it.
 pub fn file_checksum(path: &Path) -> Result<String> {
+    if super::remote::is_remote(path) {
+        let bytes = super::remote::read_all(path)?;
+        return Ok(format_crc(crc32fast::hash(&bytes)));
+    }
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut hasher = crc32fast::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];

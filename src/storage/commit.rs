@@ -15,7 +15,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::catalog::{Catalog, DatabaseDir, RetiredFile, WriteLock, PLAIN_DIR, TABLES_DIR};
+use super::catalog::{
+    Catalog, DatabaseDir, RetiredFile, WriteLock, PLAIN_DIR, STAGING_DIR, TABLES_DIR,
+};
+use super::remote;
 use crate::error::Result;
 
 /// How long superseded files stay for queries that still read an older
@@ -102,6 +105,17 @@ impl Transaction {
         Ok((rel, abs))
     }
 
+    /// A new data file of a table stored at `location` (an `s3://`
+    /// folder): (its URL, the local file to write before uploading it
+    /// there). Both are removed unless the write commits.
+    pub fn new_remote_data_file(&mut self, location: &str) -> Result<(String, PathBuf)> {
+        let (staging, abs) = self.fresh(STAGING_DIR, "part")?;
+        let name = staging.rsplit('/').next().unwrap_or(&staging);
+        let url = format!("{}/{name}", location.trim_end_matches('/'));
+        self.written.push(url.clone());
+        Ok((url, abs))
+    }
+
     /// Records a file this write created some other way (a model copy), so
     /// that it is removed unless the write commits. Returns its absolute path.
     pub fn track_new_file(&mut self, rel: &str) -> PathBuf {
@@ -156,9 +170,9 @@ impl Transaction {
         // unlisted file that the next writer's cleanup removes.
         let mut purged = Purged::default();
         for r in expired {
-            let path = self.dir.root().join(&r.path);
-            let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
-            if std::fs::remove_file(&path).is_ok() {
+            let path = remote::locate(self.dir.root(), &r.path);
+            let bytes = remote::file_size(&path).unwrap_or(0);
+            if remote::remove(&path).unwrap_or(false) {
                 purged.files += 1;
                 purged.bytes += bytes;
             }
@@ -173,7 +187,7 @@ impl Drop for Transaction {
             // Nothing was published: take the files back now (a crash here
             // is handled by the next writer's cleanup).
             for rel in &self.written {
-                let _ = std::fs::remove_file(self.dir.root().join(rel));
+                let _ = remote::remove(&remote::locate(self.dir.root(), rel));
             }
         }
     }
@@ -198,6 +212,8 @@ mod tests {
             version: 1,
             uid: 11,
             files: vec![DataFile::new(path.into(), 1, 4)],
+            location: None,
+            store_options: Default::default(),
         }
     }
 

@@ -9,6 +9,7 @@
 //! - [`tokens`]: an image's bands as symbols, made once right after decoding
 //! - [`writer`]: images -> a Parquet file with per-file band codes
 //! - [`reader`]: a Parquet file -> images, reading only the selected bands
+//! - [`remote`]: files on object storage (S3): locations, ranged reads, uploads
 //! - `page_guard`: every page header checked against the footer before the
 //!   Parquet reader sizes a buffer from it
 
@@ -20,6 +21,7 @@ pub mod huffman;
 pub mod layout;
 mod page_guard;
 pub mod reader;
+pub mod remote;
 pub mod tokens;
 pub mod writer;
 

@@ -1,10 +1,11 @@
 //! Reads image table files, touching only the band columns asked for.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow_array::{Array, BinaryArray, RecordBatch, UInt32Array, UInt64Array};
 use arrow_schema::SchemaRef;
@@ -21,6 +22,7 @@ use super::catalog::{FileStats, UserColumn};
 use super::huffman::HuffmanDecoder;
 use super::layout::*;
 use super::page_guard::{check_page_header, chunk_at, chunk_bounds, ChunkBounds};
+use super::remote::{self, RemoteFile};
 pub use crate::codec::BandSelection;
 use crate::codec::{Chroma, CoefPlane, CoefficientImage, QuantTable};
 use crate::error::{Error, Result};
@@ -43,6 +45,66 @@ enum Source {
     Disk(Arc<File>),
     /// A file already in memory (a fuzzer's input, a file fetched whole).
     Memory(Bytes),
+    /// An object in a store, read by ranged GETs through a read-ahead
+    /// window per column chunk.
+    Remote(Arc<RemoteReads>),
+}
+
+/// Bytes read ahead of a request to an object store, within its column
+/// chunk: the Parquet reader asks for one page header, then one page, at a
+/// time, and a request per page would cost a round trip per 32 images.
+const REMOTE_READ_AHEAD: u64 = 1 << 20;
+
+/// Bytes of the file's tail fetched at open: the footer of a file of one
+/// row group (with its band codes) fits, so opening costs one GET; a
+/// larger footer costs one more.
+const REMOTE_TAIL: u64 = 64 << 10;
+
+/// The fetched windows of a remote file: one per column chunk being read
+/// (the tail under `usize::MAX`), so memory stays at a window per column.
+struct RemoteReads {
+    file: RemoteFile,
+    windows: Mutex<HashMap<usize, (u64, Bytes)>>,
+    requests: AtomicU64,
+    fetched: AtomicU64,
+}
+
+impl RemoteReads {
+    /// Bytes `start..start + length`, from a window or fetched with those
+    /// up to `limit` (the end of the column chunk) read ahead.
+    fn read(&self, key: usize, start: u64, length: u64, limit: u64) -> std::io::Result<Bytes> {
+        let end = start + length;
+        if let Some((at, bytes)) = self.windows.lock().expect("windows lock").get(&key) {
+            if *at <= start && end <= at + bytes.len() as u64 {
+                return Ok(bytes.slice((start - at) as usize..(end - at) as usize));
+            }
+        }
+        let until = limit.min(start + length.max(REMOTE_READ_AHEAD)).max(end);
+        let bytes = self
+            .file
+            .read_range(start..until)
+            .map_err(std::io::Error::other)?;
+        if bytes.len() as u64 != until - start {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{}: the store returned {} of {} bytes",
+                    self.file.url(),
+                    bytes.len(),
+                    until - start
+                ),
+            ));
+        }
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.fetched
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let out = bytes.slice(0..length as usize);
+        self.windows
+            .lock()
+            .expect("windows lock")
+            .insert(key, (start, bytes));
+        Ok(out)
+    }
 }
 
 /// A file that counts the bytes the Parquet reader pulls from it, and
@@ -103,6 +165,40 @@ impl Read for CountingRead {
     }
 }
 
+impl CountingFile {
+    /// The window key of a read at `start` and where its read-ahead must
+    /// stop: its column chunk (index, end), else the file's tail.
+    fn window_of(&self, start: u64) -> (usize, u64) {
+        let chunks = self.chunks.get().map_or(&[][..], Vec::as_slice);
+        match chunks.partition_point(|c| c.start <= start) {
+            0 => (usize::MAX, self.len),
+            i if start < chunks[i - 1].end => (i - 1, chunks[i - 1].end.min(self.len)),
+            _ => (usize::MAX, self.len),
+        }
+    }
+}
+
+/// A remote column chunk from `at` to `end`, read through its window.
+struct RemoteRead {
+    remote: Arc<RemoteReads>,
+    key: usize,
+    at: u64,
+    end: u64,
+}
+
+impl Read for RemoteRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.end - self.at);
+        if n == 0 {
+            return Ok(0);
+        }
+        let bytes = self.remote.read(self.key, self.at, n, self.end)?;
+        buf[..bytes.len()].copy_from_slice(&bytes);
+        self.at += n;
+        Ok(n as usize)
+    }
+}
+
 impl Length for CountingFile {
     fn len(&self) -> u64 {
         self.len
@@ -136,6 +232,18 @@ impl ChunkReader for CountingFile {
                     ChunkReader::get_read(&rest, 0)?,
                 ))
             }
+            Source::Remote(remote) => {
+                let (key, _) = self.window_of(start);
+                Box::new(BufReader::with_capacity(
+                    ahead,
+                    RemoteRead {
+                        remote: remote.clone(),
+                        key,
+                        at: start.min(end),
+                        end,
+                    },
+                ))
+            }
         };
         Ok(CountingRead {
             inner: Box::new(GuardedRead {
@@ -165,6 +273,10 @@ impl ChunkReader for CountingFile {
         self.read.fetch_add(length as u64, Ordering::Relaxed);
         match &self.source {
             Source::Memory(bytes) => ChunkReader::get_bytes(bytes, start, length),
+            Source::Remote(remote) => {
+                let (key, limit) = self.window_of(start);
+                Ok(remote.read(key, start, length as u64, limit)?)
+            }
             Source::Disk(file) => {
                 let mut file = file.try_clone()?;
                 file.seek(SeekFrom::Start(start))?;
@@ -191,13 +303,41 @@ pub struct ImageFileReader {
 }
 
 impl ImageFileReader {
-    /// Opens a file and checks its format version and layout.
+    /// Opens a file (or an object, at an `s3://` location: see
+    /// [`super::remote`]) and checks its format version and layout.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        if let Some(url) = path.to_str().filter(|_| remote::is_remote(&path)) {
+            return Self::open_remote(RemoteFile::new(url)?);
+        }
         let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
         let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
         let input = CountingFile {
             source: Source::Disk(Arc::new(file)),
+            len,
+            read: Arc::new(AtomicU64::new(0)),
+            chunks: Arc::default(),
+        };
+        Self::with_input(path, input)
+    }
+
+    /// Opens an object of a store: a HEAD for its size, a GET of its tail
+    /// for the footer, then ranged GETs of the column chunks a scan reads.
+    fn open_remote(file: RemoteFile) -> Result<Self> {
+        let path = PathBuf::from(file.url());
+        let len = file.size()?;
+        let remote = Arc::new(RemoteReads {
+            file,
+            windows: Mutex::default(),
+            requests: AtomicU64::new(0),
+            fetched: AtomicU64::new(0),
+        });
+        let tail = len.saturating_sub(REMOTE_TAIL);
+        remote
+            .read(usize::MAX, tail, len - tail, len)
+            .map_err(|e| Error::io(&path, e))?;
+        let input = CountingFile {
+            source: Source::Remote(remote),
             len,
             read: Arc::new(AtomicU64::new(0)),
             chunks: Arc::default(),
@@ -417,6 +557,18 @@ impl ImageFileReader {
     /// Bytes read from the file so far, footer included.
     pub fn bytes_read(&self) -> u64 {
         self.input.read.load(Ordering::Relaxed)
+    }
+
+    /// For an object in a store: the requests made and the bytes they
+    /// fetched so far (read-ahead included); `None` for a local file.
+    pub fn store_reads(&self) -> Option<(u64, u64)> {
+        match &self.input.source {
+            Source::Remote(r) => Some((
+                r.requests.load(Ordering::Relaxed),
+                r.fetched.load(Ordering::Relaxed),
+            )),
+            _ => None,
+        }
     }
 
     /// Starts a scan of the named plain columns plus the selected bands
@@ -886,6 +1038,72 @@ mod tests {
             .expect("half a file is an error")
             .to_string();
         assert!(err.contains("cut.parquet"), "{err}");
+    }
+
+    #[test]
+    fn an_object_reads_as_the_file_through_few_ranged_requests() {
+        use object_store::{memory::InMemory, ObjectStore, ObjectStoreExt, PutPayload};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        write_rows(&path, 100, 40, 4);
+        let bytes = std::fs::read(&path).unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let payload = PutPayload::from(bytes.clone());
+        futures::executor::block_on(store.put(&"t/part.parquet".into(), payload)).unwrap();
+        let url = "s3://test/t/part.parquet";
+        let open = || {
+            ImageFileReader::open_remote(RemoteFile::in_store(store.clone(), "t/part.parquet", url))
+                .unwrap()
+        };
+        let local = ImageFileReader::open(&path).unwrap();
+        let remote = open();
+        assert_eq!(remote.path(), Path::new(url));
+        // Every row, and a few rows of the middle row group, as from disk.
+        assert_eq!(
+            read_rows(&remote, &(0..100).collect::<Vec<_>>()),
+            read_rows(&local, &(0..100).collect::<Vec<_>>())
+        );
+        let some = [41, 42, 77];
+        let remote = open();
+        assert_eq!(read_rows(&remote, &some), read_rows(&local, &some));
+        let (requests, fetched) = remote.store_reads().unwrap();
+        // (The HEAD is not counted.) The tail, then one window per column
+        // chunk of the one row group read (id, width, height, quant and
+        // 192 bands), not a request per page header and page (10 pages each).
+        let chunks = 4 + 192;
+        assert!(
+            (2..=1 + chunks).contains(&(requests as usize)),
+            "{requests} requests for {chunks} column chunks"
+        );
+        assert!(
+            fetched <= bytes.len() as u64,
+            "{fetched} of {} bytes",
+            bytes.len()
+        );
+        assert_eq!(local.store_reads(), None);
+        // One low band of every row: a fraction of the file.
+        let remote = open();
+        let scan = remote
+            .scan(&["id"], &BandSelection::for_scale(1), 64)
+            .unwrap();
+        assert_eq!(scan.map(|b| b.unwrap().num_rows()).sum::<usize>(), 100);
+        let (_, fetched) = remote.store_reads().unwrap();
+        assert!(
+            fetched * 4 < bytes.len() as u64,
+            "{fetched} of {} bytes",
+            bytes.len()
+        );
+        // A missing object names its URL.
+        let gone =
+            RemoteFile::in_store(store.clone(), "t/gone.parquet", "s3://test/t/gone.parquet");
+        let err = ImageFileReader::open_remote(gone)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("s3://test/t/gone.parquet: no such object"),
+            "{err}"
+        );
     }
 
     #[test]
