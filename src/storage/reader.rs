@@ -69,7 +69,25 @@ struct RemoteReads {
     fetched: AtomicU64,
 }
 
+/// Most bytes a scan of a remote file fetches ahead, all at once, before
+/// its Parquet reader asks (the rest comes window by window).
+const REMOTE_PREFETCH: u64 = 64 << 20;
+
 impl RemoteReads {
+    /// Fetches the windows `(key, start, end)` concurrently.
+    fn prefetch(&self, windows: Vec<(usize, u64, u64)>) -> Result<()> {
+        let ranges = windows.iter().map(|&(_, start, end)| start..end).collect();
+        let fetched = self.file.read_ranges(ranges)?;
+        self.requests
+            .fetch_add(windows.len() as u64, Ordering::Relaxed);
+        let mut held = self.windows.lock().expect("windows lock");
+        for ((key, start, _), bytes) in windows.into_iter().zip(fetched) {
+            self.fetched.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            held.insert(key, (start, bytes));
+        }
+        Ok(())
+    }
+
     /// Bytes `start..start + length`, from a window or fetched with those
     /// up to `limit` (the end of the column chunk) read ahead.
     fn read(&self, key: usize, start: u64, length: u64, limit: u64) -> std::io::Result<Bytes> {
@@ -615,6 +633,7 @@ impl ImageFileReader {
         indices.sort_unstable();
         indices.dedup();
         let selection = rows.map(|r| self.row_group_selection(r)).transpose()?;
+        self.prefetch(&indices, selection.as_ref().map(|(groups, _)| groups.as_slice()))?;
         let reader = self.parquet_reader(&indices, batch_size, selection.clone())?;
         let mut band_cols = Vec::new();
         for plane in 0..self.chroma.planes() {
@@ -641,6 +660,36 @@ impl ImageFileReader {
             chroma: self.chroma,
             bands: Arc::new(band_cols),
         })
+    }
+
+    /// For a remote file: fetches the first window of each chunk of
+    /// `columns` in `groups` (all row groups when `None`) at once, up to
+    /// [`REMOTE_PREFETCH`] bytes, so that the Parquet reader, which asks
+    /// for one chunk after another, finds them there.
+    fn prefetch(&self, columns: &[usize], groups: Option<&[usize]>) -> Result<()> {
+        let Source::Remote(remote) = &self.input.source else {
+            return Ok(());
+        };
+        let row_groups = self.metadata.metadata().row_groups();
+        let all: Vec<usize> = (0..row_groups.len()).collect();
+        let mut windows = Vec::new();
+        let mut total = 0;
+        for &g in groups.unwrap_or(&all) {
+            for &c in columns {
+                let chunk = row_groups[g].column(c);
+                let start = chunk
+                    .dictionary_page_offset()
+                    .unwrap_or(chunk.data_page_offset()) as u64;
+                let (key, end) = self.input.window_of(start);
+                let end = end.min(start + REMOTE_READ_AHEAD);
+                if key == usize::MAX || total + (end - start) > REMOTE_PREFETCH {
+                    continue;
+                }
+                total += end - start;
+                windows.push((key, start, end));
+            }
+        }
+        remote.prefetch(windows)
     }
 
     /// The Parquet reader of the given columns (and rows).
