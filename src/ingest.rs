@@ -337,8 +337,8 @@ fn new_location(location: &str) -> Result<String> {
     let objects = remote::list(&folder)?;
     if let Some((first, _)) = objects.first() {
         return Err(Error::InvalidArgument(format!(
-            "location = '{location}' already holds {} objects ({first}, ...): a table's location must be an empty folder",
-            objects.len()
+            "location = '{location}' is not empty ({first}{}): a table's location must be an empty folder",
+            if objects.len() > 1 { format!(" and {} more", objects.len() - 1) } else { String::new() }
         )));
     }
     Ok(folder.trim_end_matches('/').to_string())

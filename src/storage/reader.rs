@@ -82,7 +82,8 @@ impl RemoteReads {
             .fetch_add(windows.len() as u64, Ordering::Relaxed);
         let mut held = self.windows.lock().expect("windows lock");
         for ((key, start, _), bytes) in windows.into_iter().zip(fetched) {
-            self.fetched.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            self.fetched
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             held.insert(key, (start, bytes));
         }
         Ok(())
@@ -633,7 +634,10 @@ impl ImageFileReader {
         indices.sort_unstable();
         indices.dedup();
         let selection = rows.map(|r| self.row_group_selection(r)).transpose()?;
-        self.prefetch(&indices, selection.as_ref().map(|(groups, _)| groups.as_slice()))?;
+        self.prefetch(
+            &indices,
+            selection.as_ref().map(|(groups, _)| groups.as_slice()),
+        )?;
         let reader = self.parquet_reader(&indices, batch_size, selection.clone())?;
         let mut band_cols = Vec::new();
         for plane in 0..self.chroma.planes() {
