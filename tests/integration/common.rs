@@ -6,6 +6,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float32Type};
 use spectradb::ingest::{ingest, IngestOptions, IngestReport};
 use spectradb::storage::catalog::DatabaseDir;
+use spectradb::Database;
 
 pub fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
@@ -41,6 +42,27 @@ pub fn ingest_committed(
     let report = ingest(&mut tx, table, create, files, opts, progress)?;
     tx.commit()?;
     Ok(report)
+}
+
+/// The batches of `sql`, which must succeed.
+pub async fn rows(db: &Database, sql: &str) -> Vec<RecordBatch> {
+    db.sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The error `sql` fails with, planning or running.
+pub async fn error(db: &Database, sql: &str) -> String {
+    match db.sql(sql).await {
+        Err(e) => e.to_string(),
+        Ok(df) => match df.collect().await {
+            Err(e) => spectradb::Error::from(e).to_string(),
+            Ok(_) => panic!("{sql} succeeded"),
+        },
+    }
 }
 
 /// Column `col` of every row of a result, as text (any type, cast).

@@ -7,33 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use arrow::array::RecordBatch;
 use spectradb::storage::catalog::DatabaseDir;
 use spectradb::Database;
 
-use super::common::strings;
+use super::common::{error, rows, strings};
 
 const BIN: &str = env!("CARGO_BIN_EXE_spectradb");
-
-async fn rows(db: &Database, sql: &str) -> Vec<RecordBatch> {
-    db.sql(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .collect()
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
-/// The error `sql` fails with, planning or running.
-async fn error(db: &Database, sql: &str) -> String {
-    match db.sql(sql).await {
-        Err(e) => e.to_string(),
-        Ok(df) => match df.collect().await {
-            Err(e) => spectradb::Error::from(e).to_string(),
-            Ok(_) => panic!("{sql} succeeded"),
-        },
-    }
-}
 
 /// A database with image tables `good` (two photos) and `bad` (three), an
 /// ordinary table and a materialized view; returns its directory.

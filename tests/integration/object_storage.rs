@@ -11,7 +11,7 @@ use arrow::array::RecordBatch;
 use spectradb::storage::remote::{self, RemoteFile};
 use spectradb::Database;
 
-use super::common::{create_mobilenet, data_dir, photos, strings};
+use super::common::{create_mobilenet, data_dir, error, photos, rows as run, strings};
 
 /// A moto server with authentication on, stopped when dropped.
 struct S3Server {
@@ -90,15 +90,6 @@ impl Drop for S3Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-async fn run(db: &Database, sql: &str) -> Vec<RecordBatch> {
-    db.sql(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .collect()
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 async fn count(db: &Database, table: &str) -> String {
@@ -228,34 +219,30 @@ async fn store_errors_name_the_object_and_the_cause() {
     s3.upload("spectra-raw-b", "photos", &labeled[..2]);
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open(dir.path().join("e.db")).unwrap();
-    let err = |sql: String| {
-        let db = &db;
-        async move {
-            match db.sql(&sql).await {
-                Ok(df) => df.collect().await.map(|_| ()).unwrap_err().to_string(),
-                Err(e) => e.to_string(),
-            }
-        }
-    };
     // A location that is not empty belongs to something else.
-    let e = err(format!(
+    let e = error(&db, &format!(
         "CREATE IMAGE TABLE t FROM 's3://spectra-raw-b/photos/' WITH (location = 's3://spectra-raw-b/photos', {})",
         s3.options()
     ))
     .await;
     assert!(e.contains("location = 's3://spectra-raw-b/photos' is not empty (s3://spectra-raw-b/photos/imagenet_00_243.jpg and 1 more)"), "{e}");
-    let e = err("CREATE IMAGE TABLE t FROM 's3://spectra-raw-b/nothing/*.jpg'".into()).await;
+    let e = error(
+        &db,
+        "CREATE IMAGE TABLE t FROM 's3://spectra-raw-b/nothing/*.jpg'",
+    )
+    .await;
     assert!(
         e.contains("no objects match 's3://spectra-raw-b/nothing/*.jpg'"),
         "{e}"
     );
-    let e = err(
-        "CREATE IMAGE TABLE t FROM 's3://spectra-raw-b/photos' WITH (aws_colour = 'red')".into(),
+    let e = error(
+        &db,
+        "CREATE IMAGE TABLE t FROM 's3://spectra-raw-b/photos' WITH (aws_colour = 'red')",
     )
     .await;
     assert!(e.contains("unknown store option 'aws_colour'"), "{e}");
     // A wrong secret: access denied, naming the bucket, and nothing committed.
-    let e = err(format!(
+    let e = error(&db, &format!(
         "CREATE IMAGE TABLE t FROM 's3://spectra-raw-b/photos/*.jpg' \
          WITH (location = 's3://spectra-lake-b/t', aws_endpoint = '{}', aws_access_key_id = '{}', aws_secret_access_key = 'wrong')",
         s3.endpoint, s3.key
@@ -278,7 +265,7 @@ async fn store_errors_name_the_object_and_the_cause() {
     // A server that is gone: the query fails with the object's URL.
     drop(s3);
     run(&db, "SET spectradb.cache_size = 0").await;
-    let e = err("SELECT count(to_png(image, 1)) FROM t".into()).await;
+    let e = error(&db, "SELECT count(to_png(image, 1)) FROM t").await;
     assert!(e.contains("s3://spectra-lake-b/t/part-"), "{e}");
     assert!(
         !e.contains("damaged"),
