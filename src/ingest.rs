@@ -15,7 +15,7 @@ use crate::codec::Chroma;
 use crate::error::{Error, Result};
 use crate::source::{load_file, SourceOptions};
 use crate::storage::catalog::{DataFile, IngestError, TableEntry};
-use crate::storage::commit::Transaction;
+use crate::storage::commit::{upload_marker, Transaction};
 use crate::storage::remote;
 use crate::storage::{write_tokenized_file, TokenizedImage, TokenizedRow, WriteOptions};
 
@@ -293,7 +293,10 @@ pub fn ingest(
                 let file = write_tokenized_file(&abs, &write, &rows, &user)?.data_file(rel);
                 if remote::is_remote(Path::new(&file.path)) {
                     // Written here, then uploaded whole: an object appears
-                    // complete or not at all.
+                    // complete or not at all. Its marker says, should this
+                    // process die before the commit, what to delete.
+                    let marker = upload_marker(&abs);
+                    std::fs::write(&marker, &file.path).map_err(|e| Error::io(&marker, e))?;
                     remote::RemoteFile::new(&file.path)?.upload(&abs)?;
                     remote::remove(&abs)?;
                 }

@@ -31,7 +31,7 @@ use crate::read_format::space::ReadFormat;
 use crate::reuse::views::ViewMatch;
 use crate::sql::image_table::ImageTable;
 use crate::storage::layout::{parse_band_column, COL_ID};
-use crate::storage::ImageFileReader;
+use crate::storage::{ImageBatch, ImageFileReader};
 
 /// Sample size when `SAMPLE` is not given.
 pub const DEFAULT_SAMPLE: usize = 300;
@@ -156,19 +156,8 @@ fn run_format(
             };
             decode += started.elapsed();
             if let Some(col) = label_column {
-                let c = batch.batch.column_by_name(col).ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "no column '{col}' in {}",
-                        reader.path().display()
-                    ))
-                })?;
-                for r in 0..c.len() {
-                    labels.push(if c.is_null(r) {
-                        None
-                    } else {
-                        Some(array_value_to_string(c, r)?)
-                    });
-                }
+                let all: Vec<usize> = (0..batch.num_rows()).collect();
+                labels.extend(label_values(&batch, col, reader.path(), &all)?);
             }
             let started = Instant::now();
             let scores = match prepared {
@@ -294,19 +283,7 @@ fn measure_view(
             exact.extend(from_bands.chunks_exact(width).map(<[f32]>::to_vec));
             approx.extend(from_view.chunks_exact(width).map(<[f32]>::to_vec));
             if let Some(col) = label_column {
-                let c = batch.batch.column_by_name(col).ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "no column '{col}' in {}",
-                        reader.path().display()
-                    ))
-                })?;
-                for &r in &held {
-                    labels.push(
-                        (!c.is_null(r))
-                            .then(|| array_value_to_string(c, r))
-                            .transpose()?,
-                    );
-                }
+                labels.extend(label_values(&batch, col, reader.path(), &held)?);
             }
         }
     }
@@ -457,6 +434,26 @@ pub fn calibrate(
         p.finish();
     }
     result
+}
+
+/// The labels in column `col` of `rows` of `batch` (read from `path`), as
+/// text; a null label is `None`.
+fn label_values(
+    batch: &ImageBatch,
+    col: &str,
+    path: &std::path::Path,
+    rows: &[usize],
+) -> Result<Vec<Option<String>>> {
+    let c = batch.batch.column_by_name(col).ok_or_else(|| {
+        Error::InvalidArgument(format!("no column '{col}' in {}", path.display()))
+    })?;
+    rows.iter()
+        .map(|&r| {
+            (!c.is_null(r))
+                .then(|| array_value_to_string(c, r).map_err(Error::from))
+                .transpose()
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -567,6 +567,23 @@ impl DatabaseDir {
                 fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
             }
         }
+        // Objects a crashed writer uploaded: their markers name them. Best
+        // effort: a store that cannot be reached must not stop writes to
+        // other tables (the marker stays for a later writer).
+        let staging = self.root.join(TABLES_DIR).join(STAGING_DIR);
+        for marker in fs::read_dir(&staging).into_iter().flatten().flatten() {
+            let marker = marker.path();
+            if marker.extension().is_none_or(|e| e != "url") {
+                continue;
+            }
+            let Ok(url) = fs::read_to_string(&marker) else {
+                continue;
+            };
+            let url = url.trim();
+            if known.contains(url) || remote::remove(Path::new(url)).is_ok() {
+                let _ = fs::remove_file(&marker);
+            }
+        }
         let tables = self.root.join(TABLES_DIR);
         let mut folders = vec![(MODELS_DIR.to_string(), self.root.join(MODELS_DIR))];
         for table in fs::read_dir(&tables).map_err(|e| Error::io(&tables, e))? {
@@ -583,27 +600,11 @@ impl DatabaseDir {
             for file in files {
                 let p = file.map_err(|e| Error::io(&dir, e))?.path();
                 let fname = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                if p.is_file() && !known.contains(format!("{rel_dir}/{fname}").as_str()) {
+                let marker =
+                    rel_dir.ends_with(STAGING_DIR) && p.extension().is_some_and(|e| e == "url");
+                if p.is_file() && !marker && !known.contains(format!("{rel_dir}/{fname}").as_str())
+                {
                     fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
-                }
-            }
-        }
-        // Objects of tables on object storage that no version lists. Best
-        // effort: a store that cannot be reached must not stop writes to
-        // other tables (its leftovers go at a later write).
-        for location in catalog
-            .tables
-            .values()
-            .filter_map(|t| t.location.as_deref())
-        {
-            let Ok(objects) = remote::list(&format!("{location}/")) else {
-                continue;
-            };
-            for (url, _) in objects {
-                let name = url.rsplit('/').next().unwrap_or("");
-                let ours = name.starts_with("part-") && name.ends_with(".parquet");
-                if ours && !known.contains(url.as_str()) {
-                    let _ = remote::remove(Path::new(&url));
                 }
             }
         }

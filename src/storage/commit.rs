@@ -35,6 +35,9 @@ pub struct Transaction {
     written: Vec<String>,
     /// Files the new version no longer needs (relative paths).
     retired: Vec<String>,
+    /// Upload markers of this write's objects (see [`upload_marker`]),
+    /// removed once it commits, or once a rollback deleted their object.
+    markers: Vec<(PathBuf, String)>,
     retention: Duration,
     committed: bool,
 }
@@ -58,6 +61,7 @@ impl DatabaseDir {
             catalog,
             written: Vec::new(),
             retired: Vec::new(),
+            markers: Vec::new(),
             retention: DEFAULT_RETENTION,
             committed: false,
         })
@@ -113,6 +117,7 @@ impl Transaction {
         let name = staging.rsplit('/').next().unwrap_or(&staging);
         let url = format!("{}/{name}", location.trim_end_matches('/'));
         self.written.push(url.clone());
+        self.markers.push((upload_marker(&abs), url.clone()));
         Ok((url, abs))
     }
 
@@ -160,22 +165,29 @@ impl Transaction {
             }
         }
         let keep_after = now.saturating_sub(self.retention.as_secs());
-        let (expired, kept): (Vec<RetiredFile>, Vec<RetiredFile>) = retired
+        let (expired, mut kept): (Vec<RetiredFile>, Vec<RetiredFile>) = retired
             .into_iter()
             .partition(|r| r.retired_at <= keep_after);
-        self.catalog.retired = kept;
-        self.dir.publish(&self.catalog, &self.lock)?;
-        self.committed = true;
-        // The catalog no longer lists them: a failed delete leaves an
-        // unlisted file that the next writer's cleanup removes.
+        // Deleted before the catalog stops listing them, so that one that
+        // cannot be deleted now (a store that is down) stays listed for a
+        // later commit: no version lists it, and no sweep would find it.
         let mut purged = Purged::default();
         for r in expired {
             let path = remote::locate(self.dir.root(), &r.path);
-            let bytes = remote::file_size(&path).unwrap_or(0);
-            if remote::remove(&path).unwrap_or(false) {
-                purged.files += 1;
-                purged.bytes += bytes;
+            match remote::file_size(&path) {
+                Ok(bytes) if remote::remove(&path).is_ok() => {
+                    purged.files += 1;
+                    purged.bytes += bytes;
+                }
+                Err(e) if remote::is_not_found(&e) => {} // already gone
+                _ => kept.push(r),
             }
+        }
+        self.catalog.retired = kept;
+        self.dir.publish(&self.catalog, &self.lock)?;
+        self.committed = true;
+        for (marker, _) in &self.markers {
+            let _ = std::fs::remove_file(marker);
         }
         Ok((std::mem::take(&mut self.catalog), purged))
     }
@@ -189,8 +201,27 @@ impl Drop for Transaction {
             for rel in &self.written {
                 let _ = remote::remove(&remote::locate(self.dir.root(), rel));
             }
+            // A marker whose object could not be deleted stays for the
+            // next writer.
+            for (marker, url) in &self.markers {
+                if remote::file_size(Path::new(url)).is_err_and(|e| remote::is_not_found(&e)) {
+                    let _ = std::fs::remove_file(marker);
+                }
+            }
         }
     }
+}
+
+/// The marker of an object being uploaded from the staging file `staging`:
+/// a local file holding the object's URL, written before the upload and
+/// removed once a commit lists the object (or a rollback deleted it). A
+/// marker a crashed writer left tells the next writer which object to
+/// delete, without listing the store: objects this database did not write
+/// are never touched.
+pub fn upload_marker(staging: &Path) -> PathBuf {
+    let mut name = staging.as_os_str().to_owned();
+    name.push(".url");
+    PathBuf::from(name)
 }
 
 fn unix_now() -> u64 {

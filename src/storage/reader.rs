@@ -60,11 +60,16 @@ const REMOTE_READ_AHEAD: u64 = 1 << 20;
 /// larger footer costs one more.
 const REMOTE_TAIL: u64 = 64 << 10;
 
-/// The fetched windows of a remote file: one per column chunk being read
-/// (the tail under `usize::MAX`), so memory stays at a window per column.
+/// The fetched windows of a remote file, by column chunk (the tail under
+/// `usize::MAX`): those of the row group being read and of the ones
+/// prefetched after it (at most [`REMOTE_PREFETCH`] bytes).
 struct RemoteReads {
     file: RemoteFile,
     windows: Mutex<HashMap<usize, (u64, Bytes)>>,
+    /// Where each row group's chunks start, ascending (row groups are laid
+    /// out one after another): reading in one frees the windows that end
+    /// before it.
+    row_group_starts: OnceLock<Vec<u64>>,
     requests: AtomicU64,
     fetched: AtomicU64,
 }
@@ -93,9 +98,23 @@ impl RemoteReads {
     /// up to `limit` (the end of the column chunk) read ahead.
     fn read(&self, key: usize, start: u64, length: u64, limit: u64) -> std::io::Result<Bytes> {
         let end = start + length;
-        if let Some((at, bytes)) = self.windows.lock().expect("windows lock").get(&key) {
-            if *at <= start && end <= at + bytes.len() as u64 {
-                return Ok(bytes.slice((start - at) as usize..(end - at) as usize));
+        if length == 0 {
+            return Ok(Bytes::new());
+        }
+        {
+            let mut windows = self.windows.lock().expect("windows lock");
+            if let Some(starts) = self.row_group_starts.get() {
+                let group = starts.partition_point(|&s| s <= start);
+                if let Some(&group_start) = group.checked_sub(1).and_then(|g| starts.get(g)) {
+                    windows.retain(|&k, (at, b)| {
+                        k == usize::MAX || *at + b.len() as u64 > group_start
+                    });
+                }
+            }
+            if let Some((at, bytes)) = windows.get(&key) {
+                if *at <= start && end <= at + bytes.len() as u64 {
+                    return Ok(bytes.slice((start - at) as usize..(end - at) as usize));
+                }
             }
         }
         let until = limit.min(start + length.max(REMOTE_READ_AHEAD)).max(end);
@@ -326,8 +345,8 @@ impl ImageFileReader {
     /// [`super::remote`]) and checks its format version and layout.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        if let Some(url) = path.to_str().filter(|_| remote::is_remote(&path)) {
-            return Self::open_remote(RemoteFile::new(url)?);
+        if remote::is_remote(&path) {
+            return Self::open_remote(RemoteFile::new(&path.to_string_lossy())?);
         }
         let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
         let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
@@ -345,9 +364,16 @@ impl ImageFileReader {
     fn open_remote(file: RemoteFile) -> Result<Self> {
         let path = PathBuf::from(file.url());
         let len = file.size()?;
+        if len == 0 {
+            return Err(Error::corrupt(
+                &path,
+                "the object is empty: not a spectradb image table file",
+            ));
+        }
         let remote = Arc::new(RemoteReads {
             file,
             windows: Mutex::default(),
+            row_group_starts: OnceLock::new(),
             requests: AtomicU64::new(0),
             fetched: AtomicU64::new(0),
         });
@@ -400,6 +426,21 @@ impl ImageFileReader {
             }
         }
         let _ = input.chunks.set(chunk_bounds(metadata.metadata()));
+        if let Source::Remote(remote) = &input.source {
+            let mut starts: Vec<u64> = metadata
+                .metadata()
+                .row_groups()
+                .iter()
+                .filter_map(|rg| {
+                    rg.columns()
+                        .iter()
+                        .map(|c| c.dictionary_page_offset().unwrap_or(c.data_page_offset()) as u64)
+                        .min()
+                })
+                .collect();
+            starts.sort_unstable();
+            let _ = remote.row_group_starts.set(starts);
+        }
         let kv = |key: &str| {
             metadata
                 .metadata()
@@ -686,7 +727,9 @@ impl ImageFileReader {
                     .unwrap_or(chunk.data_page_offset()) as u64;
                 let (key, end) = self.input.window_of(start);
                 let end = end.min(start + REMOTE_READ_AHEAD);
-                if key == usize::MAX || total + (end - start) > REMOTE_PREFETCH {
+                // (A damaged footer may put a chunk past the end: the
+                // reader reports it when it gets there.)
+                if key == usize::MAX || end <= start || total + (end - start) > REMOTE_PREFETCH {
                     continue;
                 }
                 total += end - start;

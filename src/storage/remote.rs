@@ -28,12 +28,15 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 
 use crate::error::{Error, Result};
 
 /// The one scheme spectradb reads and writes.
 pub const SCHEME: &str = "s3://";
+
+/// The reason of a store error for an object that is not there.
+const NOT_FOUND: &str = "no such object";
 
 /// Options that hold secrets: used for requests, never written down.
 const SECRET_OPTIONS: [&str; 3] = [
@@ -244,7 +247,7 @@ fn store_error(url: &str, e: object_store::Error) -> Error {
         _ => text.clone(),
     };
     let reason = match e {
-        object_store::Error::NotFound { .. } => "no such object".to_string(),
+        object_store::Error::NotFound { .. } => NOT_FOUND.to_string(),
         _ if denied => format!(
             "access denied ({said}): check the credentials (the aws_access_key_id and aws_secret_access_key options, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
         ),
@@ -331,16 +334,28 @@ impl RemoteFile {
     /// Uploads the local file `from` as this object, in parts of 8 MiB (a
     /// failed upload leaves no object behind: its parts are aborted).
     pub fn upload(&self, from: &Path) -> Result<()> {
-        let data = std::fs::read(from).map_err(|e| Error::io(from, e))?;
+        let data = Bytes::from(std::fs::read(from).map_err(|e| Error::io(from, e))?);
         let (store, key) = (self.store.clone(), self.key.clone());
         wait(async move {
             if data.len() <= PART_BYTES {
                 return store.put(&key, PutPayload::from(data)).await.map(|_| ());
             }
-            let upload = store.put_multipart(&key).await?;
-            let mut parts = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
-            parts.write(&data);
-            parts.finish().await.map(|_| ())
+            let mut upload = store.put_multipart(&key).await?;
+            let mut outcome = Ok(());
+            for at in (0..data.len()).step_by(PART_BYTES) {
+                let part = data.slice(at..(at + PART_BYTES).min(data.len()));
+                outcome = upload.put_part(PutPayload::from(part)).await;
+                if outcome.is_err() {
+                    break;
+                }
+            }
+            if outcome.is_ok() {
+                outcome = upload.complete().await.map(|_| ());
+            }
+            if outcome.is_err() {
+                let _ = upload.abort().await;
+            }
+            outcome
         })
         .map_err(|e| store_error(&self.url, e))
     }
@@ -381,9 +396,23 @@ pub fn list(prefix: &str) -> Result<Vec<(String, u64)>> {
     Ok(out)
 }
 
+/// Whether `e` says that a file or object is not there.
+pub fn is_not_found(e: &Error) -> bool {
+    match e {
+        Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        Error::Store { reason, .. } => reason == NOT_FOUND,
+        _ => false,
+    }
+}
+
+/// The object URL `location` holds, if it is one.
+fn url_of(location: &Path) -> Option<&str> {
+    location.to_str().filter(|s| s.starts_with(SCHEME))
+}
+
 /// The size of the file or object at `location`.
 pub fn file_size(location: &Path) -> Result<u64> {
-    match location.to_str().filter(|_| is_remote(location)) {
+    match url_of(location) {
         Some(url) => RemoteFile::new(url)?.size(),
         None => std::fs::metadata(location)
             .map(|m| m.len())
@@ -393,7 +422,7 @@ pub fn file_size(location: &Path) -> Result<u64> {
 
 /// The whole file or object at `location`.
 pub fn read_all(location: &Path) -> Result<Bytes> {
-    match location.to_str().filter(|_| is_remote(location)) {
+    match url_of(location) {
         Some(url) => RemoteFile::new(url)?.read_all(),
         None => std::fs::read(location)
             .map(Bytes::from)
@@ -404,7 +433,7 @@ pub fn read_all(location: &Path) -> Result<Bytes> {
 /// Deletes the file or object at `location`; true when something was
 /// there to delete.
 pub fn remove(location: &Path) -> Result<bool> {
-    match location.to_str().filter(|_| is_remote(location)) {
+    match url_of(location) {
         Some(url) => {
             let object = RemoteFile::new(url)?;
             RemoteFile::delete(&object)?;

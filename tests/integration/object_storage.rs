@@ -340,11 +340,14 @@ async fn a_killed_writer_leaves_the_last_version_readable() {
         t.files.len()
     );
     // The next writer removes what a writer killed between its upload and
-    // its commit left (made certain here), and nothing that is not a data
-    // file of spectradb's.
+    // its commit left (made certain here: the object and its marker), and
+    // nothing it did not write.
     let leftover = dir.path().join("part-dead.parquet");
     std::fs::write(&leftover, b"uploaded, never listed").unwrap();
     s3.upload("spectra-lake-c", "t", &[leftover]);
+    let marker = path.join("tables/.staging/part-dead.parquet.url");
+    std::fs::create_dir_all(marker.parent().unwrap()).unwrap();
+    std::fs::write(&marker, "s3://spectra-lake-c/t/part-dead.parquet").unwrap();
     let foreign = dir.path().join("notes.txt");
     std::fs::write(&foreign, b"not ours").unwrap();
     s3.upload("spectra-lake-c", "t", &[foreign]);
@@ -365,5 +368,9 @@ async fn a_killed_writer_leaves_the_last_version_readable() {
     );
     expected.sort();
     assert_eq!(objects("spectra-lake-c", "t"), expected);
+    assert!(!marker.exists(), "the marker goes with its object");
+    let staging = path.join("tables/.staging");
+    let left: Vec<_> = std::fs::read_dir(&staging).unwrap().collect();
+    assert!(left.is_empty(), "a committed write leaves no staging file or marker");
     assert_eq!(count(&db, "t").await, (committed + 1).to_string());
 }
