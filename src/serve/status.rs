@@ -30,6 +30,10 @@ fn code(e: &Error) -> Code {
         Error::CorruptFile { .. } | Error::Parquet { .. } | Error::DamagedTable { .. } => {
             Code::DataLoss
         }
+        Error::Store { reason, .. } if reason.starts_with("access denied") => {
+            Code::PermissionDenied
+        }
+        e @ Error::Store { .. } if crate::storage::remote::is_not_found(e) => Code::NotFound,
         Error::Locked { .. } | Error::Store { .. } => Code::Unavailable,
         Error::Runtime(_) => Code::FailedPrecondition,
         Error::Cancelled(_) => Code::Cancelled,
@@ -73,6 +77,17 @@ mod tests {
         )
         .into();
         assert_eq!(to_status(wrapped).code(), Code::ResourceExhausted);
+        let store = |reason: &str| Error::Store {
+            url: "s3://b/k".into(),
+            reason: reason.into(),
+        };
+        assert_eq!(to_status(store("no such object")).code(), Code::NotFound);
+        let refused = store("access denied (SignatureDoesNotMatch: ..): check the credentials");
+        assert_eq!(to_status(refused).code(), Code::PermissionDenied);
+        assert_eq!(
+            to_status(store("connection refused")).code(),
+            Code::Unavailable
+        );
         let denied = to_status(Error::PermissionDenied("'/etc' is outside".into()));
         assert_eq!(denied.code(), Code::PermissionDenied);
         assert!(denied.message().contains("/etc"), "{}", denied.message());

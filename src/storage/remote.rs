@@ -248,6 +248,7 @@ fn store_error(url: &str, e: object_store::Error) -> Error {
     };
     let reason = match e {
         object_store::Error::NotFound { .. } => NOT_FOUND.to_string(),
+        // (The Flight server gives this prefix PermissionDenied.)
         _ if denied => format!(
             "access denied ({said}): check the credentials (the aws_access_key_id and aws_secret_access_key options, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
         ),

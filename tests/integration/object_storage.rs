@@ -371,6 +371,9 @@ async fn a_killed_writer_leaves_the_last_version_readable() {
     assert!(!marker.exists(), "the marker goes with its object");
     let staging = path.join("tables/.staging");
     let left: Vec<_> = std::fs::read_dir(&staging).unwrap().collect();
-    assert!(left.is_empty(), "a committed write leaves no staging file or marker");
+    assert!(
+        left.is_empty(),
+        "a committed write leaves no staging file or marker"
+    );
     assert_eq!(count(&db, "t").await, (committed + 1).to_string());
 }
