@@ -214,8 +214,9 @@ pub fn ingest(
         },
     };
     if let Some(location) = &entry.location {
+        // A new table's location takes the statement's store options (see
+        // `db::options`); an append's are its source's.
         remote::configure_defaults(location, &entry.store_options)?;
-        remote::configure(location, &opts.store_options)?;
     }
     // Appends use the table's own layout, whatever the options say.
     let mut source = opts.source;

@@ -12,7 +12,7 @@ use crate::storage::remote;
 
 /// Ingest options from `WITH (...)`; `create` allows the layout options
 /// and `location`. Store options (`aws_*`) configure the store of an
-/// `s3://` `source` (and of the table's location, see [`crate::ingest`]).
+/// `s3://` `source`, and of a new table's `location`.
 pub(super) fn ingest_options(
     options: &[(String, String)],
     create: bool,
