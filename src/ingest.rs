@@ -14,8 +14,8 @@ use arrow_schema::{DataType, Field};
 use crate::codec::Chroma;
 use crate::error::{Error, Result};
 use crate::source::{load_file, SourceOptions};
-use crate::storage::catalog::{DataFile, IngestError, TableEntry};
-use crate::storage::commit::{upload_marker, Transaction};
+use crate::storage::catalog::{upload_marker, DataFile, IngestError, TableEntry};
+use crate::storage::commit::Transaction;
 use crate::storage::remote;
 use crate::storage::{write_tokenized_file, TokenizedImage, TokenizedRow, WriteOptions};
 
@@ -158,7 +158,7 @@ fn expand_remote_sources(pattern: &str) -> Result<Vec<PathBuf>> {
                 .collect()
         }
         None => {
-            let below = remote::list(&format!("{}/", pattern.trim_end_matches('/')))?;
+            let below = remote::list(&remote::as_folder(pattern))?;
             if below.is_empty() && !pattern.ends_with('/') {
                 // Not a folder: one object, if it is there.
                 remote::RemoteFile::new(pattern)?.size()?;
@@ -333,11 +333,10 @@ pub fn ingest(
 }
 
 /// The `s3://` folder of a new table, which must hold nothing yet: the
-/// table's writers own every object in it (and remove those no catalog
-/// lists).
+/// table's writers own every object in it.
 fn new_location(location: &str) -> Result<String> {
     remote::check_location(location)?;
-    let folder = format!("{}/", location.trim_end_matches('/'));
+    let folder = remote::as_folder(location);
     let objects = remote::list(&folder)?;
     if let Some((first, _)) = objects.first() {
         return Err(Error::InvalidArgument(format!(

@@ -42,6 +42,29 @@ pub const PLAIN_DIR: &str = ".plain";
 /// Folder, under [`TABLES_DIR`], of data files written here on their way
 /// to a table on object storage.
 pub const STAGING_DIR: &str = ".staging";
+/// The marker of an object being uploaded from the staging file `staging`:
+/// a local file holding the object's URL, written before the upload and
+/// removed once a commit lists the object (or a rollback deleted it). A
+/// marker a crashed writer left tells the next writer which object to
+/// delete, without listing the store: objects this database did not write
+/// are never touched.
+pub fn upload_marker(staging: &Path) -> PathBuf {
+    let mut name = staging.as_os_str().to_owned();
+    name.push(format!(".{MARKER_EXTENSION}"));
+    PathBuf::from(name)
+}
+
+/// Whether `path` is an upload marker (see [`upload_marker`]).
+pub fn is_upload_marker(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == MARKER_EXTENSION)
+        && path
+            .parent()
+            .and_then(|p| p.file_name())
+            .is_some_and(|f| f == STAGING_DIR)
+}
+
+const MARKER_EXTENSION: &str = "url";
+
 /// Folder of registered models' copied files.
 pub const MODELS_DIR: &str = "models";
 
@@ -573,7 +596,7 @@ impl DatabaseDir {
         let staging = self.root.join(TABLES_DIR).join(STAGING_DIR);
         for marker in fs::read_dir(&staging).into_iter().flatten().flatten() {
             let marker = marker.path();
-            if marker.extension().is_none_or(|e| e != "url") {
+            if !is_upload_marker(&marker) {
                 continue;
             }
             let Ok(url) = fs::read_to_string(&marker) else {
@@ -600,9 +623,9 @@ impl DatabaseDir {
             for file in files {
                 let p = file.map_err(|e| Error::io(&dir, e))?.path();
                 let fname = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                let marker =
-                    rel_dir.ends_with(STAGING_DIR) && p.extension().is_some_and(|e| e == "url");
-                if p.is_file() && !marker && !known.contains(format!("{rel_dir}/{fname}").as_str())
+                if p.is_file()
+                    && !is_upload_marker(&p)
+                    && !known.contains(format!("{rel_dir}/{fname}").as_str())
                 {
                     fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
                 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::catalog::{
-    Catalog, DatabaseDir, RetiredFile, WriteLock, PLAIN_DIR, STAGING_DIR, TABLES_DIR,
+    upload_marker, Catalog, DatabaseDir, RetiredFile, WriteLock, PLAIN_DIR, STAGING_DIR, TABLES_DIR,
 };
 use super::remote;
 use crate::error::Result;
@@ -115,7 +115,7 @@ impl Transaction {
     pub fn new_remote_data_file(&mut self, location: &str) -> Result<(String, PathBuf)> {
         let (staging, abs) = self.fresh(STAGING_DIR, "part")?;
         let name = staging.rsplit('/').next().unwrap_or(&staging);
-        let url = format!("{}/{name}", location.trim_end_matches('/'));
+        let url = format!("{}{name}", remote::as_folder(location));
         self.written.push(url.clone());
         self.markers.push((upload_marker(&abs), url.clone()));
         Ok((url, abs))
@@ -198,30 +198,21 @@ impl Drop for Transaction {
         if !self.committed {
             // Nothing was published: take the files back now (a crash here
             // is handled by the next writer's cleanup).
+            let mut kept = Vec::new();
             for rel in &self.written {
-                let _ = remote::remove(&remote::locate(self.dir.root(), rel));
+                if remote::remove(&remote::locate(self.dir.root(), rel)).is_err() {
+                    kept.push(rel);
+                }
             }
             // A marker whose object could not be deleted stays for the
             // next writer.
             for (marker, url) in &self.markers {
-                if remote::file_size(Path::new(url)).is_err_and(|e| remote::is_not_found(&e)) {
+                if !kept.contains(&url) {
                     let _ = std::fs::remove_file(marker);
                 }
             }
         }
     }
-}
-
-/// The marker of an object being uploaded from the staging file `staging`:
-/// a local file holding the object's URL, written before the upload and
-/// removed once a commit lists the object (or a rollback deleted it). A
-/// marker a crashed writer left tells the next writer which object to
-/// delete, without listing the store: objects this database did not write
-/// are never touched.
-pub fn upload_marker(staging: &Path) -> PathBuf {
-    let mut name = staging.as_os_str().to_owned();
-    name.push(".url");
-    PathBuf::from(name)
 }
 
 fn unix_now() -> u64 {

@@ -25,6 +25,9 @@ pub(crate) struct ChunkBounds {
     /// Values the footer says the chunk holds.
     pub num_values: u64,
     pub column: String,
+    /// The chunk's row group, and its column's index in it.
+    pub row_group: usize,
+    pub column_index: usize,
     physical: PhysicalType,
     uncompressed: bool,
     /// Whether values may be null (then a page's values may be levels only).
@@ -35,8 +38,8 @@ pub(crate) struct ChunkBounds {
 /// page header belongs to.
 pub(crate) fn chunk_bounds(metadata: &ParquetMetaData) -> Vec<ChunkBounds> {
     let mut out = Vec::new();
-    for rg in metadata.row_groups() {
-        for c in rg.columns() {
+    for (row_group, rg) in metadata.row_groups().iter().enumerate() {
+        for (column_index, c) in rg.columns().iter().enumerate() {
             let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
             let (Ok(start), Ok(len)) = (u64::try_from(start), u64::try_from(c.compressed_size()))
             else {
@@ -47,6 +50,8 @@ pub(crate) fn chunk_bounds(metadata: &ParquetMetaData) -> Vec<ChunkBounds> {
                 end: start.saturating_add(len),
                 num_values: c.num_values().max(0) as u64,
                 column: c.column_path().string(),
+                row_group,
+                column_index,
                 physical: c.column_type(),
                 uncompressed: c.compression() == Compression::UNCOMPRESSED,
                 nullable: c.column_descr().max_def_level() > 0,
@@ -59,8 +64,13 @@ pub(crate) fn chunk_bounds(metadata: &ParquetMetaData) -> Vec<ChunkBounds> {
 
 /// The chunk holding byte `at`, if any.
 pub(crate) fn chunk_at(chunks: &[ChunkBounds], at: u64) -> Option<&ChunkBounds> {
+    chunk_index_at(chunks, at).map(|i| &chunks[i])
+}
+
+/// The index in `chunks` of the chunk holding byte `at`, if any.
+pub(crate) fn chunk_index_at(chunks: &[ChunkBounds], at: u64) -> Option<usize> {
     let i = chunks.partition_point(|c| c.start <= at);
-    chunks[..i].last().filter(|c| at < c.end)
+    i.checked_sub(1).filter(|&i| at < chunks[i].end)
 }
 
 // Page types and encodings (parquet.thrift).
@@ -407,6 +417,8 @@ mod tests {
             end: 2000,
             num_values,
             column: "image.y.0".into(),
+            row_group: 0,
+            column_index: 0,
             physical: PhysicalType::BYTE_ARRAY,
             uncompressed: true,
             nullable,

@@ -21,7 +21,7 @@ use super::bands::decode_band;
 use super::catalog::{FileStats, UserColumn};
 use super::huffman::HuffmanDecoder;
 use super::layout::*;
-use super::page_guard::{check_page_header, chunk_at, chunk_bounds, ChunkBounds};
+use super::page_guard::{check_page_header, chunk_at, chunk_bounds, chunk_index_at, ChunkBounds};
 use super::remote::{self, RemoteFile};
 pub use crate::codec::BandSelection;
 use crate::codec::{Chroma, CoefPlane, CoefficientImage, QuantTable};
@@ -60,16 +60,12 @@ const REMOTE_READ_AHEAD: u64 = 1 << 20;
 /// larger footer costs one more.
 const REMOTE_TAIL: u64 = 64 << 10;
 
-/// The fetched windows of a remote file, by column chunk (the tail under
-/// `usize::MAX`): those of the row group being read and of the ones
-/// prefetched after it (at most [`REMOTE_PREFETCH`] bytes).
+/// The fetched windows of a remote file, by index of their column chunk
+/// (the tail under `usize::MAX`): those of the row group being read and of
+/// the ones prefetched after it (at most [`REMOTE_PREFETCH`] bytes).
 struct RemoteReads {
     file: RemoteFile,
     windows: Mutex<HashMap<usize, (u64, Bytes)>>,
-    /// Where each row group's chunks start, ascending (row groups are laid
-    /// out one after another): reading in one frees the windows that end
-    /// before it.
-    row_group_starts: OnceLock<Vec<u64>>,
     requests: AtomicU64,
     fetched: AtomicU64,
 }
@@ -95,21 +91,25 @@ impl RemoteReads {
     }
 
     /// Bytes `start..start + length`, from a window or fetched with those
-    /// up to `limit` (the end of the column chunk) read ahead.
-    fn read(&self, key: usize, start: u64, length: u64, limit: u64) -> std::io::Result<Bytes> {
+    /// up to `limit` (the end of the column chunk) read ahead. A read in a
+    /// chunk of row group `g` (of `chunks`) frees the windows of earlier
+    /// row groups: the Parquet reader is done with them.
+    fn read(
+        &self,
+        chunks: &[ChunkBounds],
+        key: usize,
+        start: u64,
+        length: u64,
+        limit: u64,
+    ) -> std::io::Result<Bytes> {
         let end = start + length;
         if length == 0 {
             return Ok(Bytes::new());
         }
         {
             let mut windows = self.windows.lock().expect("windows lock");
-            if let Some(starts) = self.row_group_starts.get() {
-                let group = starts.partition_point(|&s| s <= start);
-                if let Some(&group_start) = group.checked_sub(1).and_then(|g| starts.get(g)) {
-                    windows.retain(|&k, (at, b)| {
-                        k == usize::MAX || *at + b.len() as u64 > group_start
-                    });
-                }
+            if let Some(g) = chunks.get(key).map(|c| c.row_group) {
+                windows.retain(|&k, _| chunks.get(k).is_none_or(|c| c.row_group >= g));
             }
             if let Some((at, bytes)) = windows.get(&key) {
                 if *at <= start && end <= at + bytes.len() as u64 {
@@ -207,18 +207,23 @@ impl CountingFile {
     /// The window key of a read at `start` and where its read-ahead must
     /// stop: its column chunk (index, end), else the file's tail.
     fn window_of(&self, start: u64) -> (usize, u64) {
-        let chunks = self.chunks.get().map_or(&[][..], Vec::as_slice);
-        match chunks.partition_point(|c| c.start <= start) {
-            0 => (usize::MAX, self.len),
-            i if start < chunks[i - 1].end => (i - 1, chunks[i - 1].end.min(self.len)),
-            _ => (usize::MAX, self.len),
+        let chunks = self.chunk_list();
+        match chunk_index_at(chunks, start) {
+            Some(i) => (i, chunks[i].end.min(self.len)),
+            None => (usize::MAX, self.len),
         }
+    }
+
+    /// The footer's column chunks, ordered by start (none before it is read).
+    fn chunk_list(&self) -> &[ChunkBounds] {
+        self.chunks.get().map_or(&[][..], Vec::as_slice)
     }
 }
 
 /// A remote column chunk from `at` to `end`, read through its window.
 struct RemoteRead {
     remote: Arc<RemoteReads>,
+    chunks: Arc<OnceLock<Vec<ChunkBounds>>>,
     key: usize,
     at: u64,
     end: u64,
@@ -230,7 +235,8 @@ impl Read for RemoteRead {
         if n == 0 {
             return Ok(0);
         }
-        let bytes = self.remote.read(self.key, self.at, n, self.end)?;
+        let chunks = self.chunks.get().map_or(&[][..], Vec::as_slice);
+        let bytes = self.remote.read(chunks, self.key, self.at, n, self.end)?;
         buf[..bytes.len()].copy_from_slice(&bytes);
         self.at += n;
         Ok(n as usize)
@@ -276,6 +282,7 @@ impl ChunkReader for CountingFile {
                     ahead,
                     RemoteRead {
                         remote: remote.clone(),
+                        chunks: self.chunks.clone(),
                         key,
                         at: start.min(end),
                         end,
@@ -313,7 +320,7 @@ impl ChunkReader for CountingFile {
             Source::Memory(bytes) => ChunkReader::get_bytes(bytes, start, length),
             Source::Remote(remote) => {
                 let (key, limit) = self.window_of(start);
-                Ok(remote.read(key, start, length as u64, limit)?)
+                Ok(remote.read(self.chunk_list(), key, start, length as u64, limit)?)
             }
             Source::Disk(file) => {
                 let mut file = file.try_clone()?;
@@ -373,13 +380,12 @@ impl ImageFileReader {
         let remote = Arc::new(RemoteReads {
             file,
             windows: Mutex::default(),
-            row_group_starts: OnceLock::new(),
             requests: AtomicU64::new(0),
             fetched: AtomicU64::new(0),
         });
         let tail = len.saturating_sub(REMOTE_TAIL);
         remote
-            .read(usize::MAX, tail, len - tail, len)
+            .read(&[], usize::MAX, tail, len - tail, len)
             .map_err(|e| Error::io(&path, e))?;
         let input = CountingFile {
             source: Source::Remote(remote),
@@ -426,21 +432,6 @@ impl ImageFileReader {
             }
         }
         let _ = input.chunks.set(chunk_bounds(metadata.metadata()));
-        if let Source::Remote(remote) = &input.source {
-            let mut starts: Vec<u64> = metadata
-                .metadata()
-                .row_groups()
-                .iter()
-                .filter_map(|rg| {
-                    rg.columns()
-                        .iter()
-                        .map(|c| c.dictionary_page_offset().unwrap_or(c.data_page_offset()) as u64)
-                        .min()
-                })
-                .collect();
-            starts.sort_unstable();
-            let _ = remote.row_group_starts.set(starts);
-        }
         let kv = |key: &str| {
             metadata
                 .metadata()
@@ -715,26 +706,22 @@ impl ImageFileReader {
         let Source::Remote(remote) = &self.input.source else {
             return Ok(());
         };
-        let row_groups = self.metadata.metadata().row_groups();
-        let all: Vec<usize> = (0..row_groups.len()).collect();
         let mut windows = Vec::new();
         let mut total = 0;
-        for &g in groups.unwrap_or(&all) {
-            for &c in columns {
-                let chunk = row_groups[g].column(c);
-                let start = chunk
-                    .dictionary_page_offset()
-                    .unwrap_or(chunk.data_page_offset()) as u64;
-                let (key, end) = self.input.window_of(start);
-                let end = end.min(start + REMOTE_READ_AHEAD);
-                // (A damaged footer may put a chunk past the end: the
-                // reader reports it when it gets there.)
-                if key == usize::MAX || end <= start || total + (end - start) > REMOTE_PREFETCH {
-                    continue;
-                }
-                total += end - start;
-                windows.push((key, start, end));
+        for (key, chunk) in self.input.chunk_list().iter().enumerate() {
+            let wanted = groups.is_none_or(|g| g.contains(&chunk.row_group))
+                && columns.contains(&chunk.column_index);
+            let end = chunk
+                .end
+                .min(self.input.len)
+                .min(chunk.start + REMOTE_READ_AHEAD);
+            // (A damaged footer may put a chunk past the end: the reader
+            // reports it when it gets there.)
+            if !wanted || end <= chunk.start || total + (end - chunk.start) > REMOTE_PREFETCH {
+                continue;
             }
+            total += end - chunk.start;
+            windows.push((key, chunk.start, end));
         }
         remote.prefetch(windows)
     }

@@ -60,6 +60,11 @@ pub fn locate(root: &Path, path: &str) -> PathBuf {
     }
 }
 
+/// `url` as a folder: with one trailing `/`.
+pub fn as_folder(url: &str) -> String {
+    format!("{}/", url.trim_end_matches('/'))
+}
+
 /// Checks that a table's `location` option names an object store folder.
 pub fn check_location(location: &str) -> Result<()> {
     if !is_remote(Path::new(location)) {
@@ -293,26 +298,30 @@ impl RemoteFile {
         &self.url
     }
 
+    /// Runs the request `call` makes of the object's store and key, and
+    /// names the object in its error.
+    fn request<T, F>(&self, call: impl FnOnce(Arc<dyn ObjectStore>, ObjectPath) -> F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = object_store::Result<T>> + Send + 'static,
+    {
+        wait(call(self.store.clone(), self.key.clone())).map_err(|e| store_error(&self.url, e))
+    }
+
     /// The object's size in bytes (one HEAD request).
     pub fn size(&self) -> Result<u64> {
-        let (store, key) = (self.store.clone(), self.key.clone());
-        wait(async move { store.head(&key).await })
-            .map(|m| m.size)
-            .map_err(|e| store_error(&self.url, e))
+        self.request(|store, key| async move { store.head(&key).await.map(|m| m.size) })
     }
 
     /// Bytes `range` of the object (one ranged GET).
     pub fn read_range(&self, range: Range<u64>) -> Result<Bytes> {
-        let (store, key) = (self.store.clone(), self.key.clone());
-        wait(async move { store.get_range(&key, range).await })
-            .map_err(|e| store_error(&self.url, e))
+        self.request(|store, key| async move { store.get_range(&key, range).await })
     }
 
     /// Bytes `ranges` of the object, up to [`CONCURRENT_GETS`] GETs at a
     /// time: a scan's column chunks in a few round trips, not one each.
     pub fn read_ranges(&self, ranges: Vec<Range<u64>>) -> Result<Vec<Bytes>> {
-        let (store, key) = (self.store.clone(), self.key.clone());
-        wait(async move {
+        self.request(|store, key| async move {
             futures::stream::iter(ranges)
                 .map(|r| {
                     let (store, key) = (store.clone(), key.clone());
@@ -322,22 +331,18 @@ impl RemoteFile {
                 .try_collect::<Vec<_>>()
                 .await
         })
-        .map_err(|e| store_error(&self.url, e))
     }
 
     /// The whole object.
     pub fn read_all(&self) -> Result<Bytes> {
-        let (store, key) = (self.store.clone(), self.key.clone());
-        wait(async move { store.get(&key).await?.bytes().await })
-            .map_err(|e| store_error(&self.url, e))
+        self.request(|store, key| async move { store.get(&key).await?.bytes().await })
     }
 
     /// Uploads the local file `from` as this object, in parts of 8 MiB (a
     /// failed upload leaves no object behind: its parts are aborted).
     pub fn upload(&self, from: &Path) -> Result<()> {
         let data = Bytes::from(std::fs::read(from).map_err(|e| Error::io(from, e))?);
-        let (store, key) = (self.store.clone(), self.key.clone());
-        wait(async move {
+        self.request(|store, key| async move {
             if data.len() <= PART_BYTES {
                 return store.put(&key, PutPayload::from(data)).await.map(|_| ());
             }
@@ -358,15 +363,13 @@ impl RemoteFile {
             }
             outcome
         })
-        .map_err(|e| store_error(&self.url, e))
     }
 
     /// Deletes the object (a missing one is not an error).
     pub fn delete(&self) -> Result<()> {
-        let (store, key) = (self.store.clone(), self.key.clone());
-        match wait(async move { store.delete(&key).await }) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(store_error(&self.url, e)),
+        match self.request(|store, key| async move { store.delete(&key).await }) {
+            Err(e) if is_not_found(&e) => Ok(()),
+            other => other,
         }
     }
 }
