@@ -166,11 +166,13 @@ impl Database {
         }
         for (name, v) in &catalog.materialized_views {
             let n: u64 = v.files.iter().map(|f| f.rows).sum();
-            let mut status = match damaged.get(name) {
+            let damage = damaged.get(name);
+            let mut status = match damage {
                 Some(why) => format!("damaged: {why}"),
                 None => view_status(catalog, v),
             };
-            if v.compression != Compression::None {
+            // A damaged view's bytes are not what it holds: only its damage is shown.
+            if v.compression != Compression::None && damage.is_none() {
                 // What compression buys is the point of choosing it.
                 let bytes: u64 = v.files.iter().map(|f| f.bytes).sum();
                 status.push_str(&format!(

@@ -371,3 +371,35 @@ async fn spectradb_check_exits_1_on_damaged_pages_within_bounded_memory() {
     assert!(out.contains("damaged") && out.contains(".parquet"), "{out}");
     assert!(peak < 1 << 30, "peak RSS {peak} bytes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_compressed_view_shows_its_damage_and_not_its_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = database(dir.path()).await;
+    {
+        let db = Database::open(&path).unwrap();
+        db.sql("CREATE MODEL tiny FROM 'tests/data/models/tiny_rgb.onnx'")
+            .await
+            .unwrap();
+        db.sql(
+            "CREATE MATERIALIZED VIEW scores8 WITH (compression = 'int8') \
+             AS SELECT id, tiny_scores(image) AS s FROM good",
+        )
+        .await
+        .unwrap();
+        let status = status_of(&statuses(&db).await, "scores8");
+        assert!(status.contains("int8 vectors"), "{status}");
+    }
+    let catalog = DatabaseDir::open(&path).unwrap().read_catalog().unwrap();
+    let file = path.join(&catalog.materialized_views["scores8"].files[0].path);
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let db = Database::open(&path).unwrap();
+    the_rest_works(&db).await;
+    let status = status_of(&statuses(&db).await, "scores8");
+    let name = file.file_name().unwrap().to_str().unwrap();
+    assert!(
+        status.starts_with("damaged: ") && status.contains(name) && !status.contains("vectors"),
+        "{status}"
+    );
+}
