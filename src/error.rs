@@ -84,6 +84,10 @@ pub enum Error {
     #[error("{0}")]
     Model(String),
 
+    /// A Ballista scheduler or executor could not start or be reached.
+    #[error("cluster: {0}")]
+    Cluster(String),
+
     /// A SQL function failed on its input (the function's name, then what
     /// went wrong, kept typed).
     #[error("{name}: {source}")]

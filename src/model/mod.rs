@@ -194,6 +194,12 @@ impl ModelHandle {
         })
     }
 
+    /// The database directory the model's files are under.
+    pub fn database_root(&self) -> Option<&Path> {
+        let depth = Path::new(&self.entry.file).components().count();
+        self.path.ancestors().nth(depth)
+    }
+
     /// Whether this is a model family.
     pub fn is_family(&self) -> bool {
         !self.members.is_empty()

@@ -108,6 +108,28 @@ impl ModelFn {
         }
     }
 
+    /// `model`'s function (its `_scores` one when `raw_scores`), bound as
+    /// given: how a function sent to another process is rebuilt there.
+    #[cfg(feature = "distributed")]
+    pub(crate) fn rebuilt(
+        model: Arc<ModelHandle>,
+        raw_scores: bool,
+        format: Option<ReadFormat>,
+        approximate: bool,
+    ) -> ScalarUDF {
+        ScalarUDF::from(ModelFn {
+            format,
+            approximate,
+            ..ModelFn::new(model, raw_scores)
+        })
+    }
+
+    /// Whether this is the model's `_scores` function.
+    #[cfg(feature = "distributed")]
+    pub(crate) fn raw_scores(&self) -> bool {
+        self.raw_scores
+    }
+
     /// The registered model this function runs.
     pub fn handle(&self) -> &Arc<ModelHandle> {
         &self.model

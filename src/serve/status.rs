@@ -34,7 +34,7 @@ fn code(e: &Error) -> Code {
             Code::PermissionDenied
         }
         e @ Error::Store { .. } if crate::storage::remote::is_not_found(e) => Code::NotFound,
-        Error::Locked { .. } | Error::Store { .. } => Code::Unavailable,
+        Error::Locked { .. } | Error::Store { .. } | Error::Cluster(_) => Code::Unavailable,
         Error::Runtime(_) => Code::FailedPrecondition,
         Error::Cancelled(_) => Code::Cancelled,
         Error::Function { source, .. } => code(source),

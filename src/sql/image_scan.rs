@@ -15,9 +15,11 @@ use arrow::array::{
     new_null_array, Array, ArrayRef, BooleanArray, LargeBinaryBuilder, RecordBatch, UInt32Array,
     UInt64Array,
 };
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -201,6 +203,11 @@ pub struct ScanSource {
     pub groups: Vec<Vec<ScanRange>>,
     /// The database's counters, where damage found is recorded too.
     pub stats: Arc<ScanStats>,
+    /// For a table on object storage: its location and store options
+    /// without secrets (see `ImageTable::store`). Only a scan sent to
+    /// another process needs them (this one configured the store at open).
+    #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
+    pub store: Option<(String, BTreeMap<String, String>)>,
 }
 
 /// How a scan reads its rows.
@@ -212,16 +219,20 @@ pub struct ScanOptions {
 }
 
 /// Scans the files of an image table, spread over partitions.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ImageScanExec {
-    source: ScanSource,
-    schema: SchemaRef,
-    filter: Option<RowFilter>,
-    bands: BandSelection,
-    notes: Vec<String>,
-    slots: Vec<OutputSlot>,
-    batch_size: usize,
-    limit: Option<usize>,
+    pub(crate) source: ScanSource,
+    pub(crate) schema: SchemaRef,
+    pub(crate) filter: Option<RowFilter>,
+    pub(crate) bands: BandSelection,
+    pub(crate) notes: Vec<String>,
+    pub(crate) slots: Vec<OutputSlot>,
+    pub(crate) batch_size: usize,
+    pub(crate) limit: Option<usize>,
+    /// On a cluster: a child naming the groups each partition reads (see
+    /// [`ImageScanExec::with_work_units`]); `None` reads group `p` in
+    /// partition `p`.
+    pub(crate) units: Option<Arc<dyn ExecutionPlan>>,
     metrics: ExecutionPlanMetricsSet,
     props: Arc<PlanProperties>,
 }
@@ -234,12 +245,7 @@ impl ImageScanExec {
         plan: ReadPlan,
         options: ScanOptions,
     ) -> Self {
-        let props = PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(source.groups.len().max(1)),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        );
+        let props = scan_properties(&schema, source.groups.len().max(1));
         ImageScanExec {
             source,
             schema,
@@ -249,10 +255,90 @@ impl ImageScanExec {
             slots: plan.slots,
             batch_size: options.batch_size,
             limit: options.limit,
+            units: None,
             metrics: ExecutionPlanMetricsSet::new(),
             props: Arc::new(props),
         }
     }
+
+    /// This scan with its partitions' work as data: a child in-memory scan
+    /// whose partition `p` holds one row, the group `p` reads. A Ballista
+    /// scheduler hands each task its slice of a stage's partitions by
+    /// slicing the stage's leaves, and it can slice an in-memory scan but
+    /// not this node; with the child, a task's partition `j` reads the
+    /// group its slice names.
+    pub fn with_work_units(self) -> DfResult<Self> {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            WORK_UNIT_COLUMN,
+            DataType::UInt32,
+            false,
+        )]));
+        let partitions = (0..self.source.groups.len().max(1))
+            .map(|g| {
+                let unit = Arc::new(UInt32Array::from(vec![g as u32])) as ArrayRef;
+                Ok(vec![RecordBatch::try_new(schema.clone(), vec![unit])?])
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        let units = MemorySourceConfig::try_new_exec(&partitions, schema, None)?;
+        self.with_units(units)
+    }
+
+    /// This scan reading the groups `units` names (one partition each).
+    pub(crate) fn with_units(self, units: Arc<dyn ExecutionPlan>) -> DfResult<Self> {
+        let count = units.properties().output_partitioning().partition_count();
+        Ok(ImageScanExec {
+            props: Arc::new(scan_properties(&self.schema, count)),
+            units: Some(units),
+            metrics: ExecutionPlanMetricsSet::new(),
+            ..self
+        })
+    }
+
+    /// The groups partition `partition` reads.
+    fn groups_of(&self, partition: usize) -> DfResult<Vec<usize>> {
+        let Some(units) = &self.units else {
+            return Ok(vec![partition]);
+        };
+        let memory = units
+            .downcast_ref::<DataSourceExec>()
+            .and_then(|e| {
+                let source: &dyn std::any::Any = e.data_source().as_ref();
+                source.downcast_ref::<MemorySourceConfig>()
+            })
+            .ok_or_else(|| {
+                DataFusionError::Internal(format!(
+                    "ImageScanExec: its work units are a {}, not an in-memory scan",
+                    units.name()
+                ))
+            })?;
+        let batches = memory.partitions().get(partition).ok_or_else(|| {
+            DataFusionError::Internal(format!("ImageScanExec: no work unit {partition}"))
+        })?;
+        let mut groups = Vec::new();
+        for b in batches {
+            let ids = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<UInt32Array>()
+                .ok_or_else(|| {
+                    DataFusionError::Internal("ImageScanExec: work units are not u32".into())
+                })?;
+            groups.extend(ids.values().iter().map(|&g| g as usize));
+        }
+        Ok(groups)
+    }
+}
+
+/// The column of [`ImageScanExec::with_work_units`]'s child.
+const WORK_UNIT_COLUMN: &str = "image_scan_group";
+
+fn scan_properties(schema: &SchemaRef, partitions: usize) -> PlanProperties {
+    PlanProperties::new(
+        EquivalenceProperties::new(schema.clone()),
+        Partitioning::UnknownPartitioning(partitions),
+        EmissionType::Incremental,
+        Boundedness::Bounded,
+    )
 }
 
 impl DisplayAs for ImageScanExec {
@@ -303,7 +389,12 @@ impl ExecutionPlan for ImageScanExec {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        Vec::new()
+        self.units.iter().collect()
+    }
+
+    /// The work units are data to look up, not input to spread.
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false; self.units.iter().count()]
     }
 
     fn apply_expressions(
@@ -317,12 +408,17 @@ impl ExecutionPlan for ImageScanExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() {
-            Ok(self)
-        } else {
-            Err(DataFusionError::Internal(
-                "ImageScanExec has no children".into(),
-            ))
+        match (children.len(), &self.units) {
+            (0, None) => Ok(self),
+            (1, Some(_)) => {
+                let units = children.into_iter().next().expect("one child");
+                let scan = Arc::unwrap_or_clone(self).with_units(units)?;
+                Ok(Arc::new(scan))
+            }
+            (n, _) => Err(DataFusionError::Internal(format!(
+                "ImageScanExec takes {} children, not {n}",
+                self.units.iter().count()
+            ))),
         }
     }
 
@@ -331,12 +427,13 @@ impl ExecutionPlan for ImageScanExec {
         partition: usize,
         _ctx: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        let ranges = self
-            .source
-            .groups
-            .get(partition)
+        let ranges: Vec<ScanRange> = self
+            .groups_of(partition)?
+            .into_iter()
+            .filter_map(|g| self.source.groups.get(g))
+            .flatten()
             .cloned()
-            .unwrap_or_default();
+            .collect();
         let metrics = PartitionMetrics {
             rows: MetricBuilder::new(&self.metrics).output_rows(partition),
             bytes_read: MetricBuilder::new(&self.metrics).counter("bytes_read", partition),
@@ -797,6 +894,7 @@ impl Drop for PartitionScan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::physical_plan::replace_children_if_necessary;
 
     fn files(rows: &[usize]) -> Vec<(PathBuf, usize)> {
         rows.iter()
@@ -823,6 +921,66 @@ mod tests {
             })
             .collect();
         (counts, ranges)
+    }
+
+    /// A scan of three 40-row files in three partitions, reading no band.
+    fn three_partition_scan() -> ImageScanExec {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            COL_ID,
+            DataType::UInt64,
+            false,
+        )]));
+        let source = ScanSource {
+            table: "t".into(),
+            uid: 1,
+            chroma: Chroma::Yuv420,
+            groups: split_ranges(&files(&[40, 40, 40]), 3, 8),
+            stats: Arc::default(),
+            store: None,
+        };
+        let plan = ReadPlan {
+            bands: BandSelection::none(),
+            notes: Vec::new(),
+            slots: Vec::new(),
+        };
+        let options = ScanOptions {
+            filter: None,
+            batch_size: 8,
+            limit: None,
+        };
+        ImageScanExec::new(source, schema, plan, options)
+    }
+
+    #[test]
+    fn work_units_name_the_groups_a_sliced_scan_reads() {
+        let plain = three_partition_scan();
+        assert_eq!(plain.groups_of(2).unwrap(), vec![2]);
+        let scan = three_partition_scan().with_work_units().unwrap();
+        assert_eq!(scan.properties().output_partitioning().partition_count(), 3);
+        assert_eq!(scan.groups_of(1).unwrap(), vec![1]);
+        // A Ballista scheduler keeps a task's slice of the leaves'
+        // partitions (here 2, then 0) and rebuilds the nodes above them.
+        let memory = scan.children()[0]
+            .downcast_ref::<DataSourceExec>()
+            .and_then(|e| {
+                let source: &dyn std::any::Any = e.data_source().as_ref();
+                source.downcast_ref::<MemorySourceConfig>()
+            })
+            .unwrap();
+        let kept = vec![
+            memory.partitions()[2].clone(),
+            memory.partitions()[0].clone(),
+        ];
+        let slice =
+            MemorySourceConfig::try_new_exec(&kept, memory.original_schema(), None).unwrap();
+        let task = replace_children_if_necessary(Arc::new(scan), vec![slice.clone()]).unwrap();
+        assert_eq!(task.properties().output_partitioning().partition_count(), 2);
+        let task = task.downcast_ref::<ImageScanExec>().unwrap();
+        assert_eq!(task.groups_of(0).unwrap(), vec![2]);
+        assert_eq!(task.groups_of(1).unwrap(), vec![0]);
+        assert!(task.groups_of(2).is_err());
+        // A scan without units takes no child.
+        assert!(replace_children_if_necessary(Arc::new(plain), vec![slice]).is_err());
     }
 
     #[test]

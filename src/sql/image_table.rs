@@ -6,6 +6,7 @@
 //! `image` reads band columns; it decodes them and hands each row on as an
 //! image value ([`crate::image_value`]).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -36,22 +37,30 @@ const IMAGE_BATCH_ROWS: usize = 32;
 /// One image table at one catalog version.
 #[derive(Debug, Clone)]
 pub struct ImageTable {
-    name: String,
+    pub(crate) name: String,
     /// Catalog version of the table's last change (profiles are tied to it).
-    version: u64,
+    pub(crate) version: u64,
     /// Identity fixed at CREATE (cache keys and views are tied to it).
-    uid: u64,
-    chroma: Chroma,
-    schema: SchemaRef,
-    files: Vec<PathBuf>,
+    pub(crate) uid: u64,
+    pub(crate) chroma: Chroma,
+    pub(crate) schema: SchemaRef,
+    pub(crate) files: Vec<PathBuf>,
     /// Rows of each file, from the catalog.
-    file_rows: Vec<usize>,
-    stats: Arc<ScanStats>,
+    pub(crate) file_rows: Vec<usize>,
+    pub(crate) stats: Arc<ScanStats>,
     /// Smallest stored width and height (the planner's design space).
-    min_dims: (u32, u32),
+    pub(crate) min_dims: (u32, u32),
     /// The format planner's band choice; `None` reads every band when
     /// `image` is projected.
-    read: Option<Arc<ReadPlan>>,
+    pub(crate) read: Option<Arc<ReadPlan>>,
+    /// For a table on object storage: its location and the store options
+    /// that hold no secret (a process scanning it elsewhere configures
+    /// the store from them).
+    pub(crate) store: Option<(String, BTreeMap<String, String>)>,
+    /// Set where a cluster's scheduler plans the scan: its partitions'
+    /// work travels as a child the scheduler can slice per task (see
+    /// [`ImageScanExec::with_work_units`]).
+    pub(crate) work_units: bool,
 }
 
 impl ImageTable {
@@ -132,6 +141,11 @@ impl ImageTable {
             stats,
             min_dims: min_dims.unwrap_or((0, 0)),
             read: None,
+            store: entry
+                .location
+                .clone()
+                .map(|l| (l, entry.store_options.clone())),
+            work_units: false,
         })
     }
 
@@ -324,15 +338,19 @@ impl TableProvider for ImageTable {
             chroma: self.chroma,
             groups,
             stats: self.stats.clone(),
+            store: self.store.clone(),
         };
         let options = ScanOptions {
             filter,
             batch_size,
             limit,
         };
-        Ok(Arc::new(ImageScanExec::new(
-            source, projected, plan, options,
-        )))
+        let scan = ImageScanExec::new(source, projected, plan, options);
+        Ok(Arc::new(if self.work_units {
+            scan.with_work_units()?
+        } else {
+            scan
+        }))
     }
 }
 
