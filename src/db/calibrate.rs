@@ -302,7 +302,7 @@ impl Database {
             )),
             Err(e) => self.warn(format!("could not draw the chart: {e}")),
         }
-        Ok(self.ctx.read_batch(batch)?)
+        Ok(self.results.read_batch(batch)?)
     }
 
     /// Writes the profile's chart as SVG into `charts/` of the database
@@ -384,6 +384,6 @@ impl Database {
                 ],
             )?);
         }
-        Ok(self.ctx.read_batches(batches)?)
+        Ok(self.results.read_batches(batches)?)
     }
 }

@@ -81,7 +81,7 @@ impl Database {
     /// `CHECK TABLE` / `CHECK DATABASE` as a result: one row per file.
     pub(super) async fn check_result(&self, scope: CheckScope) -> Result<DataFrame> {
         let checks = self.check(scope).await?;
-        Ok(self.ctx.read_batch(check_report(&checks)?)?)
+        Ok(self.results.read_batch(check_report(&checks)?)?)
     }
 }
 

@@ -111,7 +111,7 @@ impl Connection {
         match parse_command(sql)? {
             Some(Command::ResetOption { name }) => {
                 self.reset_option(&name)?;
-                Ok(db.ctx.read_empty()?)
+                Ok(db.results.read_empty()?)
             }
             Some(_) => db.dispatch(sql, &catalog).await,
             None => {

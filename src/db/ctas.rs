@@ -579,7 +579,7 @@ impl Database {
         let image_table = tx.catalog().tables.contains_key(&name);
         if image_table || self.ctx.table_exist(name.as_str())? {
             if ctas.if_not_exists {
-                return Ok(self.ctx.read_empty()?);
+                return Ok(self.results.read_empty()?);
             }
             if !(ctas.or_replace && image_table) {
                 let hint = if ctas.or_replace {
@@ -617,7 +617,7 @@ impl Database {
         let replace = ctas.or_replace;
         let catalog = off_worker(move || writer.finish(replace)).await?;
         self.sync_async(catalog).await?;
-        Ok(self.ctx.read_empty()?)
+        Ok(self.results.read_empty()?)
     }
 }
 

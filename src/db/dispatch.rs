@@ -86,7 +86,7 @@ impl Database {
                     .map(|n| self.resolve(n))
                     .collect::<Result<Vec<_>>>()?;
                 self.drop_tables(catalog, names, if_exists).await?;
-                Ok(self.ctx.read_empty()?)
+                Ok(self.results.read_empty()?)
             }
             Command::ShowTables => self.show_tables(catalog).await,
             Command::Check { names } => {
@@ -113,7 +113,7 @@ impl Database {
             } => {
                 self.create_model_async(catalog, name, PathBuf::from(source), backbone, options)
                     .await?;
-                Ok(self.ctx.read_empty()?)
+                Ok(self.results.read_empty()?)
             }
             Command::CreateModelFamily {
                 name,
@@ -122,11 +122,11 @@ impl Database {
             } => {
                 self.create_model_family_async(catalog, name, members, options)
                     .await?;
-                Ok(self.ctx.read_empty()?)
+                Ok(self.results.read_empty()?)
             }
             Command::DropModel { name, if_exists } => {
                 self.drop_model_async(name, if_exists).await?;
-                Ok(self.ctx.read_empty()?)
+                Ok(self.results.read_empty()?)
             }
             Command::ShowModels => self.show_models(catalog),
             Command::Calibrate {
@@ -153,11 +153,11 @@ impl Database {
             }
             Command::DropMaterializedView { name, if_exists } => {
                 self.drop_materialized_view(&name, if_exists).await?;
-                Ok(self.ctx.read_empty()?)
+                Ok(self.results.read_empty()?)
             }
             Command::ResetOption { name } => {
                 self.reset_option(&name)?;
-                Ok(self.ctx.read_empty()?)
+                Ok(self.results.read_empty()?)
             }
         }
     }

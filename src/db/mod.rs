@@ -83,6 +83,9 @@ pub const CACHE_TABLE: &str = "spectradb_cache";
 /// ```
 pub struct Database {
     ctx: SessionContext,
+    /// Where statements' own results (summaries, reports, SHOW) are read
+    /// from: rows this process already has, never sent to a cluster.
+    results: SessionContext,
     dir: DatabaseDir,
     /// Holds the directory of an in-memory database until it is dropped.
     temp: Option<tempfile::TempDir>,
@@ -105,7 +108,22 @@ pub struct Database {
 impl Database {
     /// Opens (creating when missing) the database in directory `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Self::with_dir(DatabaseDir::open(path)?, None)
+        Self::with_dir(DatabaseDir::open(path)?, None, |c| {
+            Ok(SessionContext::new_with_config(c))
+        })
+    }
+
+    /// Opens the database in directory `path` and runs its queries on the
+    /// Ballista cluster whose scheduler `url` names (`df://host:port`).
+    /// Statements that change the database still commit here; the
+    /// scheduler and executors must see the directory at the same path
+    /// (models are read from it), tables' data files there or on object
+    /// storage.
+    #[cfg(feature = "distributed")]
+    pub fn open_on_cluster(path: impl AsRef<Path>, url: &str) -> Result<Self> {
+        Self::with_dir(DatabaseDir::open(path)?, None, |c| {
+            crate::distributed::cluster::client_context(c, url)
+        })
     }
 
     /// A database that lives in a temporary directory, removed on drop.
@@ -114,10 +132,18 @@ impl Database {
             .prefix("spectradb-mem-")
             .tempdir()
             .map_err(|e| Error::io(std::env::temp_dir(), e))?;
-        Self::with_dir(DatabaseDir::open(temp.path())?, Some(temp))
+        Self::with_dir(DatabaseDir::open(temp.path())?, Some(temp), |c| {
+            Ok(SessionContext::new_with_config(c))
+        })
     }
 
-    fn with_dir(dir: DatabaseDir, temp: Option<tempfile::TempDir>) -> Result<Self> {
+    /// The database of `dir`, planning in the context `context` makes of
+    /// its settings (a local one, or a cluster's client).
+    fn with_dir(
+        dir: DatabaseDir,
+        temp: Option<tempfile::TempDir>,
+        context: impl FnOnce(SessionConfig) -> Result<SessionContext>,
+    ) -> Result<Self> {
         let interrupt = Arc::new(AtomicBool::new(false));
         // Every session made from this one (connections, statements) carries
         // a token the interrupt flag fires; each statement gets its own.
@@ -125,7 +151,8 @@ impl Database {
             .with_information_schema(true)
             .with_option_extension(PlannerOptions::default())
             .with_option_extension(QueryCancel::new(interrupt.clone()));
-        let ctx = SessionContext::new_with_config(config);
+        let results = SessionContext::new_with_config(config.clone());
+        let ctx = context(config)?;
         let profiles = Arc::new(RwLock::new(Vec::new()));
         let reuse = Arc::new(Reuse::default());
         ctx.add_optimizer_rule(Arc::new(FormatPlanner::new(
@@ -137,6 +164,7 @@ impl Database {
         }
         let db = Database {
             ctx,
+            results,
             dir,
             temp,
             registered: Mutex::new(session::Registered::default()),

@@ -295,9 +295,9 @@ impl Database {
         }
         self.sync_async(catalog).await?;
         Ok(if batches.is_empty() {
-            self.ctx.read_batch(RecordBatch::new_empty(schema))?
+            self.results.read_batch(RecordBatch::new_empty(schema))?
         } else {
-            self.ctx.read_batches(batches)?
+            self.results.read_batches(batches)?
         })
     }
 }

@@ -104,7 +104,7 @@ impl Database {
                 Arc::new(UInt64Array::from(vec![purged.bytes])),
             ],
         )?;
-        Ok(self.ctx.read_batch(batch)?)
+        Ok(self.results.read_batch(batch)?)
     }
 
     pub(super) fn ingest_result(
@@ -126,7 +126,7 @@ impl Database {
                 Arc::new(UInt64Array::from(vec![skipped])),
             ],
         )?;
-        Ok(self.ctx.read_batch(batch)?)
+        Ok(self.results.read_batch(batch)?)
     }
 
     pub(super) async fn show_tables(&self, catalog: &Catalog) -> Result<DataFrame> {
@@ -235,7 +235,7 @@ impl Database {
                 Arc::new(StringArray::from_iter(rows.iter().map(|r| r.5.clone()))),
             ],
         )?;
-        Ok(self.ctx.read_batch(batch)?)
+        Ok(self.results.read_batch(batch)?)
     }
 
     pub(super) fn show_models(&self, catalog: &Catalog) -> Result<DataFrame> {
@@ -311,7 +311,7 @@ impl Database {
                 }))),
             ],
         )?;
-        Ok(self.ctx.read_batch(batch)?)
+        Ok(self.results.read_batch(batch)?)
     }
 }
 

@@ -370,7 +370,7 @@ impl Database {
                 Arc::new(UInt64Array::from(vec![rows])),
             ],
         )?;
-        Ok(self.ctx.read_batch(batch)?)
+        Ok(self.results.read_batch(batch)?)
     }
 }
 
