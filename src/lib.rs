@@ -52,6 +52,9 @@
 //!   Flight SQL server over a [`Database`]: one connection per client (its
 //!   own `SET`), results streamed with back-pressure, tokens, TLS, a data
 //!   root for every file a statement names, limits
+//! - `distributed` (feature `distributed`): queries on a Ballista cluster:
+//!   codecs for image tables, scans and model functions; a scheduler,
+//!   executors and the client session of `Database::open_on_cluster`
 //! - [`error`]: the one error type
 //!
 //! # Data flow
@@ -109,6 +112,8 @@
 pub mod cancel;
 pub mod codec;
 pub mod db;
+#[cfg(feature = "distributed")]
+pub mod distributed;
 pub mod error;
 pub mod image_value;
 pub mod ingest;
