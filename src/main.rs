@@ -35,6 +35,12 @@ struct Cli {
     /// How results are printed.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Run queries on the Ballista cluster whose scheduler this names
+    /// (df://host:port); the database directory must be at the same path
+    /// for the scheduler and executors.
+    #[cfg(feature = "distributed")]
+    #[arg(long, requires = "database")]
+    cluster: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -62,6 +68,13 @@ enum Command {
     /// Serve a database to Arrow Flight SQL clients (ADBC, JDBC, pyarrow).
     #[cfg(feature = "serve")]
     Serve(cli::serve::ServeArgs),
+    /// Run a Ballista scheduler for spectradb queries (`--cluster` clients
+    /// send it their plans).
+    #[cfg(feature = "distributed")]
+    Scheduler(cli::cluster::SchedulerArgs),
+    /// Run a Ballista executor for spectradb queries.
+    #[cfg(feature = "distributed")]
+    Executor(cli::cluster::ExecutorArgs),
 }
 
 fn main() {
@@ -90,12 +103,19 @@ fn run(cli: Cli) -> Result<i32> {
             cli::serve::run(args)?;
             return Ok(0);
         }
+        #[cfg(feature = "distributed")]
+        Some(Command::Scheduler(args)) => {
+            cli::cluster::scheduler(args)?;
+            return Ok(0);
+        }
+        #[cfg(feature = "distributed")]
+        Some(Command::Executor(args)) => {
+            cli::cluster::executor(args)?;
+            return Ok(0);
+        }
         None => {}
     }
-    let db = match &cli.database {
-        Some(path) => Database::open(path)?,
-        None => Database::in_memory()?,
-    };
+    let db = open(&cli)?;
     db.set_progress(Some(Arc::new(cli::progress::Bar::default())));
     db.set_calibration_progress(Some(Arc::new(cli::progress::CalibrationBar::default())));
     let mut shell = Shell::new(db, cli.format)?;
@@ -115,6 +135,19 @@ fn run(cli: Cli) -> Result<i32> {
         shell.run_script(&script)?;
     }
     Ok(0)
+}
+
+/// The database the shell works on: the directory given (its queries on a
+/// cluster with `--cluster`), else an in-memory one.
+fn open(cli: &Cli) -> Result<Database> {
+    #[cfg(feature = "distributed")]
+    if let (Some(path), Some(url)) = (&cli.database, &cli.cluster) {
+        return Ok(Database::open_on_cluster(path, url)?);
+    }
+    Ok(match &cli.database {
+        Some(path) => Database::open(path)?,
+        None => Database::in_memory()?,
+    })
 }
 
 /// `spectradb check <db>`: CHECK DATABASE, printed, and a summary.
