@@ -10,12 +10,14 @@ mod integration {
     mod ctas;
     mod damaged;
     mod database_api;
+    #[cfg(feature = "distributed")]
+    mod distributed;
     #[cfg(feature = "serve")]
     pub mod flight;
     mod ingest_db;
     mod models;
     mod module_graph;
-    mod object_storage;
+    pub mod object_storage;
     mod planner;
     mod reuse;
     mod scan;

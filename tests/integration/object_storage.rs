@@ -14,16 +14,16 @@ use spectradb::Database;
 use super::common::{create_mobilenet, data_dir, error, photos, rows as run, strings};
 
 /// A moto server with authentication on, stopped when dropped.
-struct S3Server {
+pub struct S3Server {
     child: Child,
-    endpoint: String,
-    key: String,
-    secret: String,
+    pub endpoint: String,
+    pub key: String,
+    pub secret: String,
 }
 
 impl S3Server {
     /// Starts a server holding (empty) `buckets`.
-    fn start(buckets: &[&str]) -> Self {
+    pub fn start(buckets: &[&str]) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3_server.py");
         let mut child = Command::new("python3")
             .arg(script)
@@ -52,7 +52,7 @@ impl S3Server {
     }
 
     /// The store options of a statement that reaches this server.
-    fn options(&self) -> String {
+    pub fn options(&self) -> String {
         format!(
             "aws_endpoint = '{}', aws_region = 'us-east-1', aws_access_key_id = '{}', aws_secret_access_key = '{}'",
             self.endpoint, self.key, self.secret
@@ -73,7 +73,7 @@ impl S3Server {
     }
 
     /// Uploads `files` under `s3://<bucket>/<folder>/`.
-    fn upload(&self, bucket: &str, folder: &str, files: &[PathBuf]) {
+    pub fn upload(&self, bucket: &str, folder: &str, files: &[PathBuf]) {
         remote::configure(&format!("s3://{bucket}"), &self.option_map()).unwrap();
         for f in files {
             let name = f.file_name().unwrap().to_str().unwrap();
