@@ -16,7 +16,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -121,14 +121,7 @@ fn timed(db_dir: &Path, executors: usize, photos: usize) -> f64 {
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let corpus = std::env::var_os("SPECTRADB_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("bench-data/corpus"));
-    assert!(
-        corpus.is_dir(),
-        "no corpus at {}: run bash scripts/make_corpus.sh --out bench-data/corpus --count 1000",
-        corpus.display()
-    );
+    let corpus = common::corpus_dir();
     let work = root.join("bench-data/distributed");
     let _ = std::fs::remove_dir_all(&work);
     let db_dir = work.join("db");

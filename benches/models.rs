@@ -196,14 +196,7 @@ fn main() {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let corpus = std::env::var_os("SPECTRADB_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("bench-data/corpus"));
-    assert!(
-        corpus.is_dir(),
-        "no corpus at {}: run bash scripts/make_corpus.sh --out bench-data/corpus --count 1000",
-        corpus.display()
-    );
+    let corpus = common::corpus_dir();
     ensure_python();
     let mut jpegs: Vec<PathBuf> = std::fs::read_dir(&corpus)
         .unwrap()

@@ -15,7 +15,7 @@
 //! 5. peak RSS of the 1,000-photo query with a cache smaller than its
 //!    outputs (a child process per run, so peaks do not mix).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use spectradb::Database;
@@ -79,14 +79,7 @@ fn main() {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let corpus = std::env::var_os("SPECTRADB_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("bench-data/corpus"));
-    assert!(
-        corpus.is_dir(),
-        "no corpus at {}: run bash scripts/make_corpus.sh --out bench-data/corpus --count 1000",
-        corpus.display()
-    );
+    let corpus = common::corpus_dir();
     let db_path = root.join("bench-data/reuse.db");
     let _ = std::fs::remove_dir_all(&db_path);
     let models = root.join("tests/data/models");

@@ -3,10 +3,26 @@
 //! in a fresh process) and the bundled MobileNetV2's model options.
 #![allow(dead_code, reason = "each benchmark uses only some of these")]
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use arrow::array::RecordBatch;
 use spectradb::Database;
+
+/// The data-path corpus: `SPECTRADB_CORPUS`, else `bench-data/corpus`
+/// (made by `scripts/make_corpus.sh`).
+pub fn corpus_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let corpus = std::env::var_os("SPECTRADB_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("bench-data/corpus"));
+    assert!(
+        corpus.is_dir(),
+        "no corpus at {}: run bash scripts/make_corpus.sh --out bench-data/corpus --count 1000",
+        corpus.display()
+    );
+    corpus
+}
 
 /// `CREATE MODEL` options of the bundled MobileNetV2 models (ImageNet
 /// normalisation at 224 pixels); a statement adds its `output`.
