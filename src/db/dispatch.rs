@@ -177,7 +177,14 @@ impl Database {
         };
         match effect {
             Effect::None if calibrate::is_explain_analyze(sql) => self.explain_analyze(sql).await,
-            Effect::None => Ok(self.ctx.sql(sql).await?),
+            Effect::None => {
+                let frame = self.ctx.sql(sql).await?;
+                #[cfg(feature = "distributed")]
+                if self.on_cluster {
+                    crate::distributed::codec::check_plan_travels(frame.logical_plan())?;
+                }
+                Ok(frame)
+            }
             Effect::Refused(why) => Err(Error::InvalidArgument(why)),
             effect => self.run_kept(sql, effect).await,
         }

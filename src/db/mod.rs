@@ -103,6 +103,9 @@ pub struct Database {
     calibration_progress: Mutex<Option<Arc<dyn CalibrationProgress>>>,
     /// Set to stop the running statements (Ctrl-C in the shell).
     interrupt: Arc<AtomicBool>,
+    /// Whether queries run on a cluster (`open_on_cluster`).
+    #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
+    on_cluster: bool,
 }
 
 impl Database {
@@ -121,9 +124,11 @@ impl Database {
     /// storage.
     #[cfg(feature = "distributed")]
     pub fn open_on_cluster(path: impl AsRef<Path>, url: &str) -> Result<Self> {
-        Self::with_dir(DatabaseDir::open(path)?, None, |c| {
+        let mut db = Self::with_dir(DatabaseDir::open(path)?, None, |c| {
             crate::distributed::cluster::client_context(c, url)
-        })
+        })?;
+        db.on_cluster = true;
+        Ok(db)
     }
 
     /// A database that lives in a temporary directory, removed on drop.
@@ -176,6 +181,7 @@ impl Database {
             reuse,
             calibration_progress: Mutex::new(None),
             interrupt,
+            on_cluster: false,
         };
         db.ctx.register_table(
             CACHE_TABLE,

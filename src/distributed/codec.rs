@@ -25,7 +25,9 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::default_table_source::source_as_provider;
 use datafusion::catalog::TableProvider;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result as DfResult, TableReference};
 use datafusion::datasource::file_format::FileFormatFactory;
 use datafusion::datasource::MemTable;
@@ -81,6 +83,41 @@ static LOCAL: LazyLock<Local> = LazyLock::new(|| Local {
 /// executor's `--cache-mib`. Empties it.
 pub fn set_output_cache_bytes(bytes: u64) {
     LOCAL.cache.resize(bytes);
+}
+
+/// Refuses a plan that reads a table living in this process only (system
+/// tables such as `spectradb_cache`), or a damaged table, before it is sent:
+/// the error names the table. information_schema is planned here by the
+/// client, so its tables pass.
+pub fn check_plan_travels(plan: &LogicalPlan) -> Result<()> {
+    let mut refused = None;
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            if scan.table_name.schema() == Some("information_schema") {
+                return Ok(TreeNodeRecursion::Continue);
+            }
+            if let Ok(provider) = source_as_provider(&scan.source) {
+                let any: &dyn Any = provider.as_ref();
+                if let Some(damaged) = any.downcast_ref::<DamagedTable>() {
+                    refused = Some(damaged.error());
+                } else if !(any.is::<ImageTable>() || any.is::<MemTable>()) {
+                    refused = Some(local_only(&scan.table_name));
+                }
+            }
+            if refused.is_some() {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    refused.map_or(Ok(()), Err)
+}
+
+fn local_only(table: &TableReference) -> Error {
+    Error::InvalidArgument(format!(
+        "table {table} cannot be read on a cluster: it lives in this process \
+         (system tables are read without --cluster)"
+    ))
 }
 
 /// The logical codec of clients and schedulers.
@@ -154,10 +191,7 @@ impl LogicalExtensionCodec for LogicalCodec {
         } else if let Some(damaged) = any.downcast_ref::<DamagedTable>() {
             Err(df(damaged.error()))
         } else {
-            Err(df(Error::InvalidArgument(format!(
-                "table {table_ref} cannot be read on a cluster: it lives in this process \
-                 (system tables are read without --cluster)"
-            ))))
+            Err(df(local_only(table_ref)))
         }
     }
 

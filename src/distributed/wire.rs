@@ -246,13 +246,14 @@ const TAG_VECTOR: u8 = 0;
 const TAG_LABEL: u8 = 1;
 const TAG_CLASS: u8 = 2;
 
-/// A view column's values as bytes: per row its id (u64), a tag, then a
-/// vector (u32 length, f32s), a label (u32 length, UTF-8) or a class (i64),
-/// all little-endian.
+/// A view column's values as bytes: the row count (u64), then per row its
+/// id (u64), a tag, then a vector (u32 length, f32s), a label (u32 length,
+/// UTF-8) or a class (i64), all little-endian.
 pub fn encode_view_values(column: &ViewColumn) -> Vec<u8> {
     let mut rows: Vec<(&u64, &OutputValue)> = column.values.iter().collect();
     rows.sort_by_key(|(id, _)| **id);
     let mut out = Vec::new();
+    out.extend_from_slice(&(rows.len() as u64).to_le_bytes());
     for (id, value) in rows {
         out.extend_from_slice(&id.to_le_bytes());
         match value {
@@ -302,8 +303,9 @@ impl<'a> Fields<'a> {
 /// The column [`encode_view_values`] wrote.
 pub fn decode_view_values(bytes: &[u8]) -> Result<ViewColumn> {
     let mut f = Fields { bytes };
+    let rows = u64::from_le_bytes(f.array()?);
     let mut column = ViewColumn::default();
-    while !f.bytes.is_empty() {
+    for _ in 0..rows {
         let id = u64::from_le_bytes(f.array()?);
         let [tag] = f.array()?;
         let value = match tag {
@@ -332,6 +334,12 @@ pub fn decode_view_values(bytes: &[u8]) -> Result<ViewColumn> {
         };
         column.values.insert(id, value);
     }
+    if !f.bytes.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "a serialized view column has {} bytes after its {rows} rows",
+            f.bytes.len()
+        )));
+    }
     Ok(column)
 }
 
@@ -358,9 +366,14 @@ mod tests {
         for cut in 1..bytes.len() {
             assert!(decode_view_values(&bytes[..cut]).is_err(), "cut at {cut}");
         }
-        assert!(
-            decode_view_values(&[0; 8].iter().chain(&[9]).copied().collect::<Vec<_>>()).is_err()
-        );
+        // An unknown tag, and bytes after the last row, are errors too.
+        let mut unknown = 1u64.to_le_bytes().to_vec();
+        unknown.extend_from_slice(&[0; 8]);
+        unknown.push(9);
+        assert!(decode_view_values(&unknown).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode_view_values(&longer).is_err());
     }
 
     #[test]
