@@ -111,9 +111,7 @@ pub struct Database {
 impl Database {
     /// Opens (creating when missing) the database in directory `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Self::with_dir(DatabaseDir::open(path)?, None, |c| {
-            Ok(SessionContext::new_with_config(c))
-        })
+        Self::with_dir(DatabaseDir::open(path)?, None, None)
     }
 
     /// Opens the database in directory `path` and runs its queries on the
@@ -124,11 +122,7 @@ impl Database {
     /// storage.
     #[cfg(feature = "distributed")]
     pub fn open_on_cluster(path: impl AsRef<Path>, url: &str) -> Result<Self> {
-        let mut db = Self::with_dir(DatabaseDir::open(path)?, None, |c| {
-            crate::distributed::cluster::client_context(c, url)
-        })?;
-        db.on_cluster = true;
-        Ok(db)
+        Self::with_dir(DatabaseDir::open(path)?, None, Some(url))
     }
 
     /// A database that lives in a temporary directory, removed on drop.
@@ -137,17 +131,15 @@ impl Database {
             .prefix("spectradb-mem-")
             .tempdir()
             .map_err(|e| Error::io(std::env::temp_dir(), e))?;
-        Self::with_dir(DatabaseDir::open(temp.path())?, Some(temp), |c| {
-            Ok(SessionContext::new_with_config(c))
-        })
+        Self::with_dir(DatabaseDir::open(temp.path())?, Some(temp), None)
     }
 
-    /// The database of `dir`, planning in the context `context` makes of
-    /// its settings (a local one, or a cluster's client).
+    /// The database of `dir`, planning here, or as the client of the
+    /// cluster whose scheduler `cluster` names.
     fn with_dir(
         dir: DatabaseDir,
         temp: Option<tempfile::TempDir>,
-        context: impl FnOnce(SessionConfig) -> Result<SessionContext>,
+        cluster: Option<&str>,
     ) -> Result<Self> {
         let interrupt = Arc::new(AtomicBool::new(false));
         // Every session made from this one (connections, statements) carries
@@ -156,8 +148,25 @@ impl Database {
             .with_information_schema(true)
             .with_option_extension(PlannerOptions::default())
             .with_option_extension(QueryCancel::new(interrupt.clone()));
-        let results = SessionContext::new_with_config(config.clone());
-        let ctx = context(config)?;
+        // On a cluster, statements' own results are read from a local
+        // context; here the session itself is local.
+        let (ctx, results) = match cluster {
+            None => {
+                let ctx = SessionContext::new_with_config(config);
+                (ctx.clone(), ctx)
+            }
+            #[cfg(feature = "distributed")]
+            Some(url) => (
+                crate::distributed::cluster::client_context(config.clone(), url)?,
+                SessionContext::new_with_config(config),
+            ),
+            #[cfg(not(feature = "distributed"))]
+            Some(url) => {
+                return Err(Error::InvalidArgument(format!(
+                    "cluster {url}: this spectradb was built without the `distributed` feature"
+                )))
+            }
+        };
         let profiles = Arc::new(RwLock::new(Vec::new()));
         let reuse = Arc::new(Reuse::default());
         ctx.add_optimizer_rule(Arc::new(FormatPlanner::new(
@@ -181,7 +190,7 @@ impl Database {
             reuse,
             calibration_progress: Mutex::new(None),
             interrupt,
-            on_cluster: false,
+            on_cluster: cluster.is_some(),
         };
         db.ctx.register_table(
             CACHE_TABLE,
